@@ -1,0 +1,114 @@
+//! Applications (OAuth clients) and the rules that gate what they may do.
+
+use serde::{Deserialize, Serialize};
+
+pub const GRANT_PASSWORDLESS_OTP: &str = "http://auth0.com/oauth/grant-type/passwordless/otp";
+pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppType {
+    /// A server-side app with its own back end: confidential, has a secret.
+    RegularWeb,
+    /// A browser app: public, no secret.
+    Spa,
+    /// A mobile or desktop app: public, no secret.
+    Native,
+}
+
+impl AppType {
+    pub fn is_confidential(self) -> bool {
+        matches!(self, AppType::RegularWeb)
+    }
+
+    /// Auth0's `app_type` value.
+    pub fn auth0_name(self) -> &'static str {
+        match self {
+            AppType::RegularWeb => "regular_web",
+            AppType::Spa => "spa",
+            AppType::Native => "native",
+        }
+    }
+}
+
+/// The parts of an application that are not secret, stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientSettings {
+    pub name: String,
+    pub app_type: AppType,
+    #[serde(default)]
+    pub callbacks: Vec<String>,
+    #[serde(default)]
+    pub web_origins: Vec<String>,
+    #[serde(default)]
+    pub grant_types: Vec<String>,
+    #[serde(default)]
+    pub connections: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    pub client_id: String,
+    /// SHA-256 of the client secret; `None` for public clients.
+    pub secret_hash: Option<Vec<u8>>,
+    pub settings: ClientSettings,
+}
+
+impl Client {
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.settings.grant_types.iter().any(|g| g == grant)
+    }
+
+    pub fn has_connection(&self, name: &str) -> bool {
+        self.settings.connections.iter().any(|c| c == name)
+    }
+
+    pub fn is_confidential(&self) -> bool {
+        self.secret_hash.is_some()
+    }
+
+    /// Exact, byte-for-byte match against the allowed callback URLs.
+    pub fn allows_callback(&self, redirect_uri: &str) -> bool {
+        self.settings.callbacks.iter().any(|c| c == redirect_uri)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> Client {
+        Client {
+            client_id: "c".into(),
+            secret_hash: Some(vec![1; 32]),
+            settings: ClientSettings {
+                name: "App".into(),
+                app_type: AppType::RegularWeb,
+                callbacks: vec!["https://app.example.com/callback".into()],
+                web_origins: vec![],
+                grant_types: vec![GRANT_PASSWORDLESS_OTP.into()],
+                connections: vec!["email".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn gates() {
+        let c = client();
+        assert!(c.allows_grant(GRANT_PASSWORDLESS_OTP));
+        assert!(!c.allows_grant(GRANT_REFRESH_TOKEN));
+        assert!(c.has_connection("email"));
+        assert!(!c.has_connection("sms"));
+        assert!(c.is_confidential());
+        assert!(c.allows_callback("https://app.example.com/callback"));
+        for bad in [
+            "https://app.example.com/callback/",
+            "https://APP.example.com/callback",
+            "http://app.example.com/callback",
+            "https://app.example.com:444/callback",
+        ] {
+            assert!(!c.allows_callback(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Passwordless connections (`email`, `sms`) and their settings.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    Email,
+    Sms,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Email => "email",
+            Strategy::Sms => "sms",
+        }
+    }
+}
+
+/// A connection's settings, stored as JSON so that later options do not need a migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionSettings {
+    /// Digits per code, 4 to 10.
+    pub code_length: u8,
+    /// Seconds a code stays valid.
+    pub code_lifetime_secs: i64,
+    /// Wrong attempts allowed per code.
+    pub max_attempts: i64,
+    /// When true, unknown identities get no code and cannot sign up.
+    pub disable_signup: bool,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            code_length: 6,
+            code_lifetime_secs: 180,
+            max_attempts: 3,
+            disable_signup: false,
+        }
+    }
+}
+
+impl ConnectionSettings {
+    /// Checks the ranges; the message names the offending setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(crate::otp::MIN_LENGTH..=crate::otp::MAX_LENGTH).contains(&self.code_length) {
+            return Err(format!("code_length must be between 4 and 10, not {}", self.code_length));
+        }
+        if !(30..=86_400).contains(&self.code_lifetime_secs) {
+            return Err(format!(
+                "code_lifetime_secs must be between 30 and 86400, not {}",
+                self.code_lifetime_secs
+            ));
+        }
+        if !(1..=10).contains(&self.max_attempts) {
+            return Err(format!("max_attempts must be between 1 and 10, not {}", self.max_attempts));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connection {
+    pub name: String,
+    pub strategy: Strategy,
+    pub settings: ConnectionSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_auth0() {
+        let s = ConnectionSettings::default();
+        assert_eq!((s.code_length, s.code_lifetime_secs, s.max_attempts), (6, 180, 3));
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        let bad = [
+            ConnectionSettings { code_length: 3, ..Default::default() },
+            ConnectionSettings { code_length: 11, ..Default::default() },
+            ConnectionSettings { code_lifetime_secs: 0, ..Default::default() },
+            ConnectionSettings { max_attempts: 0, ..Default::default() },
+        ];
+        for s in bad {
+            assert!(s.validate().is_err(), "{s:?}");
+        }
+    }
+}

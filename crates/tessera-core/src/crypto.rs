@@ -1,0 +1,164 @@
+//! Keyed hashing, token hashing, constant-time comparison, and sealing secrets at rest.
+//!
+//! One server secret (32+ bytes, from the configuration or generated at first start) is the
+//! root of every derived key. Codes are low-entropy, so they are stored only as an HMAC under a
+//! key that never enters the database: a copy of the database alone does not reveal them.
+//! Tokens and client secrets have 256 bits of entropy, so a plain SHA-256 is enough for them,
+//! and it keeps working when the server secret is rotated.
+
+use aws_lc_rs::{aead, digest, hmac};
+use subtle::ConstantTimeEq;
+
+use crate::rand::Random;
+
+/// The server's root secret. Its `Debug` output is redacted.
+#[derive(Clone)]
+pub struct ServerSecret {
+    code_key: hmac::Key,
+    seal_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ServerSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecret(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("the server secret must be at least 32 bytes")]
+    SecretTooShort,
+    #[error("sealed data could not be opened (wrong server secret, or tampered data)")]
+    Unseal,
+}
+
+impl ServerSecret {
+    pub fn new(root: &[u8]) -> Result<Self, CryptoError> {
+        if root.len() < 32 {
+            return Err(CryptoError::SecretTooShort);
+        }
+        let root_key = hmac::Key::new(hmac::HMAC_SHA256, root);
+        let derive = |label: &[u8]| -> [u8; 32] {
+            let tag = hmac::sign(&root_key, label);
+            let mut out = [0u8; 32];
+            out.copy_from_slice(tag.as_ref());
+            out
+        };
+        let code_key = hmac::Key::new(hmac::HMAC_SHA256, &derive(b"tessera/v1/otp-code-hash"));
+        let seal_key = derive(b"tessera/v1/seal-at-rest");
+        Ok(ServerSecret { code_key, seal_key })
+    }
+
+    /// The keyed hash of a one-time code, bound to the connection and identifier it was sent to.
+    pub fn hash_code(&self, connection: &str, identifier: &str, code: &str) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.code_key);
+        for part in [connection, identifier, code] {
+            ctx.update(&(part.len() as u32).to_be_bytes());
+            ctx.update(part.as_bytes());
+        }
+        ctx.sign().as_ref().to_vec()
+    }
+
+    /// Encrypts `plain` (AES-256-GCM, random nonce); `purpose` is bound as associated data.
+    pub fn seal(&self, rng: &dyn Random, purpose: &str, plain: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        rng.fill(&mut nonce);
+        let key = self.aead_key();
+        let mut buf = plain.to_vec();
+        // Sealing only fails for inputs larger than GCM allows (64 GiB); ours are kilobytes.
+        let sealed = key.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(purpose.as_bytes()),
+            &mut buf,
+        );
+        if sealed.is_err() {
+            buf.clear();
+        }
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Decrypts what [`ServerSecret::seal`] produced for the same `purpose`.
+    pub fn open(&self, purpose: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < aead::NONCE_LEN + aead::AES_256_GCM.tag_len() {
+            return Err(CryptoError::Unseal);
+        }
+        let (nonce, body) = sealed.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
+        let mut buf = body.to_vec();
+        let plain = self
+            .aead_key()
+            .open_in_place(nonce, aead::Aad::from(purpose.as_bytes()), &mut buf)
+            .map_err(|_| CryptoError::Unseal)?;
+        Ok(plain.to_vec())
+    }
+
+    fn aead_key(&self) -> aead::LessSafeKey {
+        // A 32-byte key is always valid for AES-256-GCM.
+        match aead::UnboundKey::new(&aead::AES_256_GCM, &self.seal_key) {
+            Ok(k) => aead::LessSafeKey::new(k),
+            Err(_) => unreachable!("32-byte key for AES-256-GCM"),
+        }
+    }
+}
+
+/// SHA-256 of a high-entropy value (a token or a client secret).
+pub fn sha256(value: &str) -> Vec<u8> {
+    digest::digest(&digest::SHA256, value.as_bytes()).as_ref().to_vec()
+}
+
+/// Compares two byte strings in constant time (for equal lengths).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rand::SystemRandom;
+
+    fn secret() -> ServerSecret {
+        ServerSecret::new(&[7u8; 32]).unwrap()
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(ServerSecret::new(&[1u8; 31]).is_err());
+    }
+
+    #[test]
+    fn code_hash_is_keyed_and_bound_to_identity() {
+        let s = secret();
+        let h = s.hash_code("email", "a@example.com", "123456");
+        assert_eq!(h.len(), 32);
+        assert_eq!(h, s.hash_code("email", "a@example.com", "123456"));
+        assert_ne!(h, s.hash_code("email", "b@example.com", "123456"));
+        assert_ne!(h, s.hash_code("sms", "a@example.com", "123456"));
+        let other = ServerSecret::new(&[8u8; 32]).unwrap();
+        assert_ne!(h, other.hash_code("email", "a@example.com", "123456"));
+        // length-prefixing keeps field boundaries: ("ab","c") differs from ("a","bc")
+        assert_ne!(s.hash_code("ab", "c", "1"), s.hash_code("a", "bc", "1"));
+    }
+
+    #[test]
+    fn seal_round_trips_and_detects_tampering() {
+        let s = secret();
+        let sealed = s.seal(&SystemRandom, "outbox", b"hello 123456");
+        assert!(!sealed.windows(6).any(|w| w == b"123456"));
+        assert_eq!(s.open("outbox", &sealed).unwrap(), b"hello 123456");
+        assert!(s.open("other-purpose", &sealed).is_err());
+        let mut bad = sealed.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(s.open("outbox", &bad).is_err());
+        assert!(ServerSecret::new(&[9u8; 32]).unwrap().open("outbox", &sealed).is_err());
+    }
+
+    #[test]
+    fn ct_eq_compares_content_and_length() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,245 @@
+//! JSON Web Tokens: RS256 signing with stored keys, JWKS publication, and strict verification.
+//!
+//! Signing is the one expensive step on the login path, so keys are parsed once and kept;
+//! a signature is one aws-lc call. Verification accepts only RS256 with a `kid` we published,
+//! and never trusts the token's own `alg` beyond checking it is exactly "RS256".
+
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{self, KeyPair, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use serde_json::{Map, Value, json};
+
+use crate::UnixTime;
+use crate::rand::Random;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwtError {
+    #[error("key generation failed")]
+    KeyGen,
+    #[error("stored key could not be loaded")]
+    BadKey,
+    #[error("signing failed")]
+    Sign,
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token algorithm or key is not accepted")]
+    BadAlgorithm,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token claims are not valid here: {0}")]
+    Claims(&'static str),
+}
+
+/// A private signing key with its id.
+pub struct SigningKey {
+    pub kid: String,
+    pair: RsaKeyPair,
+    rng: aws_lc_rs::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey {{ kid: {:?}, alg: RS256 }}", self.kid)
+    }
+}
+
+impl SigningKey {
+    /// Generates a fresh RSA-2048 key. Returns the key and its PKCS#8 DER for storage.
+    pub fn generate(rng: &dyn Random) -> Result<(SigningKey, Vec<u8>), JwtError> {
+        let pair = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| JwtError::KeyGen)?;
+        let der = AsDer::<Pkcs8V1Der>::as_der(&pair).map_err(|_| JwtError::KeyGen)?;
+        let der = der.as_ref().to_vec();
+        let mut kid = [0u8; 16];
+        rng.fill(&mut kid);
+        let key = SigningKey::from_pkcs8(&B64.encode(kid), &der)?;
+        Ok((key, der))
+    }
+
+    pub fn from_pkcs8(kid: &str, der: &[u8]) -> Result<SigningKey, JwtError> {
+        let pair = RsaKeyPair::from_pkcs8(der).map_err(|_| JwtError::BadKey)?;
+        Ok(SigningKey { kid: kid.to_string(), pair, rng: aws_lc_rs::rand::SystemRandom::new() })
+    }
+
+    /// The public half as a JWK (RFC 7517), as JWKS publishes it.
+    pub fn public_jwk(&self) -> Value {
+        let pk = self.pair.public_key();
+        let n = pk.modulus().big_endian_without_leading_zero();
+        let e = pk.exponent().big_endian_without_leading_zero();
+        json!({
+            "kty": "RSA",
+            "use": "sig",
+            "alg": "RS256",
+            "kid": self.kid,
+            "n": B64.encode(n),
+            "e": B64.encode(e),
+        })
+    }
+
+    /// Signs `claims` as a compact JWS with header `{"alg":"RS256","typ":"JWT","kid":…}`.
+    pub fn sign(&self, claims: &Map<String, Value>) -> Result<String, JwtError> {
+        let header = json!({"alg": "RS256", "typ": "JWT", "kid": self.kid});
+        let mut out = B64.encode(header.to_string());
+        out.push('.');
+        out.push_str(&B64.encode(Value::Object(claims.clone()).to_string()));
+        let mut sig = vec![0u8; self.pair.public_modulus_len()];
+        self.pair
+            .sign(&signature::RSA_PKCS1_SHA256, &self.rng, out.as_bytes(), &mut sig)
+            .map_err(|_| JwtError::Sign)?;
+        out.push('.');
+        out.push_str(&B64.encode(sig));
+        Ok(out)
+    }
+}
+
+/// A public key that tokens may be verified with.
+#[derive(Debug, Clone)]
+pub struct VerifyingKey {
+    pub kid: String,
+    n: Vec<u8>,
+    e: Vec<u8>,
+}
+
+impl VerifyingKey {
+    pub fn from_jwk(jwk: &Value) -> Result<VerifyingKey, JwtError> {
+        let field = |k: &str| -> Result<Vec<u8>, JwtError> {
+            let s = jwk.get(k).and_then(Value::as_str).ok_or(JwtError::BadKey)?;
+            B64.decode(s).map_err(|_| JwtError::BadKey)
+        };
+        let kid = jwk.get("kid").and_then(Value::as_str).ok_or(JwtError::BadKey)?;
+        Ok(VerifyingKey { kid: kid.to_string(), n: field("n")?, e: field("e")? })
+    }
+}
+
+/// What a verified token must satisfy besides its signature.
+pub struct Expectations<'a> {
+    pub issuer: &'a str,
+    /// The token's `aud` (string or array) must contain this.
+    pub audience: &'a str,
+    pub now: UnixTime,
+    /// Allowed clock skew, in seconds.
+    pub leeway: i64,
+}
+
+/// Verifies a compact JWS and returns its claims.
+pub fn verify(
+    token: &str,
+    keys: &[VerifyingKey],
+    expect: &Expectations<'_>,
+) -> Result<Map<String, Value>, JwtError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Malformed);
+    };
+    let header: Value = decode_json(h)?;
+    if header.get("alg").and_then(Value::as_str) != Some("RS256") {
+        return Err(JwtError::BadAlgorithm);
+    }
+    let kid = header.get("kid").and_then(Value::as_str).ok_or(JwtError::BadAlgorithm)?;
+    let key = keys.iter().find(|k| k.kid == kid).ok_or(JwtError::BadAlgorithm)?;
+    let sig = B64.decode(s).map_err(|_| JwtError::Malformed)?;
+    let signed = &token[..h.len() + 1 + p.len()];
+    signature::RsaPublicKeyComponents { n: &key.n, e: &key.e }
+        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &sig)
+        .map_err(|_| JwtError::BadSignature)?;
+    let claims: Value = decode_json(p)?;
+    let Value::Object(claims) = claims else {
+        return Err(JwtError::Malformed);
+    };
+    check_claims(&claims, expect)?;
+    Ok(claims)
+}
+
+fn check_claims(c: &Map<String, Value>, e: &Expectations<'_>) -> Result<(), JwtError> {
+    if c.get("iss").and_then(Value::as_str) != Some(e.issuer) {
+        return Err(JwtError::Claims("iss"));
+    }
+    let aud_ok = match c.get("aud") {
+        Some(Value::String(a)) => a == e.audience,
+        Some(Value::Array(a)) => a.iter().any(|x| x.as_str() == Some(e.audience)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(JwtError::Claims("aud"));
+    }
+    let exp = c.get("exp").and_then(Value::as_i64).ok_or(JwtError::Claims("exp"))?;
+    if exp + e.leeway <= e.now {
+        return Err(JwtError::Claims("exp"));
+    }
+    if let Some(nbf) = c.get("nbf").and_then(Value::as_i64) {
+        if nbf - e.leeway > e.now {
+            return Err(JwtError::Claims("nbf"));
+        }
+    }
+    Ok(())
+}
+
+fn decode_json(part: &str) -> Result<Value, JwtError> {
+    let bytes = B64.decode(part).map_err(|_| JwtError::Malformed)?;
+    serde_json::from_slice(&bytes).map_err(|_| JwtError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rand::SystemRandom;
+
+    fn claims(exp: i64) -> Map<String, Value> {
+        let v = json!({"iss": "https://t.example/", "aud": ["api", "https://t.example/userinfo"],
+                       "sub": "email|abc", "exp": exp, "iat": 0});
+        v.as_object().cloned().unwrap()
+    }
+
+    fn expect(now: i64) -> Expectations<'static> {
+        Expectations { issuer: "https://t.example/", audience: "https://t.example/userinfo", now, leeway: 0 }
+    }
+
+    #[test]
+    fn sign_then_verify_round_trip_and_key_reload() {
+        let (key, der) = SigningKey::generate(&SystemRandom).unwrap();
+        let jwk = key.public_jwk();
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["e"], "AQAB");
+        let vk = VerifyingKey::from_jwk(&jwk).unwrap();
+        let reloaded = SigningKey::from_pkcs8(&key.kid, &der).unwrap();
+        let token = reloaded.sign(&claims(100)).unwrap();
+        let c = verify(&token, &[vk.clone()], &expect(50)).unwrap();
+        assert_eq!(c["sub"], "email|abc");
+        // expired, wrong audience, wrong issuer
+        assert!(matches!(verify(&token, &[vk.clone()], &expect(100)), Err(JwtError::Claims("exp"))));
+        let other_aud = Expectations { audience: "x", ..expect(50) };
+        assert!(verify(&token, &[vk.clone()], &other_aud).is_err());
+        let other_iss = Expectations { issuer: "https://evil/", ..expect(50) };
+        assert!(verify(&token, &[vk.clone()], &other_iss).is_err());
+    }
+
+    #[test]
+    fn forgeries_are_refused() {
+        let (key, _) = SigningKey::generate(&SystemRandom).unwrap();
+        let vk = VerifyingKey::from_jwk(&key.public_jwk()).unwrap();
+        let token = key.sign(&claims(100)).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        // alg: none
+        let none_header = B64.encode(r#"{"alg":"none","typ":"JWT","kid":"x"}"#);
+        let forged = format!("{none_header}.{}.", parts[1]);
+        assert!(verify(&forged, &[vk.clone()], &expect(50)).is_err());
+        // HS256 with the public key as the HMAC secret
+        let hs_header = B64.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, key.kid));
+        let forged = format!("{hs_header}.{}.{}", parts[1], parts[2]);
+        assert!(matches!(verify(&forged, &[vk.clone()], &expect(50)), Err(JwtError::BadAlgorithm)));
+        // tampered payload
+        let mut c = claims(100);
+        c.insert("sub".into(), json!("email|attacker"));
+        let forged = format!("{}.{}.{}", parts[0], B64.encode(Value::Object(c).to_string()), parts[2]);
+        assert!(matches!(verify(&forged, &[vk.clone()], &expect(50)), Err(JwtError::BadSignature)));
+        // a key we did not publish
+        let (other, _) = SigningKey::generate(&SystemRandom).unwrap();
+        let foreign = other.sign(&claims(100)).unwrap();
+        assert!(verify(&foreign, &[vk.clone()], &expect(50)).is_err());
+        // garbage
+        assert!(verify("a.b", &[vk.clone()], &expect(50)).is_err());
+        assert!(verify("a.b.c.d", &[vk], &expect(50)).is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! The outbox worker: delivers what `/passwordless/start` queued, at least once, with retries.
+//!
+//! Each round claims a batch of due messages under a lease (so another worker, on this node or
+//! another, never takes the same message while the lease holds), delivers them concurrently,
+//! and settles each one. A message whose code has expired is dropped and recorded instead of
+//! sent. Temporary failures are retried with exponential backoff and jitter; permanent ones are
+//! given up and recorded as `fn` events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_core::clock::Clock;
+use tessera_core::crypto::ServerSecret;
+use tessera_core::rand::{Random, below, hex_id};
+use tessera_store::{Event, OutboxMessage, OutboxOutcome, Store};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::mailer::{DeliveryError, Mailer};
+use crate::message::EmailMessage;
+
+/// The sealing purpose for outbox payloads.
+pub const SEAL_PURPOSE: &str = "tessera/outbox/v1";
+
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub batch: i64,
+    pub lease_secs: i64,
+    pub max_attempts: i64,
+    pub poll_interval: Duration,
+    pub base_backoff_secs: i64,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            batch: 50,
+            lease_secs: 60,
+            max_attempts: 8,
+            poll_interval: Duration::from_millis(1000),
+            base_backoff_secs: 5,
+        }
+    }
+}
+
+pub struct Worker {
+    pub store: Arc<dyn Store>,
+    pub secret: ServerSecret,
+    pub mailer: Arc<Mailer>,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Random>,
+    /// This worker's lease owner name (node id).
+    pub owner: String,
+    pub wake: Arc<Notify>,
+    pub options: WorkerOptions,
+}
+
+impl Worker {
+    /// Runs until `shutdown` turns true.
+    pub fn spawn(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    break;
+                }
+                let handled = match self.run_once().await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox round failed");
+                        0
+                    }
+                };
+                if handled > 0 {
+                    continue; // drain without waiting
+                }
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.options.poll_interval) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        })
+    }
+
+    /// Claims and settles one batch; returns how many messages it handled.
+    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let now = self.clock.now();
+        let batch = self
+            .store
+            .claim_outbox(&self.owner, now, self.options.lease_secs, self.options.batch)
+            .await?;
+        let n = batch.len();
+        let mut set = JoinSet::new();
+        for msg in batch {
+            let me = Arc::clone(self);
+            set.spawn(async move { me.deliver(msg).await });
+        }
+        while let Some(r) = set.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::warn!(error = %e, "settling an outbox message failed; its lease will expire");
+            }
+        }
+        Ok(n)
+    }
+
+    async fn deliver(&self, msg: OutboxMessage) -> anyhow::Result<()> {
+        let now = self.clock.now();
+        if msg.not_after.is_some_and(|t| now >= t) {
+            self.store
+                .settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: "expired".into() })
+                .await?;
+            self.event("fn", &msg, "message dropped: its code expired before delivery").await;
+            return Ok(());
+        }
+        let email = match self
+            .secret
+            .open(SEAL_PURPOSE, &msg.payload)
+            .map_err(|e| e.to_string())
+            .and_then(|p| EmailMessage::from_bytes(&p).map_err(|e| e.to_string()))
+        {
+            Ok(e) => e,
+            Err(e) => {
+                self.store.settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: e.clone() }).await?;
+                self.event("fn", &msg, &format!("message unreadable: {e}")).await;
+                return Ok(());
+            }
+        };
+        let started = std::time::Instant::now();
+        match self.mailer.send(&email).await {
+            Ok(()) => {
+                self.store.settle_outbox(&msg.id, &OutboxOutcome::Delivered).await?;
+                tracing::info!(
+                    outbox_id = %msg.id,
+                    attempts = msg.attempts,
+                    queued_secs = now - msg.created_at,
+                    send_ms = started.elapsed().as_millis() as u64,
+                    "email delivered"
+                );
+            }
+            Err(DeliveryError::Transient(e)) if msg.attempts < self.options.max_attempts => {
+                let at = now + self.backoff(msg.attempts);
+                tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, retry_at = at, error = %e, "email delivery failed; will retry");
+                self.store.settle_outbox(&msg.id, &OutboxOutcome::Retry { at, error: e }).await?;
+            }
+            Err(e) => {
+                tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, error = %e, "email delivery given up");
+                self.store
+                    .settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: e.to_string() })
+                    .await?;
+                self.event("fn", &msg, &format!("delivery given up: {e}")).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Exponential backoff with up to 25 % jitter, capped at 15 minutes.
+    fn backoff(&self, attempts: i64) -> i64 {
+        let exp = attempts.clamp(1, 10) - 1;
+        let base = (self.options.base_backoff_secs << exp).min(900);
+        base + i64::from(below(self.rng.as_ref(), (base as u32 / 4).max(1)))
+    }
+
+    async fn event(&self, kind: &str, msg: &OutboxMessage, description: &str) {
+        let e = Event {
+            id: hex_id(self.rng.as_ref()),
+            at: self.clock.now(),
+            kind: kind.into(),
+            client_id: None,
+            connection: Some(msg.channel.clone()),
+            user_id: None,
+            ip: None,
+            user_agent: None,
+            description: format!("outbox {}: {description}", msg.id),
+        };
+        if let Err(err) = self.store.record_event(&e).await {
+            tracing::warn!(error = %err, "could not record an outbox event");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! Storage for Tessera: one [`Store`] trait made of domain operations, two backends.
+//!
+//! Handlers and the domain never see SQL. Each operation is atomic on its own: the attempt
+//! counter of a code is incremented by one statement that commits before the code is compared,
+//! so a failed attempt is never lost; a code is consumed by a `DELETE` whose row count decides
+//! which of two racing requests wins. Both backends share the SQL text (written in the common
+//! subset of SQLite and PostgreSQL: `$n` placeholders, `ON CONFLICT`, `RETURNING`); what differs
+//! (types in the schema, the outbox claim with `SKIP LOCKED`, migration locking) lives in the
+//! backend's own module and migration folder.
+
+mod migrate;
+mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use model::*;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use tessera_core::UnixTime;
+use tessera_core::client::Client;
+use tessera_core::connection::Connection;
+use tessera_core::user::User;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now; the request may succeed later (HTTP 503).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // PostgreSQL: 08 connection exceptions, 57 operator intervention (shutdown,
+                // statement timeout 57014), 53 insufficient resources. SQLite: 5 BUSY, 6 LOCKED.
+                if code.starts_with("08")
+                    || code.starts_with("57")
+                    || code.starts_with("53")
+                    || code == "5"
+                    || code == "6"
+                {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Other(anyhow::Error::new(e))
+                }
+            }
+            _ => StoreError::Other(anyhow::Error::new(e)),
+        }
+    }
+}
+
+/// Opens the backend named by the URL scheme (`sqlite:` or `postgres:`), and migrates it.
+pub async fn open(url: &str, pool: &PoolOptions) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    let store: std::sync::Arc<dyn Store> = match scheme {
+        "sqlite" => std::sync::Arc::new(SqliteStore::connect(url, pool).await?),
+        "postgres" | "postgresql" => std::sync::Arc::new(PgStore::connect(url, pool).await?),
+        other => anyhow::bail!(
+            "unsupported database URL scheme {other:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+        ),
+    };
+    Ok(store)
+}
+
+/// Pool sizing and timeouts.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    /// PostgreSQL `statement_timeout`, in milliseconds.
+    pub statement_timeout_ms: u64,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions { max_connections: 10, acquire_timeout_secs: 5, statement_timeout_ms: 5_000 }
+    }
+}
+
+/// Everything Tessera keeps. Each method is one domain operation, atomic on its own.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is ("sqlite" or "postgres").
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations (safe to run from several nodes at once).
+    async fn migrate(&self) -> Result<()>;
+    /// A cheap round trip, for `/health`.
+    async fn ping(&self) -> Result<()>;
+
+    // Applications and connections.
+    async fn upsert_client(&self, client: &Client, now: UnixTime) -> Result<()>;
+    async fn get_client(&self, client_id: &str) -> Result<Option<Client>>;
+    async fn list_clients(&self) -> Result<Vec<Client>>;
+    async fn upsert_connection(&self, connection: &Connection, now: UnixTime) -> Result<()>;
+    async fn get_connection(&self, name: &str) -> Result<Option<Connection>>;
+
+    // One-time codes.
+    /// Stores a code (replacing any earlier one for the same identity and connection) and
+    /// queues its message, in one transaction.
+    async fn issue_challenge(&self, challenge: &NewChallenge, message: &NewOutboxMessage)
+    -> Result<()>;
+    /// Counts one attempt against the live code for this identity and returns it, counter
+    /// included. The increment is committed before the caller compares anything.
+    async fn count_attempt(&self, connection: &str, identifier: &str) -> Result<Option<Challenge>>;
+    /// Consumes a code; true for exactly one caller.
+    async fn consume_challenge(&self, id: &str) -> Result<bool>;
+
+    // Users.
+    async fn find_user(&self, connection: &str, identifier: &str) -> Result<Option<User>>;
+    async fn get_user(&self, user_id: &str) -> Result<Option<User>>;
+    /// Records a successful verification: signs an existing user in, or creates the user
+    /// from `candidate` when `allow_signup`.
+    async fn sign_in(
+        &self,
+        candidate: &User,
+        identifier: &str,
+        allow_signup: bool,
+        now: UnixTime,
+    ) -> Result<SignIn>;
+
+    // Tokens.
+    async fn insert_access_token(&self, token: &AccessToken) -> Result<()>;
+    async fn find_access_token(&self, token_hash: &[u8]) -> Result<Option<AccessToken>>;
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+    /// Marks a refresh token used (it rotates on every use) and reports what it was.
+    async fn use_refresh_token(&self, token_hash: &[u8], now: UnixTime) -> Result<RefreshUse>;
+    /// Revokes every refresh token of a family (after reuse is detected).
+    async fn revoke_refresh_family(&self, family_id: &str, now: UnixTime) -> Result<u64>;
+
+    // Signing keys.
+    /// The current and previous keys, newest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Inserts `key` as the current key unless one exists (first start; race-safe).
+    async fn insert_first_key(&self, key: &StoredKey) -> Result<()>;
+    /// Makes `key` current, the current key previous, and retires the previous one.
+    async fn rotate_key(&self, key: &StoredKey, now: UnixTime) -> Result<()>;
+
+    // The outbox.
+    /// Leases up to `limit` due messages to `owner` until `now + lease_secs`.
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxMessage>>;
+    /// Settles a claimed message.
+    async fn settle_outbox(&self, id: &str, outcome: &OutboxOutcome) -> Result<()>;
+    async fn outbox_depth(&self) -> Result<i64>;
+
+    // Audit events.
+    async fn record_event(&self, event: &Event) -> Result<()>;
+    async fn list_events(&self, limit: i64) -> Result<Vec<Event>>;
+
+    /// Deletes expired codes and tokens; returns how many rows went.
+    async fn purge_expired(&self, now: UnixTime) -> Result<u64>;
+}

@@ -1,0 +1,161 @@
+//! Records the store reads and writes, beyond the core domain types.
+
+use tessera_core::UnixTime;
+use tessera_core::user::User;
+
+/// A code about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewChallenge {
+    /// The `_id` returned by `/passwordless/start`.
+    pub id: String,
+    pub connection: String,
+    /// The normalised email or phone number.
+    pub identifier: String,
+    pub client_id: String,
+    pub code_hash: Vec<u8>,
+    /// `code` or `link`.
+    pub send: String,
+    /// The `authParams` object, as JSON text.
+    pub auth_params: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub max_attempts: i64,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// A stored code, with its attempt counter.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: String,
+    pub connection: String,
+    pub identifier: String,
+    pub client_id: String,
+    pub code_hash: Vec<u8>,
+    pub send: String,
+    pub auth_params: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+/// A message to deliver. `payload` is sealed with the server secret: it holds the code.
+#[derive(Debug, Clone)]
+pub struct NewOutboxMessage {
+    pub id: String,
+    /// `email` or `sms`.
+    pub channel: String,
+    pub payload: Vec<u8>,
+    pub created_at: UnixTime,
+    /// After this time the message can no longer help (its code expired): drop it.
+    pub not_after: Option<UnixTime>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub channel: String,
+    pub payload: Vec<u8>,
+    pub created_at: UnixTime,
+    pub not_after: Option<UnixTime>,
+    /// Delivery attempts so far, including the one this claim starts.
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum OutboxOutcome {
+    Delivered,
+    Retry { at: UnixTime, error: String },
+    GiveUp { error: String },
+}
+
+#[derive(Debug, Clone)]
+pub enum SignIn {
+    Ok { user: User, created: bool },
+    Blocked,
+    SignupDisabled,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub token_hash: Vec<u8>,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub token_hash: Vec<u8>,
+    pub family_id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub enum RefreshUse {
+    /// Unused until now; it is now marked used.
+    Fresh(RefreshToken),
+    /// Already used or revoked: a replay.
+    Reused(RefreshToken),
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStatus {
+    Current,
+    Previous,
+    Retired,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Current => "current",
+            KeyStatus::Previous => "previous",
+            KeyStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<KeyStatus> {
+        match s {
+            "current" => Some(KeyStatus::Current),
+            "previous" => Some(KeyStatus::Previous),
+            "retired" => Some(KeyStatus::Retired),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    /// The PKCS#8 private key, sealed with the server secret.
+    pub private_sealed: Vec<u8>,
+    pub public_jwk: String,
+    pub status: KeyStatus,
+    pub created_at: UnixTime,
+}
+
+/// An audit event. Codes, tokens and secrets never go in here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub at: UnixTime,
+    /// Auth0's log event type code where one fits (`s`, `f`, `cls`, …).
+    pub kind: String,
+    pub client_id: Option<String>,
+    pub connection: Option<String>,
+    pub user_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub description: String,
+}

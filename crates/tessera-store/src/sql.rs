@@ -1,0 +1,734 @@
+//! The SQL both backends share, written once and instantiated per backend by [`sql_store!`].
+//!
+//! The text uses only what SQLite and PostgreSQL both understand. A backend passes in what
+//! differs: how a migration takes its lock, and how the outbox is claimed.
+
+use sqlx::Row;
+use tessera_core::client::{Client, ClientSettings};
+use tessera_core::connection::{Connection, ConnectionSettings, Strategy};
+use tessera_core::user::User;
+
+use crate::{Challenge, Event, KeyStatus, RefreshToken, StoreError, StoredKey};
+
+pub(crate) fn client_from_row<R: Row>(r: &R) -> Result<Client, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<Vec<u8>>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let settings: String = r.try_get("settings")?;
+    let settings: ClientSettings = serde_json::from_str(&settings)
+        .map_err(|e| StoreError::Corrupt(format!("client settings: {e}")))?;
+    Ok(Client { client_id: r.try_get("client_id")?, secret_hash: r.try_get("secret_hash")?, settings })
+}
+
+pub(crate) fn connection_from_row<R: Row>(r: &R) -> Result<Connection, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let strategy: String = r.try_get("strategy")?;
+    let strategy = match strategy.as_str() {
+        "email" => Strategy::Email,
+        "sms" => Strategy::Sms,
+        other => return Err(StoreError::Corrupt(format!("connection strategy {other:?}"))),
+    };
+    let settings: String = r.try_get("settings")?;
+    let settings: ConnectionSettings = serde_json::from_str(&settings)
+        .map_err(|e| StoreError::Corrupt(format!("connection settings: {e}")))?;
+    Ok(Connection { name: r.try_get("name")?, strategy, settings })
+}
+
+pub(crate) fn challenge_from_row<R: Row>(r: &R) -> Result<Challenge, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Challenge {
+        id: r.try_get("id")?,
+        connection: r.try_get("connection")?,
+        identifier: r.try_get("identifier")?,
+        client_id: r.try_get("client_id")?,
+        code_hash: r.try_get("code_hash")?,
+        send: r.try_get("send")?,
+        auth_params: r.try_get("auth_params")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+        attempts: r.try_get("attempts")?,
+        max_attempts: r.try_get("max_attempts")?,
+    })
+}
+
+pub(crate) fn user_from_row<R: Row>(r: &R) -> Result<User, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(User {
+        user_id: r.try_get("user_id")?,
+        connection: r.try_get("connection")?,
+        email: r.try_get("email")?,
+        email_verified: r.try_get("email_verified")?,
+        phone_number: r.try_get("phone_number")?,
+        phone_verified: r.try_get("phone_verified")?,
+        name: r.try_get("name")?,
+        nickname: r.try_get("nickname")?,
+        picture: r.try_get("picture")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        last_login: r.try_get("last_login")?,
+        logins_count: r.try_get("logins_count")?,
+        blocked: r.try_get("blocked")?,
+    })
+}
+
+pub(crate) fn refresh_from_row<R: Row>(r: &R) -> Result<RefreshToken, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(RefreshToken {
+        token_hash: r.try_get("token_hash")?,
+        family_id: r.try_get("family_id")?,
+        user_id: r.try_get("user_id")?,
+        client_id: r.try_get("client_id")?,
+        scope: r.try_get("scope")?,
+        audience: r.try_get("audience")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+pub(crate) fn key_from_row<R: Row>(r: &R) -> Result<StoredKey, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let status: String = r.try_get("status")?;
+    Ok(StoredKey {
+        kid: r.try_get("kid")?,
+        alg: r.try_get("alg")?,
+        private_sealed: r.try_get("private_sealed")?,
+        public_jwk: r.try_get("public_jwk")?,
+        status: KeyStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("key status {status:?}")))?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+pub(crate) fn event_from_row<R: Row>(r: &R) -> Result<Event, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Event {
+        id: r.try_get("id")?,
+        at: r.try_get("at")?,
+        kind: r.try_get("kind")?,
+        client_id: r.try_get("client_id")?,
+        connection: r.try_get("connection")?,
+        user_id: r.try_get("user_id")?,
+        ip: r.try_get("ip")?,
+        user_agent: r.try_get("user_agent")?,
+        description: r.try_get("description")?,
+    })
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other(e.into()))
+}
+
+/// Implements [`crate::Store`] for a backend struct with a `pool` field.
+///
+/// `$begin_migration` are statements run inside the migration transaction before anything
+/// else (a lock); `$claim_outbox` is the backend's statement that leases due messages.
+macro_rules! sql_store {
+    ($Store:ty, $Db:ty, backend = $backend:literal, migrations = $migrations:expr,
+     begin_write = $begin_write:literal, migration_lock = $lock:literal,
+     claim_outbox = $claim:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::Store for $Store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn migrate(&self) -> $crate::Result<()> {
+                use sqlx::Row as _;
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                if !$lock.is_empty() {
+                    sqlx::query($lock).execute(&mut *tx).await?;
+                }
+                sqlx::query($crate::migrate::CREATE_TABLE).execute(&mut *tx).await?;
+                let applied: Vec<i64> = sqlx::query("SELECT version FROM tessera_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>("version"))
+                    .collect::<Result<_, _>>()?;
+                for m in $migrations {
+                    if applied.contains(&m.version) {
+                        continue;
+                    }
+                    tracing::info!(version = m.version, name = m.name, "applying migration");
+                    sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO tessera_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(m.version)
+                    .bind(m.name)
+                    .bind(0_i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> $crate::Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn upsert_client(
+                &self,
+                c: &tessera_core::client::Client,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO clients (client_id, secret_hash, settings, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (client_id) DO UPDATE SET \
+                     secret_hash = excluded.secret_hash, settings = excluded.settings, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&c.client_id)
+                .bind(&c.secret_hash)
+                .bind($crate::sql::to_json(&c.settings)?)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_client(
+                &self,
+                client_id: &str,
+            ) -> $crate::Result<Option<tessera_core::client::Client>> {
+                let row = sqlx::query("SELECT client_id, secret_hash, settings FROM clients WHERE client_id = $1")
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map($crate::sql::client_from_row).transpose()
+            }
+
+            async fn list_clients(&self) -> $crate::Result<Vec<tessera_core::client::Client>> {
+                let rows = sqlx::query("SELECT client_id, secret_hash, settings FROM clients ORDER BY client_id")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map($crate::sql::client_from_row).collect()
+            }
+
+            async fn upsert_connection(
+                &self,
+                c: &tessera_core::connection::Connection,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO connections (name, strategy, settings, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO UPDATE SET \
+                     strategy = excluded.strategy, settings = excluded.settings, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(&c.name)
+                .bind(c.strategy.as_str())
+                .bind($crate::sql::to_json(&c.settings)?)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_connection(
+                &self,
+                name: &str,
+            ) -> $crate::Result<Option<tessera_core::connection::Connection>> {
+                let row = sqlx::query("SELECT name, strategy, settings FROM connections WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map($crate::sql::connection_from_row).transpose()
+            }
+
+            async fn issue_challenge(
+                &self,
+                c: &$crate::NewChallenge,
+                m: &$crate::NewOutboxMessage,
+            ) -> $crate::Result<()> {
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                sqlx::query(
+                    "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
+                     auth_params, created_at, expires_at, attempts, max_attempts, ip, user_agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12) \
+                     ON CONFLICT (connection, identifier) DO UPDATE SET id = excluded.id, \
+                     client_id = excluded.client_id, code_hash = excluded.code_hash, \
+                     send = excluded.send, auth_params = excluded.auth_params, \
+                     created_at = excluded.created_at, expires_at = excluded.expires_at, \
+                     attempts = 0, max_attempts = excluded.max_attempts, ip = excluded.ip, \
+                     user_agent = excluded.user_agent",
+                )
+                .bind(&c.id)
+                .bind(&c.connection)
+                .bind(&c.identifier)
+                .bind(&c.client_id)
+                .bind(&c.code_hash)
+                .bind(&c.send)
+                .bind(&c.auth_params)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .bind(c.max_attempts)
+                .bind(&c.ip)
+                .bind(&c.user_agent)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO outbox (id, channel, payload, created_at, not_after, attempts, next_attempt_at) \
+                     VALUES ($1, $2, $3, $4, $5, 0, $4)",
+                )
+                .bind(&m.id)
+                .bind(&m.channel)
+                .bind(&m.payload)
+                .bind(m.created_at)
+                .bind(m.not_after)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn count_attempt(
+                &self,
+                connection: &str,
+                identifier: &str,
+            ) -> $crate::Result<Option<$crate::Challenge>> {
+                let row = sqlx::query($crate::sql::const_format_challenge_returning!(
+                    "UPDATE challenges SET attempts = attempts + 1 \
+                     WHERE connection = $1 AND identifier = $2 RETURNING "
+                ))
+                .bind(connection)
+                .bind(identifier)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map($crate::sql::challenge_from_row).transpose()
+            }
+
+            async fn consume_challenge(&self, id: &str) -> $crate::Result<bool> {
+                let r = sqlx::query("DELETE FROM challenges WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn find_user(
+                &self,
+                connection: &str,
+                identifier: &str,
+            ) -> $crate::Result<Option<tessera_core::user::User>> {
+                let row = sqlx::query($crate::sql::const_format_user_select!(
+                    "WHERE connection = $1 AND identifier = $2"
+                ))
+                .bind(connection)
+                .bind(identifier)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map($crate::sql::user_from_row).transpose()
+            }
+
+            async fn get_user(
+                &self,
+                user_id: &str,
+            ) -> $crate::Result<Option<tessera_core::user::User>> {
+                let row = sqlx::query($crate::sql::const_format_user_select!("WHERE user_id = $1"))
+                    .bind(user_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.as_ref().map($crate::sql::user_from_row).transpose()
+            }
+
+            async fn sign_in(
+                &self,
+                u: &tessera_core::user::User,
+                identifier: &str,
+                allow_signup: bool,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<$crate::SignIn> {
+                // Two rounds at most: a concurrent first sign-in may create the user between
+                // our UPDATE and our INSERT; the second round then finds it.
+                for _ in 0..2 {
+                    let row = sqlx::query($crate::sql::const_format_user_update!(
+                        "UPDATE users SET last_login = $3, updated_at = $3, \
+                         logins_count = logins_count + 1, \
+                         email_verified = (email_verified OR $4), phone_verified = (phone_verified OR $5) \
+                         WHERE connection = $1 AND identifier = $2 AND NOT blocked RETURNING "
+                    ))
+                    .bind(&u.connection)
+                    .bind(identifier)
+                    .bind(now)
+                    .bind(u.email_verified)
+                    .bind(u.phone_verified)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if let Some(row) = row {
+                        let user = $crate::sql::user_from_row(&row)?;
+                        return Ok($crate::SignIn::Ok { user, created: false });
+                    }
+                    if allow_signup {
+                        let row = sqlx::query($crate::sql::const_format_user_update!(
+                            "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
+                             phone_number, phone_verified, name, nickname, picture, created_at, \
+                             updated_at, last_login, logins_count, blocked) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, 1, FALSE) \
+                             ON CONFLICT (connection, identifier) DO NOTHING RETURNING "
+                        ))
+                        .bind(&u.user_id)
+                        .bind(&u.connection)
+                        .bind(identifier)
+                        .bind(&u.email)
+                        .bind(u.email_verified)
+                        .bind(&u.phone_number)
+                        .bind(u.phone_verified)
+                        .bind(&u.name)
+                        .bind(&u.nickname)
+                        .bind(&u.picture)
+                        .bind(now)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                        if let Some(row) = row {
+                            let user = $crate::sql::user_from_row(&row)?;
+                            return Ok($crate::SignIn::Ok { user, created: true });
+                        }
+                    }
+                    match $crate::Store::find_user(self, &u.connection, identifier).await? {
+                        Some(existing) if existing.blocked => return Ok($crate::SignIn::Blocked),
+                        Some(_) => continue,
+                        None if !allow_signup => return Ok($crate::SignIn::SignupDisabled),
+                        None => continue,
+                    }
+                }
+                Err($crate::StoreError::Other(anyhow::anyhow!(
+                    "sign-in kept racing with concurrent changes to the same user"
+                )))
+            }
+
+            async fn insert_access_token(&self, t: &$crate::AccessToken) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO access_tokens (token_hash, user_id, client_id, scope, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&t.token_hash)
+                .bind(&t.user_id)
+                .bind(&t.client_id)
+                .bind(&t.scope)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn find_access_token(
+                &self,
+                token_hash: &[u8],
+            ) -> $crate::Result<Option<$crate::AccessToken>> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT token_hash, user_id, client_id, scope, created_at, expires_at \
+                     FROM access_tokens WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                Ok(Some($crate::AccessToken {
+                    token_hash: r.try_get("token_hash")?,
+                    user_id: r.try_get("user_id")?,
+                    client_id: r.try_get("client_id")?,
+                    scope: r.try_get("scope")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                }))
+            }
+
+            async fn insert_refresh_token(&self, t: &$crate::RefreshToken) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, scope, \
+                     audience, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&t.token_hash)
+                .bind(&t.family_id)
+                .bind(&t.user_id)
+                .bind(&t.client_id)
+                .bind(&t.scope)
+                .bind(&t.audience)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn use_refresh_token(
+                &self,
+                token_hash: &[u8],
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<$crate::RefreshUse> {
+                let row = sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $2 \
+                     WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL \
+                     RETURNING token_hash, family_id, user_id, client_id, scope, audience, created_at, expires_at",
+                )
+                .bind(token_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(row) = row {
+                    return Ok($crate::RefreshUse::Fresh($crate::sql::refresh_from_row(&row)?));
+                }
+                let row = sqlx::query(
+                    "SELECT token_hash, family_id, user_id, client_id, scope, audience, created_at, expires_at \
+                     FROM refresh_tokens WHERE token_hash = $1",
+                )
+                .bind(token_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(row) => $crate::RefreshUse::Reused($crate::sql::refresh_from_row(&row)?),
+                    None => $crate::RefreshUse::Unknown,
+                })
+            }
+
+            async fn revoke_refresh_family(
+                &self,
+                family_id: &str,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<u64> {
+                let r = sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(family_id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn signing_keys(&self) -> $crate::Result<Vec<$crate::StoredKey>> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, private_sealed, public_jwk, status, created_at FROM signing_keys \
+                     WHERE status IN ('current', 'previous') ORDER BY created_at DESC, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::sql::key_from_row).collect()
+            }
+
+            async fn insert_first_key(&self, k: &$crate::StoredKey) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, status, created_at) \
+                     VALUES ($1, $2, $3, $4, 'current', $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(&k.kid)
+                .bind(&k.alg)
+                .bind(&k.private_sealed)
+                .bind(&k.public_jwk)
+                .bind(k.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn rotate_key(
+                &self,
+                k: &$crate::StoredKey,
+                _now: tessera_core::UnixTime,
+            ) -> $crate::Result<()> {
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                sqlx::query("UPDATE signing_keys SET status = 'retired' WHERE status = 'previous'")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE signing_keys SET status = 'previous' WHERE status = 'current'")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, status, created_at) \
+                     VALUES ($1, $2, $3, $4, 'current', $5)",
+                )
+                .bind(&k.kid)
+                .bind(&k.alg)
+                .bind(&k.private_sealed)
+                .bind(&k.public_jwk)
+                .bind(k.created_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn claim_outbox(
+                &self,
+                owner: &str,
+                now: tessera_core::UnixTime,
+                lease_secs: i64,
+                limit: i64,
+            ) -> $crate::Result<Vec<$crate::OutboxMessage>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query($claim)
+                    .bind(owner)
+                    .bind(now + lease_secs)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push($crate::OutboxMessage {
+                        id: r.try_get("id")?,
+                        channel: r.try_get("channel")?,
+                        payload: r.try_get("payload")?,
+                        created_at: r.try_get("created_at")?,
+                        not_after: r.try_get("not_after")?,
+                        attempts: r.try_get("attempts")?,
+                    });
+                }
+                out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+                Ok(out)
+            }
+
+            async fn settle_outbox(
+                &self,
+                id: &str,
+                outcome: &$crate::OutboxOutcome,
+            ) -> $crate::Result<()> {
+                match outcome {
+                    // Delivered and given-up messages go: the payload holds a code.
+                    $crate::OutboxOutcome::Delivered | $crate::OutboxOutcome::GiveUp { .. } => {
+                        sqlx::query("DELETE FROM outbox WHERE id = $1")
+                            .bind(id)
+                            .execute(&self.pool)
+                            .await?;
+                    }
+                    $crate::OutboxOutcome::Retry { at, error } => {
+                        sqlx::query(
+                            "UPDATE outbox SET next_attempt_at = $2, last_error = $3, \
+                             lease_owner = NULL, lease_until = NULL WHERE id = $1",
+                        )
+                        .bind(id)
+                        .bind(*at)
+                        .bind(error)
+                        .execute(&self.pool)
+                        .await?;
+                    }
+                }
+                Ok(())
+            }
+
+            async fn outbox_depth(&self) -> $crate::Result<i64> {
+                use sqlx::Row as _;
+                let r = sqlx::query("SELECT COUNT(*) AS n FROM outbox").fetch_one(&self.pool).await?;
+                Ok(r.try_get("n")?)
+            }
+
+            async fn record_event(&self, e: &$crate::Event) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, user_agent, description) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&e.id)
+                .bind(e.at)
+                .bind(&e.kind)
+                .bind(&e.client_id)
+                .bind(&e.connection)
+                .bind(&e.user_id)
+                .bind(&e.ip)
+                .bind(&e.user_agent)
+                .bind(&e.description)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_events(&self, limit: i64) -> $crate::Result<Vec<$crate::Event>> {
+                let rows = sqlx::query(
+                    "SELECT id, at, kind, client_id, connection, user_id, ip, user_agent, description \
+                     FROM events ORDER BY seq DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::sql::event_from_row).collect()
+            }
+
+            async fn purge_expired(&self, now: tessera_core::UnixTime) -> $crate::Result<u64> {
+                let mut n = 0;
+                // Expired codes are kept an hour so a late attempt still reads "expired".
+                for (sql, cutoff) in [
+                    ("DELETE FROM challenges WHERE expires_at < $1", now - 3600),
+                    ("DELETE FROM access_tokens WHERE expires_at < $1", now),
+                    ("DELETE FROM refresh_tokens WHERE expires_at < $1", now),
+                ] {
+                    n += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
+                }
+                Ok(n)
+            }
+        }
+    };
+}
+
+/// `SELECT <user columns> FROM users <rest>` as one literal.
+macro_rules! const_format_user_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT user_id, connection, email, email_verified, phone_number, phone_verified, name, \
+             nickname, picture, created_at, updated_at, last_login, logins_count, blocked FROM users ",
+            $rest
+        )
+    };
+}
+
+/// `<statement> RETURNING <user columns>` as one literal.
+macro_rules! const_format_user_update {
+    ($stmt:literal) => {
+        concat!(
+            $stmt,
+            "user_id, connection, email, email_verified, phone_number, phone_verified, name, \
+             nickname, picture, created_at, updated_at, last_login, logins_count, blocked"
+        )
+    };
+}
+
+/// `<statement> RETURNING <challenge columns>` as one literal.
+macro_rules! const_format_challenge_returning {
+    ($stmt:literal) => {
+        concat!(
+            $stmt,
+            "id, connection, identifier, client_id, code_hash, send, auth_params, created_at, \
+             expires_at, attempts, max_attempts"
+        )
+    };
+}
+
+pub(crate) use {
+    const_format_challenge_returning, const_format_user_select, const_format_user_update, sql_store,
+};
