@@ -24,9 +24,8 @@ impl Clock for SystemClock {
 
 /// Formats a Unix time as RFC 3339 with milliseconds, as Auth0 profiles show it.
 pub fn rfc3339(t: UnixTime) -> String {
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].000Z"
-    );
+    let fmt =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].000Z");
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|dt| dt.format(&fmt).ok())

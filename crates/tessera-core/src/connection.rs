@@ -47,7 +47,10 @@ impl ConnectionSettings {
     /// Checks the ranges; the message names the offending setting.
     pub fn validate(&self) -> Result<(), String> {
         if !(crate::otp::MIN_LENGTH..=crate::otp::MAX_LENGTH).contains(&self.code_length) {
-            return Err(format!("code_length must be between 4 and 10, not {}", self.code_length));
+            return Err(format!(
+                "code_length must be between 4 and 10, not {}",
+                self.code_length
+            ));
         }
         if !(30..=86_400).contains(&self.code_lifetime_secs) {
             return Err(format!(
@@ -56,7 +59,10 @@ impl ConnectionSettings {
             ));
         }
         if !(1..=10).contains(&self.max_attempts) {
-            return Err(format!("max_attempts must be between 1 and 10, not {}", self.max_attempts));
+            return Err(format!(
+                "max_attempts must be between 1 and 10, not {}",
+                self.max_attempts
+            ));
         }
         Ok(())
     }
@@ -76,17 +82,32 @@ mod tests {
     #[test]
     fn defaults_match_auth0() {
         let s = ConnectionSettings::default();
-        assert_eq!((s.code_length, s.code_lifetime_secs, s.max_attempts), (6, 180, 3));
+        assert_eq!(
+            (s.code_length, s.code_lifetime_secs, s.max_attempts),
+            (6, 180, 3)
+        );
         assert!(s.validate().is_ok());
     }
 
     #[test]
     fn ranges_are_checked() {
         let bad = [
-            ConnectionSettings { code_length: 3, ..Default::default() },
-            ConnectionSettings { code_length: 11, ..Default::default() },
-            ConnectionSettings { code_lifetime_secs: 0, ..Default::default() },
-            ConnectionSettings { max_attempts: 0, ..Default::default() },
+            ConnectionSettings {
+                code_length: 3,
+                ..Default::default()
+            },
+            ConnectionSettings {
+                code_length: 11,
+                ..Default::default()
+            },
+            ConnectionSettings {
+                code_lifetime_secs: 0,
+                ..Default::default()
+            },
+            ConnectionSettings {
+                max_attempts: 0,
+                ..Default::default()
+            },
         ];
         for s in bad {
             assert!(s.validate().is_err(), "{s:?}");

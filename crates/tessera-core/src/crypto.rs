@@ -85,7 +85,8 @@ impl ServerSecret {
             return Err(CryptoError::Unseal);
         }
         let (nonce, body) = sealed.split_at(aead::NONCE_LEN);
-        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
+        let nonce =
+            aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
         let mut buf = body.to_vec();
         let plain = self
             .aead_key()
@@ -105,7 +106,9 @@ impl ServerSecret {
 
 /// SHA-256 of a high-entropy value (a token or a client secret).
 pub fn sha256(value: &str) -> Vec<u8> {
-    digest::digest(&digest::SHA256, value.as_bytes()).as_ref().to_vec()
+    digest::digest(&digest::SHA256, value.as_bytes())
+        .as_ref()
+        .to_vec()
 }
 
 /// Compares two byte strings in constant time (for equal lengths).
@@ -152,7 +155,12 @@ mod tests {
         let last = bad.len() - 1;
         bad[last] ^= 1;
         assert!(s.open("outbox", &bad).is_err());
-        assert!(ServerSecret::new(&[9u8; 32]).unwrap().open("outbox", &sealed).is_err());
+        assert!(
+            ServerSecret::new(&[9u8; 32])
+                .unwrap()
+                .open("outbox", &sealed)
+                .is_err()
+        );
     }
 
     #[test]

@@ -64,9 +64,11 @@ fn valid_local(local: &str) -> bool {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || LOCAL_SPECIALS.contains(c) || (!c.is_ascii() && c.is_alphanumeric()))
+        && local.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || LOCAL_SPECIALS.contains(c)
+                || (!c.is_ascii() && c.is_alphanumeric())
+        })
 }
 
 fn normalise_domain(domain: &str) -> Option<String> {
@@ -93,7 +95,10 @@ fn normalise_domain(domain: &str) -> Option<String> {
         return None;
     }
     // The top-level label is never all digits.
-    if labels.last().is_some_and(|t| t.chars().all(|c| c.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|t| t.chars().all(|c| c.is_ascii_digit()))
+    {
         return None;
     }
     Some(ascii.to_ascii_lowercase())
@@ -111,7 +116,10 @@ mod tests {
     fn normalises_case_and_space() {
         assert_eq!(ok("  User@Example.COM "), "user@example.com");
         assert_eq!(ok("user@example.com"), "user@example.com");
-        assert_eq!(ok("first.last+tag@sub.example.co.uk"), "first.last+tag@sub.example.co.uk");
+        assert_eq!(
+            ok("first.last+tag@sub.example.co.uk"),
+            "first.last+tag@sub.example.co.uk"
+        );
     }
 
     #[test]
@@ -123,11 +131,26 @@ mod tests {
     #[test]
     fn refuses_malformed_addresses() {
         for bad in [
-            "", "   ", "plainaddress", "@example.com", "user@", "user@@example.com",
-            "user@localhost", "user@example..com", ".user@example.com", "user.@example.com",
-            "us..er@example.com", "user@-example.com", "user@example.com\r\nBcc: x@evil.com",
-            "user\n@example.com", "us er@example.com", "\"quoted\"@example.com",
-            "user@[127.0.0.1]", "user@127.0.0.1", "user@example.123", "a<b>@example.com",
+            "",
+            "   ",
+            "plainaddress",
+            "@example.com",
+            "user@",
+            "user@@example.com",
+            "user@localhost",
+            "user@example..com",
+            ".user@example.com",
+            "user.@example.com",
+            "us..er@example.com",
+            "user@-example.com",
+            "user@example.com\r\nBcc: x@evil.com",
+            "user\n@example.com",
+            "us er@example.com",
+            "\"quoted\"@example.com",
+            "user@[127.0.0.1]",
+            "user@127.0.0.1",
+            "user@example.123",
+            "a<b>@example.com",
             "user@exa_mple.com",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "accepted {bad:?}");

@@ -59,7 +59,11 @@ impl SigningKey {
 
     pub fn from_pkcs8(kid: &str, der: &[u8]) -> Result<SigningKey, JwtError> {
         let pair = RsaKeyPair::from_pkcs8(der).map_err(|_| JwtError::BadKey)?;
-        Ok(SigningKey { kid: kid.to_string(), pair, rng: aws_lc_rs::rand::SystemRandom::new() })
+        Ok(SigningKey {
+            kid: kid.to_string(),
+            pair,
+            rng: aws_lc_rs::rand::SystemRandom::new(),
+        })
     }
 
     /// The public half as a JWK (RFC 7517), as JWKS publishes it.
@@ -85,7 +89,12 @@ impl SigningKey {
         out.push_str(&B64.encode(Value::Object(claims.clone()).to_string()));
         let mut sig = vec![0u8; self.pair.public_modulus_len()];
         self.pair
-            .sign(&signature::RSA_PKCS1_SHA256, &self.rng, out.as_bytes(), &mut sig)
+            .sign(
+                &signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                out.as_bytes(),
+                &mut sig,
+            )
             .map_err(|_| JwtError::Sign)?;
         out.push('.');
         out.push_str(&B64.encode(sig));
@@ -107,8 +116,15 @@ impl VerifyingKey {
             let s = jwk.get(k).and_then(Value::as_str).ok_or(JwtError::BadKey)?;
             B64.decode(s).map_err(|_| JwtError::BadKey)
         };
-        let kid = jwk.get("kid").and_then(Value::as_str).ok_or(JwtError::BadKey)?;
-        Ok(VerifyingKey { kid: kid.to_string(), n: field("n")?, e: field("e")? })
+        let kid = jwk
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or(JwtError::BadKey)?;
+        Ok(VerifyingKey {
+            kid: kid.to_string(),
+            n: field("n")?,
+            e: field("e")?,
+        })
     }
 }
 
@@ -129,7 +145,8 @@ pub fn verify(
     expect: &Expectations<'_>,
 ) -> Result<Map<String, Value>, JwtError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JwtError::Malformed);
     };
@@ -137,13 +154,26 @@ pub fn verify(
     if header.get("alg").and_then(Value::as_str) != Some("RS256") {
         return Err(JwtError::BadAlgorithm);
     }
-    let kid = header.get("kid").and_then(Value::as_str).ok_or(JwtError::BadAlgorithm)?;
-    let key = keys.iter().find(|k| k.kid == kid).ok_or(JwtError::BadAlgorithm)?;
+    let kid = header
+        .get("kid")
+        .and_then(Value::as_str)
+        .ok_or(JwtError::BadAlgorithm)?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == kid)
+        .ok_or(JwtError::BadAlgorithm)?;
     let sig = B64.decode(s).map_err(|_| JwtError::Malformed)?;
     let signed = &token[..h.len() + 1 + p.len()];
-    signature::RsaPublicKeyComponents { n: &key.n, e: &key.e }
-        .verify(&signature::RSA_PKCS1_2048_8192_SHA256, signed.as_bytes(), &sig)
-        .map_err(|_| JwtError::BadSignature)?;
+    signature::RsaPublicKeyComponents {
+        n: &key.n,
+        e: &key.e,
+    }
+    .verify(
+        &signature::RSA_PKCS1_2048_8192_SHA256,
+        signed.as_bytes(),
+        &sig,
+    )
+    .map_err(|_| JwtError::BadSignature)?;
     let claims: Value = decode_json(p)?;
     let Value::Object(claims) = claims else {
         return Err(JwtError::Malformed);
@@ -164,7 +194,10 @@ fn check_claims(c: &Map<String, Value>, e: &Expectations<'_>) -> Result<(), JwtE
     if !aud_ok {
         return Err(JwtError::Claims("aud"));
     }
-    let exp = c.get("exp").and_then(Value::as_i64).ok_or(JwtError::Claims("exp"))?;
+    let exp = c
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or(JwtError::Claims("exp"))?;
     if exp + e.leeway <= e.now {
         return Err(JwtError::Claims("exp"));
     }
@@ -193,7 +226,12 @@ mod tests {
     }
 
     fn expect(now: i64) -> Expectations<'static> {
-        Expectations { issuer: "https://t.example/", audience: "https://t.example/userinfo", now, leeway: 0 }
+        Expectations {
+            issuer: "https://t.example/",
+            audience: "https://t.example/userinfo",
+            now,
+            leeway: 0,
+        }
     }
 
     #[test]
@@ -208,10 +246,19 @@ mod tests {
         let c = verify(&token, &[vk.clone()], &expect(50)).unwrap();
         assert_eq!(c["sub"], "email|abc");
         // expired, wrong audience, wrong issuer
-        assert!(matches!(verify(&token, &[vk.clone()], &expect(100)), Err(JwtError::Claims("exp"))));
-        let other_aud = Expectations { audience: "x", ..expect(50) };
+        assert!(matches!(
+            verify(&token, &[vk.clone()], &expect(100)),
+            Err(JwtError::Claims("exp"))
+        ));
+        let other_aud = Expectations {
+            audience: "x",
+            ..expect(50)
+        };
         assert!(verify(&token, &[vk.clone()], &other_aud).is_err());
-        let other_iss = Expectations { issuer: "https://evil/", ..expect(50) };
+        let other_iss = Expectations {
+            issuer: "https://evil/",
+            ..expect(50)
+        };
         assert!(verify(&token, &[vk.clone()], &other_iss).is_err());
     }
 
@@ -226,14 +273,28 @@ mod tests {
         let forged = format!("{none_header}.{}.", parts[1]);
         assert!(verify(&forged, &[vk.clone()], &expect(50)).is_err());
         // HS256 with the public key as the HMAC secret
-        let hs_header = B64.encode(format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, key.kid));
+        let hs_header = B64.encode(format!(
+            r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#,
+            key.kid
+        ));
         let forged = format!("{hs_header}.{}.{}", parts[1], parts[2]);
-        assert!(matches!(verify(&forged, &[vk.clone()], &expect(50)), Err(JwtError::BadAlgorithm)));
+        assert!(matches!(
+            verify(&forged, &[vk.clone()], &expect(50)),
+            Err(JwtError::BadAlgorithm)
+        ));
         // tampered payload
         let mut c = claims(100);
         c.insert("sub".into(), json!("email|attacker"));
-        let forged = format!("{}.{}.{}", parts[0], B64.encode(Value::Object(c).to_string()), parts[2]);
-        assert!(matches!(verify(&forged, &[vk.clone()], &expect(50)), Err(JwtError::BadSignature)));
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(Value::Object(c).to_string()),
+            parts[2]
+        );
+        assert!(matches!(
+            verify(&forged, &[vk.clone()], &expect(50)),
+            Err(JwtError::BadSignature)
+        ));
         // a key we did not publish
         let (other, _) = SigningKey::generate(&SystemRandom).unwrap();
         let foreign = other.sign(&claims(100)).unwrap();

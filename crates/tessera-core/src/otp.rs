@@ -16,7 +16,9 @@ pub const MAX_LENGTH: u8 = 10;
 /// Generates a code of `length` digits (clamped to 4..=10).
 pub fn generate(rng: &dyn Random, length: u8) -> String {
     let length = length.clamp(MIN_LENGTH, MAX_LENGTH);
-    (0..length).map(|_| char::from(b'0' + below(rng, 10) as u8)).collect()
+    (0..length)
+        .map(|_| char::from(b'0' + below(rng, 10) as u8))
+        .collect()
 }
 
 /// What the store holds about a pending code, after the attempt counter was incremented.
@@ -106,14 +108,29 @@ mod tests {
         let s = ServerSecret::new(&[1u8; 32]).unwrap();
         let right = s.hash_code("email", "a@example.com", "123456");
         let wrong = s.hash_code("email", "a@example.com", "654321");
-        assert_eq!(judge(&pending(&s, 1), "app", &right, 999), Verdict::Accepted);
-        assert_eq!(judge(&pending(&s, 3), "app", &right, 999), Verdict::Accepted);
+        assert_eq!(
+            judge(&pending(&s, 1), "app", &right, 999),
+            Verdict::Accepted
+        );
+        assert_eq!(
+            judge(&pending(&s, 3), "app", &right, 999),
+            Verdict::Accepted
+        );
         assert_eq!(judge(&pending(&s, 1), "app", &wrong, 999), Verdict::Wrong);
         // expiry: valid strictly before expires_at
-        assert_eq!(judge(&pending(&s, 1), "app", &right, 1_000), Verdict::Expired);
-        assert_eq!(judge(&pending(&s, 1), "app", &wrong, 5_000), Verdict::Expired);
+        assert_eq!(
+            judge(&pending(&s, 1), "app", &right, 1_000),
+            Verdict::Expired
+        );
+        assert_eq!(
+            judge(&pending(&s, 1), "app", &wrong, 5_000),
+            Verdict::Expired
+        );
         // the fourth attempt fails even with the right code
-        assert_eq!(judge(&pending(&s, 4), "app", &right, 999), Verdict::TooManyAttempts);
+        assert_eq!(
+            judge(&pending(&s, 4), "app", &right, 999),
+            Verdict::TooManyAttempts
+        );
         // a code issued for another application does not work here
         assert_eq!(judge(&pending(&s, 1), "other", &right, 999), Verdict::Wrong);
     }

@@ -82,7 +82,10 @@ mod tests {
     fn ids_have_the_auth0_shape() {
         let id = hex_id(&SystemRandom);
         assert_eq!(id.len(), 24);
-        assert!(id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_ne!(hex_id(&SystemRandom), id);
     }
 
@@ -90,7 +93,10 @@ mod tests {
     fn tokens_are_43_chars_of_base64url() {
         let t = token(&SystemRandom);
         assert_eq!(t.len(), 43);
-        assert!(t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[test]

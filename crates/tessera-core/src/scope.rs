@@ -47,7 +47,10 @@ mod tests {
         assert!(!s.has("phone"));
         assert!(Scope::parse("openid email").is_subset_of(&s));
         assert!(!Scope::parse("openid phone").is_subset_of(&s));
-        assert_eq!(s.without("offline_access").as_string(), "openid profile email");
+        assert_eq!(
+            s.without("offline_access").as_string(),
+            "openid profile email"
+        );
         assert!(Scope::parse("").is_empty());
     }
 }

@@ -29,7 +29,11 @@ pub struct User {
 impl User {
     /// The profile a new email user gets on first sign-in.
     pub fn new_email_user(hex_id: &str, connection: &str, email: &str, now: UnixTime) -> User {
-        let nickname = email.rsplit_once('@').map(|(l, _)| l).unwrap_or(email).to_string();
+        let nickname = email
+            .rsplit_once('@')
+            .map(|(l, _)| l)
+            .unwrap_or(email)
+            .to_string();
         User {
             user_id: format!("email|{hex_id}"),
             connection: connection.to_string(),
@@ -82,7 +86,11 @@ pub fn gravatar(email: &str) -> String {
         .filter(|c| c.is_ascii_alphabetic())
         .take(2)
         .collect();
-    let initials = if initials.is_empty() { "us".to_string() } else { initials };
+    let initials = if initials.is_empty() {
+        "us".to_string()
+    } else {
+        initials
+    };
     format!(
         "https://s.gravatar.com/avatar/{hash}?s=480&r=pg&d=https%3A%2F%2Fcdn.auth0.com%2Favatars%2F{initials}.png"
     )

@@ -57,7 +57,10 @@ pub struct Worker {
 
 impl Worker {
     /// Runs until `shutdown` turns true.
-    pub fn spawn(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        self: Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             loop {
                 if *shutdown.borrow() {
@@ -87,7 +90,12 @@ impl Worker {
         let now = self.clock.now();
         let batch = self
             .store
-            .claim_outbox(&self.owner, now, self.options.lease_secs, self.options.batch)
+            .claim_outbox(
+                &self.owner,
+                now,
+                self.options.lease_secs,
+                self.options.batch,
+            )
             .await?;
         let n = batch.len();
         let mut set = JoinSet::new();
@@ -107,9 +115,19 @@ impl Worker {
         let now = self.clock.now();
         if msg.not_after.is_some_and(|t| now >= t) {
             self.store
-                .settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: "expired".into() })
+                .settle_outbox(
+                    &msg.id,
+                    &OutboxOutcome::GiveUp {
+                        error: "expired".into(),
+                    },
+                )
                 .await?;
-            self.event("fn", &msg, "message dropped: its code expired before delivery").await;
+            self.event(
+                "fn",
+                &msg,
+                "message dropped: its code expired before delivery",
+            )
+            .await;
             return Ok(());
         }
         let email = match self
@@ -120,15 +138,20 @@ impl Worker {
         {
             Ok(e) => e,
             Err(e) => {
-                self.store.settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: e.clone() }).await?;
-                self.event("fn", &msg, &format!("message unreadable: {e}")).await;
+                self.store
+                    .settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: e.clone() })
+                    .await?;
+                self.event("fn", &msg, &format!("message unreadable: {e}"))
+                    .await;
                 return Ok(());
             }
         };
         let started = std::time::Instant::now();
         match self.mailer.send(&email).await {
             Ok(()) => {
-                self.store.settle_outbox(&msg.id, &OutboxOutcome::Delivered).await?;
+                self.store
+                    .settle_outbox(&msg.id, &OutboxOutcome::Delivered)
+                    .await?;
                 tracing::info!(
                     outbox_id = %msg.id,
                     attempts = msg.attempts,
@@ -140,14 +163,22 @@ impl Worker {
             Err(DeliveryError::Transient(e)) if msg.attempts < self.options.max_attempts => {
                 let at = now + self.backoff(msg.attempts);
                 tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, retry_at = at, error = %e, "email delivery failed; will retry");
-                self.store.settle_outbox(&msg.id, &OutboxOutcome::Retry { at, error: e }).await?;
+                self.store
+                    .settle_outbox(&msg.id, &OutboxOutcome::Retry { at, error: e })
+                    .await?;
             }
             Err(e) => {
                 tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, error = %e, "email delivery given up");
                 self.store
-                    .settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: e.to_string() })
+                    .settle_outbox(
+                        &msg.id,
+                        &OutboxOutcome::GiveUp {
+                            error: e.to_string(),
+                        },
+                    )
                     .await?;
-                self.event("fn", &msg, &format!("delivery given up: {e}")).await;
+                self.event("fn", &msg, &format!("delivery given up: {e}"))
+                    .await;
             }
         }
         Ok(())

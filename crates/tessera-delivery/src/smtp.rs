@@ -52,18 +52,29 @@ impl std::fmt::Debug for SmtpSettings {
 impl SmtpSettings {
     pub fn from_url(raw: &str, timeout: Duration) -> Result<SmtpSettings, String> {
         let url = url::Url::parse(raw).map_err(|e| format!("invalid SMTP URL: {e}"))?;
-        let host = url.host_str().ok_or("the SMTP URL has no host")?.to_string();
+        let host = url
+            .host_str()
+            .ok_or("the SMTP URL has no host")?
+            .to_string();
         let mut tls = match url.scheme() {
             "smtp" => TlsMode::Required,
             "smtps" => TlsMode::Implicit,
-            s => return Err(format!("the SMTP URL scheme must be smtp or smtps, not {s:?}")),
+            s => {
+                return Err(format!(
+                    "the SMTP URL scheme must be smtp or smtps, not {s:?}"
+                ));
+            }
         };
         for (k, v) in url.query_pairs() {
             match (k.as_ref(), v.as_ref()) {
                 ("tls", "required") if tls != TlsMode::Implicit => tls = TlsMode::Required,
-                ("tls", "opportunistic") if tls != TlsMode::Implicit => tls = TlsMode::Opportunistic,
+                ("tls", "opportunistic") if tls != TlsMode::Implicit => {
+                    tls = TlsMode::Opportunistic
+                }
                 ("tls", "none") if tls != TlsMode::Implicit => tls = TlsMode::None,
-                ("tls", v) => return Err(format!("unsupported SMTP tls mode {v:?} for this scheme")),
+                ("tls", v) => {
+                    return Err(format!("unsupported SMTP tls mode {v:?} for this scheme"));
+                }
                 (k, _) => return Err(format!("unknown SMTP URL parameter {k:?}")),
             }
         }
@@ -72,10 +83,19 @@ impl SmtpSettings {
                 "plain SMTP (tls=none) is only allowed to a loopback host, not {host:?}: use STARTTLS or smtps://"
             ));
         }
-        let port = url.port().unwrap_or(if tls == TlsMode::Implicit { 465 } else { 587 });
+        let port = url
+            .port()
+            .unwrap_or(if tls == TlsMode::Implicit { 465 } else { 587 });
         let username = (!url.username().is_empty()).then(|| percent_decode(url.username()));
         let password = url.password().map(percent_decode);
-        Ok(SmtpSettings { host, port, tls, username, password, timeout })
+        Ok(SmtpSettings {
+            host,
+            port,
+            tls,
+            username,
+            password,
+            timeout,
+        })
     }
 }
 
@@ -118,7 +138,10 @@ impl SmtpMailer {
         if let (Some(u), Some(p)) = (&settings.username, &settings.password) {
             b = b.credentials(Credentials::new(u.clone(), p.clone()));
         }
-        Ok(SmtpMailer { transport: b.build(), settings })
+        Ok(SmtpMailer {
+            transport: b.build(),
+            settings,
+        })
     }
 
     pub fn settings(&self) -> &SmtpSettings {
@@ -149,14 +172,22 @@ impl SmtpMailer {
 /// Builds the MIME message: multipart/alternative with text and HTML, a stable Message-ID.
 pub fn build(m: &EmailMessage) -> Result<Message, DeliveryError> {
     let bad = |what: &str, e: String| DeliveryError::Permanent(format!("{what}: {e}"));
-    let from: Mailbox = m.from.parse().map_err(|e: lettre::address::AddressError| bad("from", e.to_string()))?;
-    let to: Mailbox = m.to.parse().map_err(|e: lettre::address::AddressError| bad("to", e.to_string()))?;
+    let from: Mailbox = m
+        .from
+        .parse()
+        .map_err(|e: lettre::address::AddressError| bad("from", e.to_string()))?;
+    let to: Mailbox =
+        m.to.parse()
+            .map_err(|e: lettre::address::AddressError| bad("to", e.to_string()))?;
     Message::builder()
         .from(from)
         .to(to)
         .subject(m.subject.clone())
         .message_id(Some(format!("<{}>", m.message_id)))
-        .multipart(MultiPart::alternative_plain_html(m.text.clone(), m.html.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            m.text.clone(),
+            m.html.clone(),
+        ))
         .map_err(|e| bad("message", e.to_string()))
 }
 
@@ -208,7 +239,10 @@ mod tests {
         assert!(raw.contains("Message-ID: <abc@tessera.test>"));
         assert!(raw.contains("multipart/alternative"));
         assert!(raw.contains("Date: "));
-        let bad = EmailMessage { to: "x@example.com\r\nBcc: evil@example.com".into(), ..m };
+        let bad = EmailMessage {
+            to: "x@example.com\r\nBcc: evil@example.com".into(),
+            ..m
+        };
         assert!(build(&bad).is_err());
     }
 }

@@ -42,7 +42,11 @@ const HTML: &str = r#"<!DOCTYPE html>
 pub fn render_code_email(c: &EmailContext<'_>) -> Result<EmailMessage, minijinja::Error> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|name| {
-        if name.ends_with(".html") { AutoEscape::Html } else { AutoEscape::None }
+        if name.ends_with(".html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
     });
     env.add_template("subject.txt", SUBJECT)?;
     env.add_template("body.txt", TEXT)?;
@@ -66,7 +70,11 @@ pub fn render_code_email(c: &EmailContext<'_>) -> Result<EmailMessage, minijinja
 }
 
 fn one_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().trim().to_string()
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 #[cfg(test)]

@@ -1,1 +1,17 @@
-//! placeholder
+//! Tessera's HTTP server: the Auth0 passwordless API, OpenID Connect discovery, and the
+//! dev mailbox, over the store and delivery crates.
+
+pub mod app;
+pub mod clientauth;
+pub mod config;
+pub mod error;
+pub mod files;
+pub mod keys;
+pub mod params;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod tokens;
+
+pub use app::{Tessera, build, router, serve};
+pub use settings::Settings;

@@ -89,7 +89,11 @@ pub struct PoolOptions {
 
 impl Default for PoolOptions {
     fn default() -> Self {
-        PoolOptions { max_connections: 10, acquire_timeout_secs: 5, statement_timeout_ms: 5_000 }
+        PoolOptions {
+            max_connections: 10,
+            acquire_timeout_secs: 5,
+            statement_timeout_ms: 5_000,
+        }
     }
 }
 
@@ -113,8 +117,11 @@ pub trait Store: Send + Sync + 'static {
     // One-time codes.
     /// Stores a code (replacing any earlier one for the same identity and connection) and
     /// queues its message, in one transaction.
-    async fn issue_challenge(&self, challenge: &NewChallenge, message: &NewOutboxMessage)
-    -> Result<()>;
+    async fn issue_challenge(
+        &self,
+        challenge: &NewChallenge,
+        message: &NewOutboxMessage,
+    ) -> Result<()>;
     /// Counts one attempt against the live code for this identity and returns it, counter
     /// included. The increment is committed before the caller compares anything.
     async fn count_attempt(&self, connection: &str, identifier: &str) -> Result<Option<Challenge>>;

@@ -19,7 +19,11 @@ where
     let settings: String = r.try_get("settings")?;
     let settings: ClientSettings = serde_json::from_str(&settings)
         .map_err(|e| StoreError::Corrupt(format!("client settings: {e}")))?;
-    Ok(Client { client_id: r.try_get("client_id")?, secret_hash: r.try_get("secret_hash")?, settings })
+    Ok(Client {
+        client_id: r.try_get("client_id")?,
+        secret_hash: r.try_get("secret_hash")?,
+        settings,
+    })
 }
 
 pub(crate) fn connection_from_row<R: Row>(r: &R) -> Result<Connection, StoreError>
@@ -31,12 +35,20 @@ where
     let strategy = match strategy.as_str() {
         "email" => Strategy::Email,
         "sms" => Strategy::Sms,
-        other => return Err(StoreError::Corrupt(format!("connection strategy {other:?}"))),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "connection strategy {other:?}"
+            )));
+        }
     };
     let settings: String = r.try_get("settings")?;
     let settings: ConnectionSettings = serde_json::from_str(&settings)
         .map_err(|e| StoreError::Corrupt(format!("connection settings: {e}")))?;
-    Ok(Connection { name: r.try_get("name")?, strategy, settings })
+    Ok(Connection {
+        name: r.try_get("name")?,
+        strategy,
+        settings,
+    })
 }
 
 pub(crate) fn challenge_from_row<R: Row>(r: &R) -> Result<Challenge, StoreError>

@@ -1,1 +1,149 @@
-fn main() {}
+//! `tessera`: run the server, run it in dev mode, or migrate its database.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera_server::config::{self, Config};
+use tessera_server::settings::{DEV_DATA_DIR, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Tessera: a self-hosted passwordless identity provider that speaks Auth0's API"
+)]
+struct Cli {
+    /// The TOML configuration file (every key can also be set as TESSERA_<SECTION>__<KEY>).
+    #[arg(long, global = true, env = "TESSERA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve {
+        /// Dev mode: SQLite in ./.tessera-dev, a dev mailbox at /_dev/mailbox, a demo application.
+        #[arg(long)]
+        dev: bool,
+        /// Address to listen on (overrides `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Folder for the SQLite database and the server secret (overrides `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Shorthand for `serve --dev`.
+    Dev {
+        #[arg(long)]
+        listen: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply pending database migrations, then exit.
+    Migrate {
+        /// Use the dev-mode database location when no database URL is configured.
+        #[arg(long)]
+        dev: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let mut cfg = match config::load(cli.config.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let (dev, migrate_only) = match cli.cmd {
+        Cmd::Serve {
+            dev,
+            listen,
+            data_dir,
+        } => {
+            override_paths(&mut cfg, listen, data_dir);
+            (dev, false)
+        }
+        Cmd::Dev { listen, data_dir } => {
+            override_paths(&mut cfg, listen, data_dir);
+            (true, false)
+        }
+        Cmd::Migrate { dev } => (dev, true),
+    };
+    init_logging(&cfg.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = if migrate_only {
+        runtime.block_on(migrate(&cfg, dev))
+    } else {
+        match Settings::from_config(cfg, dev) {
+            Ok(settings) => runtime.block_on(tessera_server::serve(settings)),
+            Err(e) => return fail(&e),
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
+    }
+}
+
+fn override_paths(cfg: &mut Config, listen: Option<String>, data_dir: Option<PathBuf>) {
+    if listen.is_some() {
+        cfg.listen = listen;
+    }
+    if data_dir.is_some() {
+        cfg.data_dir = data_dir;
+    }
+}
+
+async fn migrate(cfg: &Config, dev: bool) -> anyhow::Result<()> {
+    let data_dir = cfg
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(if dev { DEV_DATA_DIR } else { "data" }));
+    let url = cfg
+        .database
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tessera.db").display()));
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&data_dir)?;
+    }
+    let pool = tessera_store::PoolOptions {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let store = tessera_store::open(&url, &pool).await?;
+    store.migrate().await?;
+    println!("migrations applied ({})", store.backend());
+    Ok(())
+}
+
+fn init_logging(log: &config::LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| log.level.clone())
+        .unwrap_or_else(|| "info,sqlx=warn".to_string());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if log.format.as_deref() == Some("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("tessera: error: {msg}");
+    ExitCode::from(2)
+}

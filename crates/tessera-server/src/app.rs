@@ -1,0 +1,284 @@
+//! Building and running a Tessera server: settings in, router and background tasks out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use tessera_core::clock::{Clock, SystemClock};
+use tessera_core::connection::{Connection, Strategy};
+use tessera_core::crypto::ServerSecret;
+use tessera_core::rand::{Random, SystemRandom, hex_id};
+use tessera_delivery::outbox::{Worker, WorkerOptions};
+use tessera_delivery::smtp::SmtpMailer;
+use tessera_delivery::{DevMailbox, Mailer};
+use tokio::sync::{Notify, watch};
+
+use crate::error::ApiError;
+use crate::keys::KeyRing;
+use crate::routes;
+use crate::settings::{EmailTransport, SecretSource, Settings};
+use crate::state::{AppState, Inner};
+
+/// A built server: its state, and the outbox worker to run beside it.
+pub struct Tessera {
+    pub state: AppState,
+    pub worker: Arc<Worker>,
+}
+
+/// Opens the store (migrating it), applies the configuration's bootstrap state, loads keys.
+pub async fn build(
+    s: &Settings,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Random>,
+) -> anyhow::Result<Tessera> {
+    prepare_sqlite_dir(&s.database_url)?;
+    let secret = ServerSecret::new(&load_secret(&s.secret, rng.as_ref())?)?;
+    let store = tessera_store::open(&s.database_url, &s.pool).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+    let now = clock.now();
+    let email = Connection {
+        name: "email".into(),
+        strategy: Strategy::Email,
+        settings: s.email_connection.clone(),
+    };
+    store.upsert_connection(&email, now).await?;
+    for c in &s.clients {
+        store.upsert_client(c, now).await?;
+    }
+    let keys = KeyRing::load(store.as_ref(), &secret, rng.as_ref(), now).await?;
+    let mailer = Arc::new(match &s.email {
+        EmailTransport::Smtp(cfg) => {
+            Mailer::Smtp(SmtpMailer::new(cfg.clone()).map_err(anyhow::Error::msg)?)
+        }
+        EmailTransport::DevMailbox => Mailer::Dev(DevMailbox::default()),
+    });
+    let wake = Arc::new(Notify::new());
+    let worker = Arc::new(Worker {
+        store: Arc::clone(&store),
+        secret: secret.clone(),
+        mailer: Arc::clone(&mailer),
+        clock: Arc::clone(&clock),
+        rng: Arc::clone(&rng),
+        owner: format!("node-{}", hex_id(rng.as_ref())),
+        wake: Arc::clone(&wake),
+        options: WorkerOptions::default(),
+    });
+    let state = AppState(Arc::new(Inner {
+        store,
+        secret,
+        keys,
+        clock,
+        rng,
+        issuer: s.issuer.clone(),
+        tokens: s.tokens.clone(),
+        apis: s.apis.clone(),
+        mailer,
+        outbox_wake: wake,
+        email_from: s.email_from.clone(),
+        dev: s.dev,
+    }));
+    Ok(Tessera { state, worker })
+}
+
+/// The HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let mut r = Router::new()
+        .route("/passwordless/start", post(routes::passwordless::start))
+        .route("/oauth/token", post(routes::token::token))
+        .route(
+            "/userinfo",
+            get(routes::userinfo::userinfo).post(routes::userinfo::userinfo),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(routes::discovery::openid_configuration),
+        )
+        .route("/.well-known/jwks.json", get(routes::discovery::jwks))
+        .route("/health", get(routes::discovery::health));
+    if state.dev {
+        r = r
+            .route("/_dev/mailbox", get(routes::dev::mailbox_html))
+            .route("/_dev/mailbox.json", get(routes::dev::mailbox_json));
+    }
+    r.fallback(not_found)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn(observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found")
+}
+
+/// Logs each request (path only: query strings may carry codes) and sets security headers.
+async fn observe(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ));
+    tracing::info!(
+        %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+/// Runs Tessera until SIGINT or SIGTERM.
+pub async fn serve(s: Settings) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let rng: Arc<dyn Random> = Arc::new(SystemRandom);
+    let t = build(&s, clock, rng).await?;
+    let listener = tokio::net::TcpListener::bind(&s.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", s.listen))?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = Arc::clone(&t.worker).spawn(stop_rx.clone());
+    tokio::spawn(maintenance(t.state.clone(), stop_rx.clone()));
+    if let Mailer::Smtp(m) = t.state.mailer.as_ref() {
+        let (host, port) = (m.settings().host.clone(), m.settings().port);
+        let state = t.state.clone();
+        tokio::spawn(async move {
+            if let Mailer::Smtp(m) = state.mailer.as_ref() {
+                match m.check().await {
+                    Ok(()) => tracing::info!(%host, port, "SMTP server reachable"),
+                    Err(e) => tracing::error!(%host, port, error = %e,
+                        "SMTP server check failed: mail is queued and retried until it works"),
+                }
+            }
+        });
+    }
+    tracing::info!(%addr, issuer = %s.issuer, database = t.state.store.backend(), dev = s.dev, "Tessera is listening");
+    if let Some(d) = &s.demo_app {
+        println!(
+            "\nTessera dev server on http://{addr}  (issuer {})",
+            s.issuer
+        );
+        println!("  dev mailbox:    {}_dev/mailbox", s.issuer);
+        println!("  demo app:       client_id     = {}", d.client_id);
+        println!("                  client_secret = {}", d.client_secret);
+        println!("                  callback      = {}", d.callback);
+        println!("  data folder:    {}\n", s.data_dir.display());
+    }
+    let app = router(t.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
+    Ok(())
+}
+
+/// Purges expired rows and picks up keys rotated by other nodes.
+async fn maintenance(st: AppState, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut rounds: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        rounds += 1;
+        if let Err(e) = st.keys.refresh(st.store.as_ref(), &st.secret).await {
+            tracing::warn!(error = %e, "could not refresh signing keys");
+        }
+        if rounds % 6 == 0 {
+            match st.store.purge_expired(st.now()).await {
+                Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired codes and tokens"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+fn prepare_sqlite_dir(url: &str) -> anyhow::Result<()> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            anyhow::anyhow!("cannot create the data folder {}: {e}", parent.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// The configured secret, or the one in the data folder (created at first start).
+fn load_secret(src: &SecretSource, rng: &dyn Random) -> anyhow::Result<Vec<u8>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let path = match src {
+        SecretSource::Configured(b) => return Ok(b.clone()),
+        SecretSource::File(p) => p,
+    };
+    if !path.exists() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut bytes = [0u8; 32];
+        rng.fill(&mut bytes);
+        // Another process may win the race to create it; then we read theirs.
+        if crate::files::write_private(path, b64.encode(bytes).as_bytes()).is_ok() {
+            tracing::info!(path = %path.display(), "generated a new server secret");
+        }
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the server secret {}: {e}", path.display()))?;
+    b64.decode(text.trim())
+        .map_err(|_| anyhow::anyhow!("the server secret {} is not base64", path.display()))
+}

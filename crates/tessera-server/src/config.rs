@@ -1,0 +1,507 @@
+//! Configuration: defaults, then a TOML file, then `TESSERA_*` environment variables.
+//!
+//! Every key of the file can be overridden by an environment variable: the path is upper-cased
+//! and nested keys are joined by a double underscore, with array items by index
+//! (`TESSERA_DATABASE__URL`, `TESSERA_EMAIL__SMTP_URL`, `TESSERA_APPLICATIONS__0__CLIENT_SECRET`).
+//! Values are read as TOML when they look like a number, boolean, array or inline table, and as
+//! strings otherwise (quote a string that looks like a number: `'"123"'`).
+//! Unknown keys and contradictory settings stop the start-up with a message naming the key.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tessera_core::client::{
+    AppType, GRANT_AUTHORIZATION_CODE, GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
+};
+use tessera_core::connection::ConnectionSettings;
+
+pub const ENV_PREFIX: &str = "TESSERA_";
+const KNOWN_GRANTS: &[&str] = &[
+    GRANT_PASSWORDLESS_OTP,
+    GRANT_REFRESH_TOKEN,
+    GRANT_AUTHORIZATION_CODE,
+];
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The public base URL; tokens carry it as `iss` (with a trailing slash).
+    pub issuer: Option<String>,
+    /// Address to listen on.
+    pub listen: Option<String>,
+    /// Folder for the SQLite database and the generated server secret.
+    pub data_dir: Option<PathBuf>,
+    /// Base64 of at least 32 random bytes. Required with PostgreSQL (all nodes share it).
+    pub secret_key: Option<SecretString>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub email: EmailConfig,
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
+    #[serde(default)]
+    pub tokens: TokenConfig,
+    #[serde(default)]
+    pub apis: Vec<ApiConfig>,
+    #[serde(default)]
+    pub applications: Vec<AppConfig>,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: Option<String>,
+    pub max_connections: Option<u32>,
+    pub acquire_timeout_secs: Option<u64>,
+    pub statement_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `Name <address>` or a bare address.
+    pub from: Option<String>,
+    /// `smtp://user:pass@host:587`, `smtps://host:465`, `smtp://127.0.0.1:2525?tls=none`.
+    pub smtp_url: Option<SecretString>,
+    pub timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    #[serde(default)]
+    pub email: EmailConnectionConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailConnectionConfig {
+    pub code_length: u8,
+    pub code_lifetime_secs: i64,
+    pub max_attempts: i64,
+    pub disable_signup: bool,
+}
+
+impl Default for EmailConnectionConfig {
+    fn default() -> Self {
+        let d = ConnectionSettings::default();
+        EmailConnectionConfig {
+            code_length: d.code_length,
+            code_lifetime_secs: d.code_lifetime_secs,
+            max_attempts: d.max_attempts,
+            disable_signup: d.disable_signup,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    pub id_token_lifetime_secs: i64,
+    pub access_token_lifetime_secs: i64,
+    pub refresh_token_lifetime_secs: i64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            id_token_lifetime_secs: 36_000,
+            access_token_lifetime_secs: 86_400,
+            refresh_token_lifetime_secs: 30 * 86_400,
+        }
+    }
+}
+
+/// An API (resource server) that access tokens can be issued for.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub identifier: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub allow_offline_access: bool,
+    pub token_lifetime_secs: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub app_type: AppType,
+    #[serde(default)]
+    pub callbacks: Vec<String>,
+    #[serde(default)]
+    pub web_origins: Vec<String>,
+    pub grant_types: Option<Vec<String>>,
+    pub connections: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: Option<String>,
+    /// A tracing filter such as `info` or `tessera=debug`; `RUST_LOG` wins when set.
+    pub level: Option<String>,
+}
+
+/// Reads the file (if any) and applies environment overrides.
+pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, String> {
+    let mut root = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read the configuration file {}: {e}", p.display()))?;
+            text.parse::<toml::Table>()
+                .map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => toml::Table::new(),
+    };
+    for (k, v) in env {
+        let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        if rest == "CONFIG" {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        set_path(&mut root, &path, env_value(v)).map_err(|e| format!("{k}: {e}"))?;
+    }
+    let where_ = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "configuration".into());
+    Config::deserialize(toml::Value::Table(root))
+        .map_err(|e| format!("{where_}: {}", e.to_string().trim()))
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    let t = raw.trim();
+    let looks_typed = t == "true"
+        || t == "false"
+        || t.starts_with('[')
+        || t.starts_with('{')
+        || t.starts_with('"')
+        || (!t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_digit() || c == '-' || c == '.'));
+    if looks_typed {
+        if let Ok(tbl) = format!("v = {t}").parse::<toml::Table>() {
+            if let Some(v) = tbl.get("v") {
+                return v.clone();
+            }
+        }
+    }
+    toml::Value::String(raw.to_string())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (first, rest) = path.split_first().ok_or("empty key")?;
+    if first.is_empty() {
+        return Err("empty key segment".into());
+    }
+    if rest.is_empty() {
+        table.insert(first.clone(), value);
+        return Ok(());
+    }
+    let entry = table.entry(first.clone()).or_insert_with(|| {
+        if rest[0].parse::<usize>().is_ok() {
+            toml::Value::Array(vec![])
+        } else {
+            toml::Value::Table(toml::Table::new())
+        }
+    });
+    set_value(entry, rest, value)
+}
+
+fn set_value(target: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    match target {
+        toml::Value::Table(t) => set_path(t, path, value),
+        toml::Value::Array(a) => {
+            let (idx, rest) = path.split_first().ok_or("empty key")?;
+            let i: usize = idx
+                .parse()
+                .map_err(|_| format!("{idx:?} is not an array index"))?;
+            if i > a.len() {
+                return Err(format!(
+                    "array index {i} skips items (there are {})",
+                    a.len()
+                ));
+            }
+            if i == a.len() {
+                a.push(toml::Value::Table(toml::Table::new()));
+            }
+            if rest.is_empty() {
+                a[i] = value;
+                Ok(())
+            } else {
+                set_value(&mut a[i], rest, value)
+            }
+        }
+        _ => Err("cannot set a key inside a plain value".into()),
+    }
+}
+
+/// Normalises an issuer URL to `scheme://host[:port]/path/` and checks it is safe.
+pub fn normalise_issuer(raw: &str, dev: bool) -> Result<String, String> {
+    let mut u = url::Url::parse(raw.trim()).map_err(|e| format!("issuer {raw:?}: {e}"))?;
+    if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+        return Err(format!(
+            "issuer {raw:?} must not have a query, fragment or user info"
+        ));
+    }
+    match u.scheme() {
+        "https" => {}
+        "http" if dev || is_loopback_host(u.host_str().unwrap_or_default()) => {}
+        "http" => {
+            return Err(format!(
+                "issuer {raw:?} must use https (plain http is only allowed for loopback hosts or in dev mode)"
+            ));
+        }
+        s => return Err(format!("issuer scheme must be https, not {s:?}")),
+    }
+    if !u.path().ends_with('/') {
+        let p = format!("{}/", u.path());
+        u.set_path(&p);
+    }
+    Ok(u.to_string())
+}
+
+pub fn is_loopback_host(h: &str) -> bool {
+    h == "localhost"
+        || h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks a callback URL: absolute, no fragment, http(s) or a custom scheme for native apps.
+pub fn check_callback(app: &str, cb: &str) -> Result<(), String> {
+    let u =
+        url::Url::parse(cb).map_err(|e| format!("application {app:?}: callback {cb:?}: {e}"))?;
+    if u.fragment().is_some() {
+        return Err(format!(
+            "application {app:?}: callback {cb:?} must not contain a fragment"
+        ));
+    }
+    if matches!(u.scheme(), "javascript" | "data" | "file" | "vbscript") {
+        return Err(format!(
+            "application {app:?}: callback {cb:?} uses a forbidden scheme"
+        ));
+    }
+    if matches!(u.scheme(), "http" | "https") && u.host_str().is_none_or(|h| h.is_empty()) {
+        return Err(format!("application {app:?}: callback {cb:?} has no host"));
+    }
+    Ok(())
+}
+
+/// Checks a web origin: `scheme://host[:port]` exactly.
+pub fn check_origin(app: &str, o: &str) -> Result<(), String> {
+    let u =
+        url::Url::parse(o).map_err(|e| format!("application {app:?}: web origin {o:?}: {e}"))?;
+    let origin = u.origin().ascii_serialization();
+    if origin != o {
+        return Err(format!(
+            "application {app:?}: web origin {o:?} must be just scheme://host[:port] (did you mean {origin:?}?)"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks what one application declares, and returns its effective grants and connections.
+pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> {
+    let name = &app.name;
+    if app.client_id.trim().is_empty()
+        || app.client_id.len() > 128
+        || app
+            .client_id
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(format!(
+            "application {name:?}: client_id must be 1-128 visible characters"
+        ));
+    }
+    match (app.app_type.is_confidential(), &app.client_secret) {
+        (true, None) => {
+            return Err(format!(
+                "application {name:?}: a regular_web application needs a client_secret"
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(format!(
+                "application {name:?}: a {} application is public and must not have a client_secret",
+                app.app_type.auth0_name()
+            ));
+        }
+        (true, Some(s)) if s.expose_secret().len() < 32 => {
+            return Err(format!(
+                "application {name:?}: client_secret must be at least 32 characters"
+            ));
+        }
+        _ => {}
+    }
+    for cb in &app.callbacks {
+        check_callback(name, cb)?;
+    }
+    for o in &app.web_origins {
+        check_origin(name, o)?;
+    }
+    let grants = app.grant_types.clone().unwrap_or_else(|| {
+        let mut g = vec![
+            GRANT_AUTHORIZATION_CODE.to_string(),
+            GRANT_REFRESH_TOKEN.to_string(),
+        ];
+        if app.app_type.is_confidential() {
+            g.push(GRANT_PASSWORDLESS_OTP.to_string());
+        }
+        g
+    });
+    for g in &grants {
+        if !KNOWN_GRANTS.contains(&g.as_str()) {
+            return Err(format!(
+                "application {name:?}: unknown grant type {g:?} (known: {})",
+                KNOWN_GRANTS.join(", ")
+            ));
+        }
+    }
+    let connections = app
+        .connections
+        .clone()
+        .unwrap_or_else(|| vec!["email".into()]);
+    for c in &connections {
+        match c.as_str() {
+            "email" => {}
+            "sms" => {
+                return Err(format!(
+                    "application {name:?}: the sms connection is not available yet"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "application {name:?}: unknown connection {other:?}"
+                ));
+            }
+        }
+    }
+    Ok((grants, connections))
+}
+
+/// Checks the whole file for contradictions that no single section shows.
+pub fn check_unique_clients(apps: &[AppConfig]) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for a in apps {
+        if !seen.insert(a.client_id.as_str()) {
+            return Err(format!("client_id {:?} is declared twice", a.client_id));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_and_array_items() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(
+            &p,
+            "issuer = \"https://a.example/\"\n[[applications]]\nname = \"A\"\nclient_id = \"a\"\napp_type = \"spa\"\n",
+        )
+        .unwrap();
+        let c = load(
+            Some(&p),
+            &env(&[
+                ("TESSERA_ISSUER", "https://b.example/"),
+                ("TESSERA_DATABASE__MAX_CONNECTIONS", "7"),
+                ("TESSERA_CONNECTIONS__EMAIL__CODE_LENGTH", "8"),
+                ("TESSERA_APPLICATIONS__0__NAME", "Renamed"),
+                ("TESSERA_CONFIG", "ignored"),
+                ("OTHER", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.issuer.as_deref(), Some("https://b.example/"));
+        assert_eq!(c.database.max_connections, Some(7));
+        assert_eq!(c.connections.email.code_length, 8);
+        assert_eq!(c.applications[0].name, "Renamed");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let e = load(None, &env(&[("TESSERA_DATABSE__URL", "sqlite://x")])).unwrap_err();
+        assert!(e.contains("databse"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(&p, "[email]\nsmtp_host = \"x\"\n").unwrap();
+        let e = load(Some(&p), &[]).unwrap_err();
+        assert!(e.contains("smtp_host"), "{e}");
+    }
+
+    #[test]
+    fn issuer_rules() {
+        assert_eq!(
+            normalise_issuer("https://id.example.com", false).unwrap(),
+            "https://id.example.com/"
+        );
+        assert_eq!(
+            normalise_issuer("http://127.0.0.1:3000", false).unwrap(),
+            "http://127.0.0.1:3000/"
+        );
+        assert!(normalise_issuer("http://id.example.com", false).is_err());
+        assert!(normalise_issuer("http://id.example.com", true).is_ok());
+        assert!(normalise_issuer("https://id.example.com/?x=1", false).is_err());
+        assert!(normalise_issuer("ftp://id.example.com", false).is_err());
+    }
+
+    fn app(t: AppType, secret: Option<&str>) -> AppConfig {
+        AppConfig {
+            name: "A".into(),
+            client_id: "a".into(),
+            client_secret: secret.map(|s| SecretString::from(s.to_string())),
+            app_type: t,
+            callbacks: vec!["https://app.example.com/cb".into()],
+            web_origins: vec!["https://app.example.com".into()],
+            grant_types: None,
+            connections: None,
+        }
+    }
+
+    #[test]
+    fn contradictory_applications_are_refused() {
+        let long = "s".repeat(32);
+        assert!(check_app(&app(AppType::RegularWeb, Some(&long))).is_ok());
+        assert!(check_app(&app(AppType::RegularWeb, None)).is_err());
+        assert!(check_app(&app(AppType::RegularWeb, Some("short"))).is_err());
+        assert!(check_app(&app(AppType::Spa, Some(&long))).is_err());
+        let mut a = app(AppType::Spa, None);
+        a.web_origins = vec!["https://app.example.com/path".into()];
+        assert!(check_app(&a).is_err());
+        let mut a = app(AppType::Spa, None);
+        a.callbacks = vec!["javascript:alert(1)".into()];
+        assert!(check_app(&a).is_err());
+        let mut a = app(AppType::Spa, None);
+        a.grant_types = Some(vec!["password".into()]);
+        assert!(check_app(&a).is_err());
+        let mut a = app(AppType::Spa, None);
+        a.connections = Some(vec!["github".into()]);
+        assert!(check_app(&a).is_err());
+        let (grants, conns) = check_app(&app(AppType::RegularWeb, Some(&long))).unwrap();
+        assert!(grants.contains(&GRANT_PASSWORDLESS_OTP.to_string()));
+        assert_eq!(conns, vec!["email".to_string()]);
+        assert!(check_unique_clients(&[app(AppType::Spa, None), app(AppType::Spa, None)]).is_err());
+    }
+}

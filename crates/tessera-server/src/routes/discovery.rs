@@ -1,0 +1,68 @@
+//! OpenID Connect discovery, the JWKS, and `/health`.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub async fn openid_configuration(State(st): State<AppState>) -> Response {
+    let i = &st.issuer;
+    let doc = json!({
+        "issuer": i,
+        "authorization_endpoint": format!("{i}authorize"),
+        "token_endpoint": format!("{i}oauth/token"),
+        "userinfo_endpoint": format!("{i}userinfo"),
+        "jwks_uri": format!("{i}.well-known/jwks.json"),
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "grant_types_supported": ["http://auth0.com/oauth/grant-type/passwordless/otp", "refresh_token"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "name", "nickname", "picture",
+                             "updated_at", "email", "email_verified"],
+    });
+    public(axum::Json(doc).into_response(), 300)
+}
+
+pub async fn jwks(State(st): State<AppState>) -> Response {
+    let doc = st.keys.get().jwks.clone();
+    let mut r = (StatusCode::OK, doc.as_ref().clone()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    public(r, 60)
+}
+
+/// Cacheable and readable from any origin (browsers verify id_tokens with an XHR).
+fn public(mut r: Response, max_age: u32) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    r
+}
+
+pub async fn health(State(st): State<AppState>) -> Response {
+    match st.store.ping().await {
+        Ok(()) => {
+            axum::Json(json!({"status": "ok", "database": st.store.backend()})).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: database unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"error": "temporarily_unavailable", "error_description": "The database is unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! HTTP routes, by surface.
+
+pub mod dev;
+pub mod discovery;
+pub mod passwordless;
+pub mod token;
+pub mod userinfo;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::params::{Params, ParamsError};
+
+/// Parses a request body, answering malformed input in the given error code.
+pub fn parse_body(body: &[u8], error_code: &str) -> Result<Params, ApiError> {
+    Params::parse(body).map_err(|e| {
+        let d = match e {
+            ParamsError::NotJson => "The request body is not valid JSON".to_string(),
+            ParamsError::NotAnObject => "The request body must be a JSON object".to_string(),
+            ParamsError::Duplicate(k) => format!("Parameter {k} was given more than once"),
+            ParamsError::BadBrackets(k) => format!("Malformed parameter name {k}"),
+        };
+        ApiError::bad_request(error_code, d)
+    })
+}
+
+/// A JSON response that must never be cached (it carries tokens or codes' outcomes).
+pub fn no_store_json(v: serde_json::Value) -> Response {
+    let mut r = axum::Json(v).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}

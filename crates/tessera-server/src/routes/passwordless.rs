@@ -1,0 +1,249 @@
+//! `POST /passwordless/start`: sends a one-time code.
+//!
+//! Parse → authenticate the application → check the connection and identifier → store the
+//! code (hashed) and the sealed message in one transaction → wake the outbox → answer. No
+//! request waits on SMTP. Blocked users, and unknown users when sign-up is disabled, get the
+//! same answer as everyone else and are sent nothing.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Value, json};
+use tessera_core::connection::{Connection, Strategy};
+use tessera_core::email::EmailAddress;
+use tessera_core::otp;
+use tessera_core::rand::hex_id;
+use tessera_delivery::outbox::SEAL_PURPOSE;
+use tessera_delivery::templates::{EmailContext, render_code_email};
+use tessera_store::{NewChallenge, NewOutboxMessage};
+
+use crate::clientauth::{self, Endpoint};
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::routes::{no_store_json, parse_body};
+use crate::state::{AppState, RequestMeta};
+
+/// The properties `/passwordless/start` accepts; anything else is refused as Auth0 does.
+const ALLOWED: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "connection",
+    "email",
+    "phone_number",
+    "send",
+    "authParams",
+    "captcha",
+];
+
+pub async fn start(
+    State(st): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = parse_body(&body, "bad.request")?;
+    if let Some(k) = p.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            "bad.request",
+            format!("the following properties are not allowed: {k}"),
+        ));
+    }
+    let client = clientauth::authenticate(&st, &headers, &p, Endpoint::PasswordlessStart).await?;
+    let connection = connection_for(&st, &p, &client).await?;
+    let send = match p.str("send") {
+        Ok(None) | Ok(Some("link")) => {
+            return Err(ApiError::bad_request(
+                "bad.send",
+                "Magic links (send: \"link\") are not available yet on this server; use send: \"code\"",
+            ));
+        }
+        Ok(Some("code")) => "code",
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad.send",
+                "error in send - must be one of: link, code",
+            ));
+        }
+    };
+    let auth_params = match p.get("authParams") {
+        None => json!({}),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(v) => {
+            return Err(ApiError::bad_request(
+                "bad.authParams",
+                format!(
+                    "error in authParams - invalid type: {} (expected object)",
+                    type_name(v)
+                ),
+            ));
+        }
+    };
+    if connection.strategy != Strategy::Email {
+        return Err(ApiError::bad_request(
+            "bad.connection",
+            "Invalid connection strategy. It must either be a passwordless connection",
+        ));
+    }
+    let email = match p.str("email") {
+        Ok(None) => {
+            return Err(ApiError::bad_request(
+                "bad.email",
+                "Missing required property: email",
+            ));
+        }
+        Err(()) => {
+            return Err(ApiError::bad_request(
+                "bad.email",
+                "error in email - invalid type (expected string)",
+            ));
+        }
+        Ok(Some(raw)) => EmailAddress::parse(raw).map_err(|_| {
+            ApiError::bad_request(
+                "bad.email",
+                format!(
+                    "error in email - email format validation failed: {}",
+                    raw.chars().take(254).collect::<String>()
+                ),
+            )
+        })?,
+    };
+
+    let id = hex_id(st.rng.as_ref());
+    let existing = st.store.find_user(&connection.name, email.as_str()).await?;
+    let deliver = match &existing {
+        Some(u) => !u.blocked,
+        None => !connection.settings.disable_signup,
+    };
+    if deliver {
+        issue_code(
+            &st,
+            &meta,
+            &client.client_id,
+            &client.settings.name,
+            &connection,
+            &email,
+            &id,
+            send,
+            &auth_params,
+        )
+        .await?;
+    } else {
+        tracing::info!(connection = %connection.name, email = %email.masked(), "no code sent (blocked user or sign-up disabled)");
+    }
+    Ok(no_store_json(json!({
+        "_id": id,
+        "email": email.as_str(),
+        "email_verified": existing.as_ref().is_some_and(|u| u.email_verified),
+    })))
+}
+
+async fn connection_for(
+    st: &AppState,
+    p: &Params,
+    client: &tessera_core::client::Client,
+) -> Result<Connection, ApiError> {
+    let name = match p.str("connection") {
+        Ok(Some(n)) if !n.is_empty() => n,
+        Ok(_) => {
+            return Err(ApiError::bad_request(
+                "bad.connection",
+                "Missing required property: connection",
+            ));
+        }
+        Err(()) => {
+            return Err(ApiError::bad_request(
+                "bad.connection",
+                "Connection does not exist",
+            ));
+        }
+    };
+    let Some(conn) = st.store.get_connection(name).await? else {
+        return Err(ApiError::bad_request(
+            "bad.connection",
+            "Connection does not exist",
+        ));
+    };
+    if !client.has_connection(&conn.name) {
+        return Err(ApiError::bad_request(
+            "bad.connection",
+            "Connection is disabled",
+        ));
+    }
+    Ok(conn)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn issue_code(
+    st: &AppState,
+    meta: &RequestMeta,
+    client_id: &str,
+    app_name: &str,
+    connection: &Connection,
+    email: &EmailAddress,
+    id: &str,
+    send: &str,
+    auth_params: &Value,
+) -> Result<(), ApiError> {
+    let now = st.now();
+    let s = &connection.settings;
+    let code = otp::generate(st.rng.as_ref(), s.code_length);
+    let expires_at = now + s.code_lifetime_secs;
+    let domain = st
+        .issuer
+        .split("//")
+        .nth(1)
+        .and_then(|h| h.split(['/', ':']).next())
+        .unwrap_or("tessera");
+    let message = render_code_email(&EmailContext {
+        message_id: format!("{}@{}", hex_id(st.rng.as_ref()), domain),
+        from: &st.email_from,
+        to: email.as_str(),
+        code: &code,
+        application_name: app_name,
+        client_id,
+        connection: &connection.name,
+        lifetime_minutes: (s.code_lifetime_secs + 59) / 60,
+    })
+    .map_err(ApiError::internal)?;
+    let challenge = NewChallenge {
+        id: id.to_string(),
+        connection: connection.name.clone(),
+        identifier: email.as_str().to_string(),
+        client_id: client_id.to_string(),
+        code_hash: st.secret.hash_code(&connection.name, email.as_str(), &code),
+        send: send.to_string(),
+        auth_params: auth_params.to_string(),
+        created_at: now,
+        expires_at,
+        max_attempts: s.max_attempts,
+        ip: meta.ip.map(|i| i.to_string()),
+        user_agent: meta.user_agent.clone(),
+    };
+    let outbox = NewOutboxMessage {
+        id: hex_id(st.rng.as_ref()),
+        channel: "email".into(),
+        payload: st
+            .secret
+            .seal(st.rng.as_ref(), SEAL_PURPOSE, &message.to_bytes()),
+        created_at: now,
+        not_after: Some(expires_at),
+    };
+    st.store.issue_challenge(&challenge, &outbox).await?;
+    st.outbox_wake.notify_one();
+    tracing::info!(connection = %connection.name, email = %email.masked(), client_id, "code issued");
+    Ok(())
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::Array(_) => "array",
+        Value::Null => "null",
+        Value::Object(_) => "object",
+    }
+}

@@ -1,0 +1,268 @@
+//! Settings: the configuration resolved, defaulted and checked, ready to start a server.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tessera_core::client::{
+    AppType, Client, ClientSettings, GRANT_AUTHORIZATION_CODE, GRANT_PASSWORDLESS_OTP,
+    GRANT_REFRESH_TOKEN,
+};
+use tessera_core::connection::ConnectionSettings;
+use tessera_core::crypto::sha256;
+use tessera_core::rand::{Random, SystemRandom, hex_id, token};
+use tessera_delivery::smtp::SmtpSettings;
+use tessera_store::PoolOptions;
+
+use crate::config::{self, ApiConfig, Config, LogConfig, TokenConfig};
+
+pub const DEV_LISTEN: &str = "127.0.0.1:3000";
+pub const DEV_DATA_DIR: &str = ".tessera-dev";
+pub const DEV_CALLBACK: &str = "http://localhost:5000/callback";
+
+#[derive(Debug)]
+pub enum EmailTransport {
+    Smtp(SmtpSettings),
+    /// Dev mode only: messages stay in memory and show at `/_dev/mailbox`.
+    DevMailbox,
+}
+
+#[derive(Debug)]
+pub enum SecretSource {
+    Configured(Vec<u8>),
+    /// Generated at first start, kept in this file (mode 0600).
+    File(PathBuf),
+}
+
+/// The demo application dev mode creates, printed at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DemoApp {
+    pub client_id: String,
+    pub client_secret: String,
+    pub callback: String,
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    pub dev: bool,
+    pub issuer: String,
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub pool: PoolOptions,
+    pub secret: SecretSource,
+    pub email: EmailTransport,
+    pub email_from: String,
+    pub email_connection: ConnectionSettings,
+    pub tokens: TokenConfig,
+    pub apis: Vec<ApiConfig>,
+    pub clients: Vec<Client>,
+    pub log: LogConfig,
+    pub demo_app: Option<DemoApp>,
+}
+
+impl Settings {
+    pub fn from_config(c: Config, dev: bool) -> Result<Settings, String> {
+        let listen = c.listen.clone().unwrap_or_else(|| DEV_LISTEN.to_string());
+        let issuer = match (&c.issuer, dev) {
+            (Some(i), _) => config::normalise_issuer(i, dev)?,
+            (None, true) => format!("http://{}/", listen.replace("127.0.0.1", "localhost")),
+            (None, false) => {
+                return Err(
+                    "issuer is required (e.g. issuer = \"https://login.example.com/\")".into(),
+                );
+            }
+        };
+        let data_dir = c
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(if dev { DEV_DATA_DIR } else { "data" }));
+        let database_url = c
+            .database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tessera.db").display()));
+        let is_postgres =
+            database_url.starts_with("postgres:") || database_url.starts_with("postgresql:");
+        let secret = match &c.secret_key {
+            Some(s) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(s.expose_secret().trim())
+                    .map_err(|_| "secret_key must be base64".to_string())?;
+                if bytes.len() < 32 {
+                    return Err("secret_key must decode to at least 32 bytes".into());
+                }
+                SecretSource::Configured(bytes)
+            }
+            None if is_postgres => {
+                return Err(
+                    "secret_key is required with PostgreSQL: every node must share it \
+                     (generate one with `openssl rand -base64 32`)"
+                        .into(),
+                );
+            }
+            None => SecretSource::File(data_dir.join("secret.key")),
+        };
+        let timeout = Duration::from_secs(c.email.timeout_secs.unwrap_or(10).clamp(1, 120));
+        let email = match (&c.email.smtp_url, dev) {
+            (Some(u), _) => {
+                EmailTransport::Smtp(SmtpSettings::from_url(u.expose_secret(), timeout)?)
+            }
+            (None, true) => EmailTransport::DevMailbox,
+            (None, false) => {
+                return Err(
+                    "email.smtp_url is required: Tessera will not start without a real email \
+                     transport (the dev mailbox exists only in dev mode)"
+                        .into(),
+                );
+            }
+        };
+        let email_from = match (&c.email.from, dev) {
+            (Some(f), _) => f.clone(),
+            (None, true) => "Tessera <no-reply@localhost.localdomain>".into(),
+            (None, false) => {
+                return Err("email.from is required (e.g. \"Acme <login@acme.example>\")".into());
+            }
+        };
+        if email_from.chars().any(|ch| ch.is_control()) || !email_from.contains('@') {
+            return Err(format!("email.from {email_from:?} is not a valid mailbox"));
+        }
+        let ec = &c.connections.email;
+        let email_connection = ConnectionSettings {
+            code_length: ec.code_length,
+            code_lifetime_secs: ec.code_lifetime_secs,
+            max_attempts: ec.max_attempts,
+            disable_signup: ec.disable_signup,
+        };
+        email_connection
+            .validate()
+            .map_err(|e| format!("connections.email: {e}"))?;
+        check_tokens(&c.tokens)?;
+        for api in &c.apis {
+            url::Url::parse(&api.identifier)
+                .map_err(|e| format!("api {:?}: {e}", api.identifier))?;
+        }
+        config::check_unique_clients(&c.applications)?;
+        let mut clients = Vec::new();
+        for app in &c.applications {
+            let (grant_types, connections) = config::check_app(app)?;
+            clients.push(Client {
+                client_id: app.client_id.clone(),
+                secret_hash: app
+                    .client_secret
+                    .as_ref()
+                    .map(|s| sha256(s.expose_secret())),
+                settings: ClientSettings {
+                    name: app.name.clone(),
+                    app_type: app.app_type,
+                    callbacks: app.callbacks.clone(),
+                    web_origins: app.web_origins.clone(),
+                    grant_types,
+                    connections,
+                },
+            });
+        }
+        let demo_app = if dev {
+            let demo = load_or_create_demo(&data_dir)?;
+            if !clients.iter().any(|cl| cl.client_id == demo.client_id) {
+                clients.push(demo_client(&demo));
+            }
+            Some(demo)
+        } else {
+            None
+        };
+        let d = PoolOptions::default();
+        let pool = PoolOptions {
+            max_connections: c.database.max_connections.unwrap_or(d.max_connections),
+            acquire_timeout_secs: c
+                .database
+                .acquire_timeout_secs
+                .unwrap_or(d.acquire_timeout_secs),
+            statement_timeout_ms: c
+                .database
+                .statement_timeout_ms
+                .unwrap_or(d.statement_timeout_ms),
+        };
+        Ok(Settings {
+            dev,
+            issuer,
+            listen,
+            data_dir,
+            database_url,
+            pool,
+            secret,
+            email,
+            email_from,
+            email_connection,
+            tokens: c.tokens,
+            apis: c.apis,
+            clients,
+            log: c.log,
+            demo_app,
+        })
+    }
+}
+
+fn check_tokens(t: &TokenConfig) -> Result<(), String> {
+    for (name, v, max) in [
+        (
+            "tokens.id_token_lifetime_secs",
+            t.id_token_lifetime_secs,
+            30 * 86_400,
+        ),
+        (
+            "tokens.access_token_lifetime_secs",
+            t.access_token_lifetime_secs,
+            30 * 86_400,
+        ),
+        (
+            "tokens.refresh_token_lifetime_secs",
+            t.refresh_token_lifetime_secs,
+            365 * 86_400,
+        ),
+    ] {
+        if !(60..=max).contains(&v) {
+            return Err(format!("{name} must be between 60 and {max}, not {v}"));
+        }
+    }
+    Ok(())
+}
+
+fn demo_client(d: &DemoApp) -> Client {
+    Client {
+        client_id: d.client_id.clone(),
+        secret_hash: Some(sha256(&d.client_secret)),
+        settings: ClientSettings {
+            name: "Demo App".into(),
+            app_type: AppType::RegularWeb,
+            callbacks: vec![d.callback.clone()],
+            web_origins: vec!["http://localhost:5000".into()],
+            grant_types: vec![
+                GRANT_PASSWORDLESS_OTP.into(),
+                GRANT_REFRESH_TOKEN.into(),
+                GRANT_AUTHORIZATION_CODE.into(),
+            ],
+            connections: vec!["email".into()],
+        },
+    }
+}
+
+/// The demo app's credentials persist in the data folder so they survive restarts.
+fn load_or_create_demo(dir: &Path) -> Result<DemoApp, String> {
+    let path = dir.join("dev-app.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let rng = SystemRandom;
+    let demo = DemoApp {
+        client_id: format!("dev-{}", hex_id(&rng as &dyn Random)),
+        client_secret: token(&rng as &dyn Random),
+        callback: DEV_CALLBACK.into(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let text = serde_json::to_string_pretty(&demo).map_err(|e| e.to_string())?;
+    crate::files::write_private(&path, text.as_bytes())?;
+    Ok(demo)
+}

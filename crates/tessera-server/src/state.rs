@@ -1,0 +1,96 @@
+//! Shared state for handlers: no globals, everything travels here.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use tessera_core::clock::Clock;
+use tessera_core::crypto::ServerSecret;
+use tessera_core::rand::{Random, hex_id};
+use tessera_delivery::Mailer;
+use tessera_store::{Event, Store};
+use tokio::sync::Notify;
+
+use crate::config::{ApiConfig, TokenConfig};
+use crate::keys::KeyRing;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub secret: ServerSecret,
+    pub keys: KeyRing,
+    pub clock: Arc<dyn Clock>,
+    pub rng: Arc<dyn Random>,
+    /// With the trailing slash, as tokens carry it.
+    pub issuer: String,
+    pub tokens: TokenConfig,
+    pub apis: Vec<ApiConfig>,
+    pub mailer: Arc<Mailer>,
+    pub outbox_wake: Arc<Notify>,
+    pub email_from: String,
+    pub dev: bool,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Inner {
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn api(&self, identifier: &str) -> Option<&ApiConfig> {
+        self.apis.iter().find(|a| a.identifier == identifier)
+    }
+
+    /// Records an audit event; a failure to record is logged, never fatal to the request.
+    pub async fn event(&self, kind: &str, ctx: &RequestMeta, fill: impl FnOnce(&mut Event)) {
+        let mut e = Event {
+            id: hex_id(self.rng.as_ref()),
+            at: self.now(),
+            kind: kind.to_string(),
+            client_id: None,
+            connection: None,
+            user_id: None,
+            ip: ctx.ip.map(|i| i.to_string()),
+            user_agent: ctx.user_agent.clone(),
+            description: String::new(),
+        };
+        fill(&mut e);
+        if let Err(err) = self.store.record_event(&e).await {
+            tracing::warn!(error = %err, kind, "could not record an audit event");
+        }
+    }
+}
+
+/// Who is asking: the peer address and user agent.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let user_agent = parts
+            .headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect());
+        Ok(RequestMeta { ip, user_agent })
+    }
+}

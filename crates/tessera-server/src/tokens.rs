@@ -1,0 +1,136 @@
+//! Issuing tokens: the id_token, the access token (a JWT for an API, opaque for `/userinfo`),
+//! and rotating refresh tokens. Tokens are returned once and stored only as SHA-256 digests.
+
+use serde_json::{Map, Value, json};
+use tessera_core::client::{Client, GRANT_REFRESH_TOKEN};
+use tessera_core::crypto::sha256;
+use tessera_core::rand::{hex_id, token};
+use tessera_core::scope::Scope;
+use tessera_core::user::User;
+use tessera_store::{AccessToken, RefreshToken};
+
+use crate::config::ApiConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Whether to issue a refresh token, and into which family.
+pub enum Refresh {
+    No,
+    /// Issue one if `offline_access` was asked for and is allowed.
+    IfAllowed,
+    /// Rotation: the new token joins this family.
+    Rotate {
+        family_id: String,
+    },
+}
+
+pub struct Grant<'a> {
+    pub user: &'a User,
+    pub client: &'a Client,
+    pub scope: Scope,
+    pub audience: Option<&'a ApiConfig>,
+    /// Browser flows only; the OTP grant never puts a nonce in the id_token.
+    pub nonce: Option<String>,
+    pub refresh: Refresh,
+}
+
+/// Issues the tokens and returns the `/oauth/token` JSON body.
+pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
+    let now = st.now();
+    let keys = st.keys.get();
+    let mut body = Map::new();
+
+    let (access_token, expires_in) = match g.audience {
+        Some(api) => {
+            let lifetime = api
+                .token_lifetime_secs
+                .unwrap_or(st.tokens.access_token_lifetime_secs);
+            let aud = if g.scope.has("openid") {
+                json!([api.identifier, format!("{}userinfo", st.issuer)])
+            } else {
+                json!(api.identifier)
+            };
+            let mut c = Map::new();
+            c.insert("iss".into(), json!(st.issuer));
+            c.insert("sub".into(), json!(g.user.user_id));
+            c.insert("aud".into(), aud);
+            c.insert("iat".into(), json!(now));
+            c.insert("exp".into(), json!(now + lifetime));
+            c.insert("scope".into(), json!(g.scope.as_string()));
+            c.insert("azp".into(), json!(g.client.client_id));
+            c.insert("jti".into(), json!(hex_id(st.rng.as_ref())));
+            (keys.signing.sign(&c).map_err(ApiError::internal)?, lifetime)
+        }
+        None => {
+            let lifetime = st.tokens.access_token_lifetime_secs;
+            let t = token(st.rng.as_ref());
+            st.store
+                .insert_access_token(&AccessToken {
+                    token_hash: sha256(&t),
+                    user_id: g.user.user_id.clone(),
+                    client_id: g.client.client_id.clone(),
+                    scope: g.scope.as_string(),
+                    created_at: now,
+                    expires_at: now + lifetime,
+                })
+                .await?;
+            (t, lifetime)
+        }
+    };
+    body.insert("access_token".into(), json!(access_token));
+
+    if g.scope.has("openid") {
+        let mut c = Map::new();
+        c.insert("iss".into(), json!(st.issuer));
+        c.insert("sub".into(), json!(g.user.user_id));
+        c.insert("aud".into(), json!(g.client.client_id));
+        c.insert("iat".into(), json!(now));
+        c.insert("exp".into(), json!(now + st.tokens.id_token_lifetime_secs));
+        if let Some(n) = &g.nonce {
+            c.insert("nonce".into(), json!(n));
+        }
+        c.extend(g.user.claims(&g.scope));
+        body.insert(
+            "id_token".into(),
+            json!(keys.signing.sign(&c).map_err(ApiError::internal)?),
+        );
+    }
+
+    let family = match g.refresh {
+        Refresh::No => None,
+        Refresh::IfAllowed if offline_allowed(g.client, &g.scope, g.audience) => {
+            Some(hex_id(st.rng.as_ref()))
+        }
+        Refresh::IfAllowed => None,
+        Refresh::Rotate { family_id } => Some(family_id),
+    };
+    if let Some(family_id) = family {
+        let t = token(st.rng.as_ref());
+        st.store
+            .insert_refresh_token(&RefreshToken {
+                token_hash: sha256(&t),
+                family_id,
+                user_id: g.user.user_id.clone(),
+                client_id: g.client.client_id.clone(),
+                scope: g.scope.as_string(),
+                audience: g.audience.map(|a| a.identifier.clone()),
+                created_at: now,
+                expires_at: now + st.tokens.refresh_token_lifetime_secs,
+            })
+            .await?;
+        body.insert("refresh_token".into(), json!(t));
+    }
+
+    body.insert("scope".into(), json!(g.scope.as_string()));
+    body.insert("expires_in".into(), json!(expires_in));
+    body.insert("token_type".into(), json!("Bearer"));
+    Ok(Value::Object(body))
+}
+
+/// `offline_access` yields a refresh token only when the application may use the
+/// refresh-token grant and, for an API, when that API allows offline access.
+fn offline_allowed(client: &Client, scope: &Scope, api: Option<&ApiConfig>) -> bool {
+    scope.has("offline_access")
+        && client.allows_grant(GRANT_REFRESH_TOKEN)
+        && api.is_none_or(|a| a.allow_offline_access)
+}
