@@ -13,6 +13,7 @@ mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+pub mod testdb;
 
 use async_trait::async_trait;
 
@@ -131,6 +132,8 @@ pub trait Store: Send + Sync + 'static {
     // Users.
     async fn find_user(&self, connection: &str, identifier: &str) -> Result<Option<User>>;
     async fn get_user(&self, user_id: &str) -> Result<Option<User>>;
+    /// Blocks or unblocks a user; false when there is no such user.
+    async fn set_user_blocked(&self, user_id: &str, blocked: bool, now: UnixTime) -> Result<bool>;
     /// Records a successful verification: signs an existing user in, or creates the user
     /// from `candidate` when `allow_signup`.
     async fn sign_in(

@@ -379,6 +379,21 @@ macro_rules! sql_store {
                 row.as_ref().map($crate::sql::user_from_row).transpose()
             }
 
+            async fn set_user_blocked(
+                &self,
+                user_id: &str,
+                blocked: bool,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<bool> {
+                let r = sqlx::query("UPDATE users SET blocked = $2, updated_at = $3 WHERE user_id = $1")
+                    .bind(user_id)
+                    .bind(blocked)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
             async fn sign_in(
                 &self,
                 u: &tessera_core::user::User,

@@ -1,0 +1,622 @@
+//! One storage suite, run against both backends: SQLite (a temp file) and PostgreSQL (a fresh
+//! database per test). Every test is generated twice by `suite!` at the bottom.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tessera_core::client::{AppType, Client, ClientSettings};
+use tessera_core::connection::{Connection, ConnectionSettings, Strategy};
+use tessera_core::user::User;
+use tessera_store::testdb::TestDb;
+use tessera_store::*;
+
+async fn open(backend: &str) -> (Arc<dyn Store>, TestDb) {
+    let db = TestDb::new(backend).await.expect("test database");
+    let store = tessera_store::open(&db.url, &PoolOptions::default())
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    (store, db)
+}
+
+fn challenge(id: &str, ident: &str, hash: u8) -> NewChallenge {
+    NewChallenge {
+        id: id.into(),
+        connection: "email".into(),
+        identifier: ident.into(),
+        client_id: "app".into(),
+        code_hash: vec![hash; 32],
+        send: "code".into(),
+        auth_params: "{}".into(),
+        created_at: 100,
+        expires_at: 280,
+        max_attempts: 3,
+        ip: Some("127.0.0.1".into()),
+        user_agent: None,
+    }
+}
+
+fn message(id: &str, at: i64) -> NewOutboxMessage {
+    NewOutboxMessage {
+        id: id.into(),
+        channel: "email".into(),
+        payload: vec![1, 2, 3],
+        created_at: at,
+        not_after: Some(at + 180),
+    }
+}
+
+async fn migrations_are_idempotent(s: &dyn Store) {
+    s.migrate().await.unwrap();
+    s.migrate().await.unwrap();
+    s.ping().await.unwrap();
+}
+
+async fn clients_and_connections_round_trip(s: &dyn Store) {
+    let c = Client {
+        client_id: "app".into(),
+        secret_hash: Some(vec![9; 32]),
+        settings: ClientSettings {
+            name: "App".into(),
+            app_type: AppType::RegularWeb,
+            callbacks: vec!["https://a.example/cb".into()],
+            web_origins: vec![],
+            grant_types: vec!["refresh_token".into()],
+            connections: vec!["email".into()],
+        },
+    };
+    s.upsert_client(&c, 1).await.unwrap();
+    assert_eq!(s.get_client("app").await.unwrap(), Some(c.clone()));
+    let mut c2 = c.clone();
+    c2.settings.name = "Renamed".into();
+    c2.secret_hash = None;
+    s.upsert_client(&c2, 2).await.unwrap();
+    assert_eq!(s.get_client("app").await.unwrap(), Some(c2));
+    assert!(s.get_client("nope").await.unwrap().is_none());
+    assert_eq!(s.list_clients().await.unwrap().len(), 1);
+
+    let conn = Connection {
+        name: "email".into(),
+        strategy: Strategy::Email,
+        settings: ConnectionSettings::default(),
+    };
+    s.upsert_connection(&conn, 1).await.unwrap();
+    assert_eq!(s.get_connection("email").await.unwrap(), Some(conn));
+    assert!(s.get_connection("sms").await.unwrap().is_none());
+}
+
+async fn challenges_count_attempts_and_are_replaced_and_consumed_once(s: &dyn Store) {
+    assert!(s.count_attempt("email", "a@x.io").await.unwrap().is_none());
+    s.issue_challenge(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+        .await
+        .unwrap();
+    let c = s.count_attempt("email", "a@x.io").await.unwrap().unwrap();
+    assert_eq!((c.id.as_str(), c.attempts, c.code_hash[0]), ("c1", 1, 1));
+    assert_eq!(
+        s.count_attempt("email", "a@x.io")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        2
+    );
+    // another identity is untouched
+    s.issue_challenge(&challenge("c2", "b@x.io", 2), &message("m2", 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.count_attempt("email", "b@x.io")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        1
+    );
+    // a new code replaces the old one and resets the counter
+    s.issue_challenge(&challenge("c3", "a@x.io", 3), &message("m3", 101))
+        .await
+        .unwrap();
+    let c = s.count_attempt("email", "a@x.io").await.unwrap().unwrap();
+    assert_eq!((c.id.as_str(), c.attempts, c.code_hash[0]), ("c3", 1, 3));
+    assert!(
+        !s.consume_challenge("c1").await.unwrap(),
+        "the replaced code is gone"
+    );
+    assert!(s.consume_challenge("c3").await.unwrap());
+    assert!(!s.consume_challenge("c3").await.unwrap());
+    assert!(s.count_attempt("email", "a@x.io").await.unwrap().is_none());
+    assert_eq!(s.outbox_depth().await.unwrap(), 3);
+}
+
+async fn concurrent_attempts_are_all_counted_and_consume_has_one_winner(s: Arc<dyn Store>) {
+    s.issue_challenge(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.count_attempt("email", "a@x.io")
+                .await
+                .unwrap()
+                .unwrap()
+                .attempts
+        }));
+    }
+    let mut seen = HashSet::new();
+    for t in tasks {
+        assert!(
+            seen.insert(t.await.unwrap()),
+            "two attempts saw the same counter value"
+        );
+    }
+    assert_eq!(seen, (1..=20).collect());
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.consume_challenge("c1").await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
+fn candidate(id: &str, email: &str) -> User {
+    User::new_email_user(id, "email", email, 500)
+}
+
+async fn sign_in_creates_then_updates_and_respects_blocks(s: &dyn Store) {
+    let SignIn::Ok { user, created } = s
+        .sign_in(
+            &candidate("aaaaaaaaaaaaaaaaaaaaaaaa", "a@x.io"),
+            "a@x.io",
+            true,
+            500,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(created);
+    assert_eq!(user.user_id, "email|aaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_eq!(user.logins_count, 1);
+    let SignIn::Ok {
+        user: again,
+        created,
+    } = s
+        .sign_in(
+            &candidate("bbbbbbbbbbbbbbbbbbbbbbbb", "a@x.io"),
+            "a@x.io",
+            true,
+            600,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert!(!created);
+    assert_eq!(again.user_id, user.user_id, "an existing user keeps its id");
+    assert_eq!(
+        (again.logins_count, again.last_login, again.created_at),
+        (2, Some(600), 500)
+    );
+    assert_eq!(
+        s.find_user("email", "a@x.io")
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        user.user_id
+    );
+    assert_eq!(
+        s.get_user(&user.user_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .logins_count,
+        2
+    );
+
+    assert!(s.set_user_blocked(&user.user_id, true, 700).await.unwrap());
+    assert!(matches!(
+        s.sign_in(
+            &candidate("cccccccccccccccccccccccc", "a@x.io"),
+            "a@x.io",
+            true,
+            800
+        )
+        .await
+        .unwrap(),
+        SignIn::Blocked
+    ));
+    assert_eq!(
+        s.get_user(&user.user_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .logins_count,
+        2,
+        "a blocked sign-in is not counted"
+    );
+    assert!(!s.set_user_blocked("email|nobody", true, 700).await.unwrap());
+
+    assert!(matches!(
+        s.sign_in(
+            &candidate("dddddddddddddddddddddddd", "new@x.io"),
+            "new@x.io",
+            false,
+            800
+        )
+        .await
+        .unwrap(),
+        SignIn::SignupDisabled
+    ));
+    assert!(s.find_user("email", "new@x.io").await.unwrap().is_none());
+}
+
+async fn concurrent_first_sign_ins_make_one_user(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let id = format!("{i:024x}");
+            match s
+                .sign_in(&candidate(&id, "race@x.io"), "race@x.io", true, 500)
+                .await
+                .unwrap()
+            {
+                SignIn::Ok { user, .. } => user.user_id,
+                other => panic!("{other:?}"),
+            }
+        }));
+    }
+    let mut ids = HashSet::new();
+    for t in tasks {
+        ids.insert(t.await.unwrap());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let u = s.find_user("email", "race@x.io").await.unwrap().unwrap();
+    assert_eq!(u.logins_count, 10);
+}
+
+async fn tokens_are_found_by_hash_and_refresh_tokens_detect_reuse(s: &dyn Store) {
+    let at = AccessToken {
+        token_hash: vec![1; 32],
+        user_id: "email|u".into(),
+        client_id: "app".into(),
+        scope: "openid".into(),
+        created_at: 1,
+        expires_at: 100,
+    };
+    s.insert_access_token(&at).await.unwrap();
+    assert_eq!(
+        s.find_access_token(&[1; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        "email|u"
+    );
+    assert!(s.find_access_token(&[2; 32]).await.unwrap().is_none());
+
+    let rt = |h: u8| RefreshToken {
+        token_hash: vec![h; 32],
+        family_id: "fam".into(),
+        user_id: "email|u".into(),
+        client_id: "app".into(),
+        scope: "openid offline_access".into(),
+        audience: None,
+        created_at: 1,
+        expires_at: 1000,
+    };
+    s.insert_refresh_token(&rt(1)).await.unwrap();
+    assert!(
+        matches!(s.use_refresh_token(&[1; 32], 5).await.unwrap(), RefreshUse::Fresh(t) if t.family_id == "fam")
+    );
+    s.insert_refresh_token(&rt(2)).await.unwrap();
+    assert!(matches!(
+        s.use_refresh_token(&[1; 32], 6).await.unwrap(),
+        RefreshUse::Reused(_)
+    ));
+    assert!(matches!(
+        s.use_refresh_token(&[9; 32], 6).await.unwrap(),
+        RefreshUse::Unknown
+    ));
+    assert_eq!(s.revoke_refresh_family("fam", 7).await.unwrap(), 2);
+    assert!(
+        matches!(
+            s.use_refresh_token(&[2; 32], 8).await.unwrap(),
+            RefreshUse::Reused(_)
+        ),
+        "revoked tokens no longer work"
+    );
+}
+
+fn key(kid: &str) -> StoredKey {
+    StoredKey {
+        kid: kid.into(),
+        alg: "RS256".into(),
+        private_sealed: vec![1],
+        public_jwk: "{}".into(),
+        status: KeyStatus::Current,
+        created_at: kid.len() as i64,
+    }
+}
+
+async fn first_key_is_inserted_once_and_rotation_keeps_two(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.insert_first_key(&key(&format!("k{i}"))).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1, "exactly one first key wins");
+    let first = keys[0].kid.clone();
+    s.rotate_key(&key("second"), 10).await.unwrap();
+    let keys = s.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        keys.iter()
+            .find(|k| k.status == KeyStatus::Current)
+            .unwrap()
+            .kid,
+        "second"
+    );
+    assert_eq!(
+        keys.iter()
+            .find(|k| k.status == KeyStatus::Previous)
+            .unwrap()
+            .kid,
+        first
+    );
+    s.rotate_key(&key("third-key"), 20).await.unwrap();
+    let kids: HashSet<String> = s
+        .signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(
+        kids,
+        HashSet::from(["second".to_string(), "third-key".to_string()])
+    );
+}
+
+async fn outbox_leases_retries_and_settles(s: &dyn Store) {
+    for i in 0..3 {
+        s.issue_challenge(
+            &challenge(&format!("c{i}"), &format!("u{i}@x.io"), 1),
+            &message(&format!("m{i}"), 100 + i),
+        )
+        .await
+        .unwrap();
+    }
+    let got = s.claim_outbox("A", 200, 60, 2).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["m0", "m1"]
+    );
+    assert!(got.iter().all(|m| m.attempts == 1
+        && m.payload == [1, 2, 3]
+        && m.not_after == Some(m.created_at + 180)));
+    let rest = s.claim_outbox("B", 200, 60, 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["m2"],
+        "leased messages are not claimed twice"
+    );
+    s.settle_outbox("m0", &OutboxOutcome::Delivered)
+        .await
+        .unwrap();
+    s.settle_outbox(
+        "m1",
+        &OutboxOutcome::Retry {
+            at: 300,
+            error: "421".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.claim_outbox("B", 250, 60, 10).await.unwrap().is_empty(),
+        "m1 waits for its retry time, m2 is leased"
+    );
+    // B's lease on m2 ran out (it died): A takes it over, along with m1 now due.
+    let again = s.claim_outbox("A", 300, 60, 10).await.unwrap();
+    let ids: HashSet<&str> = again.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, HashSet::from(["m1", "m2"]));
+    assert!(again.iter().all(|m| m.attempts == 2));
+    s.settle_outbox(
+        "m1",
+        &OutboxOutcome::GiveUp {
+            error: "550".into(),
+        },
+    )
+    .await
+    .unwrap();
+    s.settle_outbox("m2", &OutboxOutcome::Delivered)
+        .await
+        .unwrap();
+    assert_eq!(s.outbox_depth().await.unwrap(), 0);
+}
+
+async fn concurrent_claims_take_disjoint_messages(s: Arc<dyn Store>) {
+    for i in 0..100 {
+        s.issue_challenge(
+            &challenge(&format!("c{i}"), &format!("u{i}@x.io"), 1),
+            &message(&format!("m{i:03}"), 100),
+        )
+        .await
+        .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s.claim_outbox(&format!("w{w}"), 200, 60, 7).await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                mine.extend(got.into_iter().map(|m| m.id));
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let unique: HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), 100, "every message claimed exactly once");
+    assert_eq!(unique.len(), 100);
+}
+
+async fn events_and_purge(s: &dyn Store) {
+    for i in 0..3 {
+        s.record_event(&Event {
+            id: format!("e{i}"),
+            at: i,
+            kind: "s".into(),
+            client_id: Some("app".into()),
+            connection: None,
+            user_id: None,
+            ip: None,
+            user_agent: None,
+            description: format!("event {i}"),
+        })
+        .await
+        .unwrap();
+    }
+    let ev = s.list_events(2).await.unwrap();
+    assert_eq!(
+        ev.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e2", "e1"]
+    );
+
+    s.issue_challenge(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+        .await
+        .unwrap();
+    s.insert_access_token(&AccessToken {
+        token_hash: vec![1; 32],
+        user_id: "u".into(),
+        client_id: "a".into(),
+        scope: "".into(),
+        created_at: 1,
+        expires_at: 50,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.purge_expired(100).await.unwrap(),
+        1,
+        "only the expired access token goes"
+    );
+    assert!(
+        s.count_attempt("email", "a@x.io").await.unwrap().is_some(),
+        "a code expired less than an hour ago stays"
+    );
+    assert!(s.purge_expired(280 + 3601).await.unwrap() >= 1);
+    assert!(s.count_attempt("email", "a@x.io").await.unwrap().is_none());
+}
+
+macro_rules! suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+            const B: &str = stringify!($backend);
+
+            #[tokio::test]
+            async fn migrations_are_idempotent() {
+                let (s, _db) = open(B).await;
+                super::migrations_are_idempotent(&*s).await
+            }
+            #[tokio::test]
+            async fn clients_and_connections_round_trip() {
+                let (s, _db) = open(B).await;
+                super::clients_and_connections_round_trip(&*s).await
+            }
+            #[tokio::test]
+            async fn challenges_count_attempts_and_are_replaced_and_consumed_once() {
+                let (s, _db) = open(B).await;
+                super::challenges_count_attempts_and_are_replaced_and_consumed_once(&*s).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_attempts_are_all_counted_and_consume_has_one_winner() {
+                let (s, _db) = open(B).await;
+                super::concurrent_attempts_are_all_counted_and_consume_has_one_winner(s).await
+            }
+            #[tokio::test]
+            async fn sign_in_creates_then_updates_and_respects_blocks() {
+                let (s, _db) = open(B).await;
+                super::sign_in_creates_then_updates_and_respects_blocks(&*s).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_first_sign_ins_make_one_user() {
+                let (s, _db) = open(B).await;
+                super::concurrent_first_sign_ins_make_one_user(s).await
+            }
+            #[tokio::test]
+            async fn tokens_are_found_by_hash_and_refresh_tokens_detect_reuse() {
+                let (s, _db) = open(B).await;
+                super::tokens_are_found_by_hash_and_refresh_tokens_detect_reuse(&*s).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn first_key_is_inserted_once_and_rotation_keeps_two() {
+                let (s, _db) = open(B).await;
+                super::first_key_is_inserted_once_and_rotation_keeps_two(s).await
+            }
+            #[tokio::test]
+            async fn outbox_leases_retries_and_settles() {
+                let (s, _db) = open(B).await;
+                super::outbox_leases_retries_and_settles(&*s).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_claims_take_disjoint_messages() {
+                let (s, _db) = open(B).await;
+                super::concurrent_claims_take_disjoint_messages(s).await
+            }
+            #[tokio::test]
+            async fn events_and_purge() {
+                let (s, _db) = open(B).await;
+                super::events_and_purge(&*s).await
+            }
+        }
+    };
+}
+
+suite!(sqlite);
+suite!(postgres);
+
+#[tokio::test]
+async fn unknown_url_schemes_and_unreachable_databases_fail_clearly() {
+    let e = tessera_store::open("mysql://x/y", &PoolOptions::default())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("unsupported database URL scheme"), "{e}");
+    let opts = PoolOptions {
+        acquire_timeout_secs: 2,
+        ..Default::default()
+    };
+    let e = tessera_store::open("postgres://postgres@127.0.0.1:1/none", &opts)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("cannot connect to PostgreSQL"), "{e}");
+}
