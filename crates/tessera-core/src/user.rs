@@ -61,17 +61,17 @@ impl User {
             m.insert("picture".into(), json!(self.picture));
             m.insert("updated_at".into(), json!(rfc3339(self.updated_at)));
         }
-        if scope.has("email") {
-            if let Some(e) = &self.email {
-                m.insert("email".into(), json!(e));
-                m.insert("email_verified".into(), json!(self.email_verified));
-            }
+        if scope.has("email")
+            && let Some(e) = &self.email
+        {
+            m.insert("email".into(), json!(e));
+            m.insert("email_verified".into(), json!(self.email_verified));
         }
-        if scope.has("phone") {
-            if let Some(p) = &self.phone_number {
-                m.insert("phone_number".into(), json!(p));
-                m.insert("phone_number_verified".into(), json!(self.phone_verified));
-            }
+        if scope.has("phone")
+            && let Some(p) = &self.phone_number
+        {
+            m.insert("phone_number".into(), json!(p));
+            m.insert("phone_number_verified".into(), json!(self.phone_verified));
         }
         m
     }

@@ -208,7 +208,7 @@ async fn maintenance(st: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = st.keys.refresh(st.store.as_ref(), &st.secret).await {
             tracing::warn!(error = %e, "could not refresh signing keys");
         }
-        if rounds % 6 == 0 {
+        if rounds.is_multiple_of(6) {
             match st.store.purge_expired(st.now()).await {
                 Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired codes and tokens"),
                 Ok(_) => {}

@@ -189,12 +189,11 @@ fn env_value(raw: &str) -> toml::Value {
         || (!t.is_empty()
             && t.chars()
                 .all(|c| c.is_ascii_digit() || c == '-' || c == '.'));
-    if looks_typed {
-        if let Ok(tbl) = format!("v = {t}").parse::<toml::Table>() {
-            if let Some(v) = tbl.get("v") {
-                return v.clone();
-            }
-        }
+    if looks_typed
+        && let Ok(tbl) = format!("v = {t}").parse::<toml::Table>()
+        && let Some(v) = tbl.get("v")
+    {
+        return v.clone();
     }
     toml::Value::String(raw.to_string())
 }

@@ -10,6 +10,10 @@ use serde_json::{Map, Value};
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Params(pub Map<String, Value>);
 
+/// A parameter was present but was not a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAString;
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum ParamsError {
     NotJson,
@@ -39,12 +43,12 @@ impl Params {
         )?)))
     }
 
-    /// A string parameter. `Err(())` when present but not a string.
-    pub fn str(&self, key: &str) -> Result<Option<&str>, ()> {
+    /// A string parameter; an error when present but not a string.
+    pub fn str(&self, key: &str) -> Result<Option<&str>, NotAString> {
         match self.0.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(()),
+            Some(_) => Err(NotAString),
         }
     }
 
@@ -144,6 +148,6 @@ mod tests {
     #[test]
     fn non_string_values_are_reported() {
         let p = Params::parse(br#"{"email": 5}"#).unwrap();
-        assert_eq!(p.str("email"), Err(()));
+        assert_eq!(p.str("email"), Err(NotAString));
     }
 }

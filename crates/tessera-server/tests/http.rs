@@ -1,5 +1,6 @@
 //! HTTP tests for every endpoint, both body formats and every error of the core flow,
 //! generated once per storage backend.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
 
@@ -533,6 +534,9 @@ async fn a_code_is_bound_to_the_application_that_asked_for_it(h: H) {
     );
 }
 
+/// Form pairs sent, and the (status, error, description) expected.
+type TokenCase<'a> = (Vec<(&'a str, &'a str)>, (u16, &'a str, &'a str));
+
 async fn token_endpoint_refuses_bad_input_in_auth0_shape(h: H) {
     let base: Vec<(&str, &str)> = vec![
         ("grant_type", OTP),
@@ -553,7 +557,7 @@ async fn token_endpoint_refuses_bad_input_in_auth0_shape(h: H) {
             .map(|(n, x)| if *n == k { (*n, v) } else { (*n, *x) })
             .collect::<Vec<_>>()
     };
-    let cases: Vec<(Vec<(&str, &str)>, (u16, &str, &str))> = vec![
+    let cases: Vec<TokenCase> = vec![
         (
             without("grant_type"),
             (

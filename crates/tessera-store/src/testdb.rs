@@ -82,13 +82,13 @@ impl Drop for TestDb {
                 .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
-                    if let Ok(opts) = PgConnectOptions::from_str(&admin) {
-                        if let Ok(mut c) = opts.connect().await {
-                            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                                .execute(&mut c)
-                                .await;
-                        }
+                    if let Ok(opts) = PgConnectOptions::from_str(&admin)
+                        && let Ok(mut c) = opts.connect().await
+                    {
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                            .execute(&mut c)
+                            .await;
                     }
                 });
             }

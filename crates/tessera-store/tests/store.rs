@@ -1,5 +1,6 @@
 //! One storage suite, run against both backends: SQLite (a temp file) and PostgreSQL (a fresh
 //! database per test). Every test is generated twice by `suite!` at the bottom.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -94,7 +94,7 @@ pub async fn start(
                 "Missing required property: email",
             ));
         }
-        Err(()) => {
+        Err(_) => {
             return Err(ApiError::bad_request(
                 "bad.email",
                 "error in email - invalid type (expected string)",
@@ -153,7 +153,7 @@ async fn connection_for(
                 "Missing required property: connection",
             ));
         }
-        Err(()) => {
+        Err(_) => {
             return Err(ApiError::bad_request(
                 "bad.connection",
                 "Connection does not exist",

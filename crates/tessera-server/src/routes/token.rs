@@ -64,7 +64,7 @@ fn req_str(p: &Params, name: &str) -> Result<String, ApiError> {
     match p.str(name) {
         Ok(Some(v)) if !v.is_empty() => Ok(v.to_string()),
         Ok(_) => Err(ApiError::missing_param(name)),
-        Err(()) => Err(ApiError::bad_request(
+        Err(_) => Err(ApiError::bad_request(
             "invalid_request",
             format!("Invalid parameter: {name} must be a string"),
         )),
@@ -74,7 +74,7 @@ fn req_str(p: &Params, name: &str) -> Result<String, ApiError> {
 fn opt_str(p: &Params, name: &str) -> Result<Option<String>, ApiError> {
     match p.str(name) {
         Ok(v) => Ok(v.filter(|s| !s.is_empty()).map(str::to_string)),
-        Err(()) => Err(ApiError::bad_request(
+        Err(_) => Err(ApiError::bad_request(
             "invalid_request",
             format!("Invalid parameter: {name} must be a string"),
         )),

@@ -1,0 +1,327 @@
+//! The whole path as a user's back end sees it: the real `tessera` binary, its mail going over
+//! real SMTP to a real SMTP server process (aiosmtpd, from PyPI) on loopback, the code read from
+//! the message that arrived, exchanged at `/oauth/token`, the id_token verified through JWKS
+//! with an independent JWT library, then `/userinfo`. The server runs with debug logging, and
+//! its whole log is scanned for the code, the tokens, the secret and the email address.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SECRET: &str = "full-flow-secret-full-flow-secret-0123456789";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Kills the child process when dropped, so a failed test leaves nothing running.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Starts aiosmtpd writing every message it accepts into a Maildir.
+fn smtp_server(maildir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let child = Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir)
+        .args(["-l", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
+    let mut p = Proc(child);
+    wait_for("the SMTP server", Duration::from_secs(20), || {
+        if let Ok(Some(status)) = p.0.try_wait() {
+            panic!("aiosmtpd exited with {status}: is it installed? (pip install aiosmtpd)");
+        }
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    (p, port)
+}
+
+fn tessera(dir: &Path, smtp_port: u16, log: &Path) -> (Proc, String) {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}/");
+    let config = dir.join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"issuer = "{issuer}"
+listen = "127.0.0.1:{port}"
+data_dir = {data:?}
+
+[email]
+from = "Acme Login <login@acme.test>"
+smtp_url = "smtp://127.0.0.1:{smtp_port}?tls=none"
+
+[[applications]]
+name = "Acme"
+client_id = "acme-web"
+client_secret = "{SECRET}"
+app_type = "regular_web"
+callbacks = ["https://acme.test/callback"]
+"#,
+            data = dir.join("data"),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    (Proc(child), issuer)
+}
+
+fn maildir_messages(maildir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(maildir.join("new")) {
+        for e in entries.flatten() {
+            out.push(std::fs::read_to_string(e.path()).unwrap());
+        }
+    }
+    out
+}
+
+fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
+    raw.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_code_sign_in_over_real_smtp() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir: PathBuf = dir.path().join("maildir");
+    let (_smtp, smtp_port) = smtp_server(&maildir);
+    let log = dir.path().join("tessera.log");
+    let (_server, issuer) = tessera(dir.path(), smtp_port, &log);
+    let http = reqwest::Client::new();
+    let base = issuer.trim_end_matches('/').to_string();
+    let health = format!("{base}/health");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(&health).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tessera did not become healthy:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 1. The back end asks for a code, as the seed document shows.
+    let started = Instant::now();
+    let r = http
+        .post(format!("{base}/passwordless/start"))
+        .json(&json!({"client_id": "acme-web", "client_secret": SECRET, "connection": "email", "email": "Ada.Lovelace@Example.org", "send": "code"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["email"], "ada.lovelace@example.org");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "start must not wait on SMTP"
+    );
+
+    // 2. The message arrives over SMTP.
+    wait_for(
+        "the email to arrive over SMTP",
+        Duration::from_secs(30),
+        || !maildir_messages(&maildir).is_empty(),
+    );
+    let raw = maildir_messages(&maildir).pop().unwrap();
+    let subject = header(&raw, "Subject").expect("Subject header");
+    let code = subject.split_whitespace().next().unwrap().to_string();
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "subject {subject:?}"
+    );
+    assert_eq!(header(&raw, "To"), Some("ada.lovelace@example.org"));
+    assert!(header(&raw, "From").unwrap().contains("login@acme.test"));
+    assert!(header(&raw, "Message-ID").unwrap().starts_with('<'));
+    assert!(header(&raw, "Date").is_some());
+    assert!(raw.contains("multipart/alternative"));
+    assert!(raw.contains("text/plain") && raw.contains("text/html"));
+
+    // 3. The code is exchanged for tokens (form body, as node-auth0 v4 sends it).
+    let r = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[
+            (
+                "grant_type",
+                "http://auth0.com/oauth/grant-type/passwordless/otp",
+            ),
+            ("client_id", "acme-web"),
+            ("client_secret", SECRET),
+            ("username", "ada.lovelace@example.org"),
+            ("otp", &code),
+            ("realm", "email"),
+            ("scope", "openid profile email offline_access"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap().to_string();
+    let access_token = tokens["access_token"].as_str().unwrap().to_string();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
+
+    // 4. The id_token verifies through discovery and JWKS, with an independent library.
+    let disco: Value = http
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(disco["issuer"], issuer);
+    let jwks: jsonwebtoken::jwk::JwkSet = http
+        .get(disco["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = jsonwebtoken::decode_header(&id_token).unwrap().kid.unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwks.find(&kid).unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_issuer(&[&issuer]);
+    v.set_audience(&["acme-web"]);
+    let claims = jsonwebtoken::decode::<Value>(&id_token, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["email"], "ada.lovelace@example.org");
+    assert!(claims["sub"].as_str().unwrap().starts_with("email|"));
+    assert!(claims.get("nonce").is_none());
+
+    // 5. /userinfo returns the profile.
+    let me: Value = http
+        .get(format!("{base}/userinfo"))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["sub"], claims["sub"]);
+    assert_eq!(me["email_verified"], true);
+
+    // 6. Nothing secret reached the log, even at debug level.
+    drop(_server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("email delivered"),
+        "the log shows the delivery:\n{text}"
+    );
+    for (what, secret) in [
+        ("the code", code.as_str()),
+        ("the id_token", id_token.as_str()),
+        ("the access token", access_token.as_str()),
+        ("the refresh token", refresh_token.as_str()),
+        ("the client secret", SECRET),
+        ("the email address", "ada.lovelace@example.org"),
+    ] {
+        assert!(!text.contains(secret), "{what} appears in the log");
+    }
+}
+
+#[test]
+fn refuses_to_start_without_an_email_transport_or_with_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(&cfg, "issuer = \"https://id.example.com/\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("email.smtp_url is required"), "{err}");
+
+    std::fs::write(
+        &cfg,
+        "issuer = \"https://id.example.com/\"\nlisten_addr = \"x\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_addr"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("TESSERA_DATABASE__URL", "mysql://nope")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("serve") && help.contains("migrate") && help.contains("dev"));
+}
+
+#[test]
+fn migrate_works_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("migrate")
+        .env(
+            "TESSERA_DATABASE__URL",
+            format!("sqlite://{}", dir.path().join("m.db").display()),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied (sqlite)"));
+}

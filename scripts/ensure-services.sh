@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Makes sure what the tests talk to is there: PostgreSQL on 127.0.0.1:5432 (trust auth for
+# user postgres) and the aiosmtpd SMTP server from PyPI. Installs and starts what is missing.
+set -euo pipefail
+
+log() { printf '[ensure-services] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# --- Python: aiosmtpd, a real SMTP server the full-flow tests deliver to ---
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd"
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+fi
+
+# --- PostgreSQL ---
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  log "installing PostgreSQL from Debian's packages"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql postgresql-client >/dev/null
+  fresh_install=1
+fi
+version=$(ls /etc/postgresql | sort -V | tail -n 1)
+if [ "${fresh_install:-0}" = 1 ]; then
+  # A test machine: let user postgres in over loopback without a password, as CI expects.
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+$/\1trust/' "$hba"
+fi
+if ! pg_up; then
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+fi
+for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
+if ! pg_up; then
+  echo "PostgreSQL is not reachable on 127.0.0.1:5432; the PostgreSQL tests cannot run" >&2
+  exit 1
+fi
+psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null
+log "PostgreSQL $version is up; aiosmtpd is installed"

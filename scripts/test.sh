@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs Tessera's whole test suite: formatting, lints, unit tests, the storage and HTTP suites on
+# SQLite and on PostgreSQL, and the full flow over real SMTP. Installs and starts what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/ensure-services.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
