@@ -16,6 +16,7 @@ use tessera_core::connection::{Connection, Strategy};
 use tessera_core::crypto::ServerSecret;
 use tessera_core::rand::{Random, SystemRandom, hex_id};
 use tessera_delivery::outbox::{Worker, WorkerOptions};
+
 use tessera_delivery::smtp::SmtpMailer;
 use tessera_delivery::{DevMailbox, Mailer};
 use tokio::sync::{Notify, watch};
@@ -30,6 +31,21 @@ use crate::state::{AppState, Inner};
 pub struct Tessera {
     pub state: AppState,
     pub worker: Arc<Worker>,
+}
+
+/// Opens the store (migrated) and the server secret: what the CLI needs to work on the data.
+pub async fn open_store(
+    s: &Settings,
+    rng: &dyn Random,
+) -> anyhow::Result<(Arc<dyn tessera_store::Store>, ServerSecret)> {
+    prepare_sqlite_dir(&s.database_url)?;
+    let secret = ServerSecret::new(&load_secret(&s.secret, rng)?)?;
+    let store = tessera_store::open(&s.database_url, &s.pool).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| anyhow::anyhow!("database migration failed: {e}"))?;
+    Ok((store, secret))
 }
 
 /// Opens the store (migrating it), applies the configuration's bootstrap state, loads keys.
@@ -71,7 +87,13 @@ pub async fn build(
         rng: Arc::clone(&rng),
         owner: format!("node-{}", hex_id(rng.as_ref())),
         wake: Arc::clone(&wake),
-        options: WorkerOptions::default(),
+        options: WorkerOptions {
+            batch: s.outbox.batch,
+            lease_secs: s.outbox.lease_secs,
+            max_attempts: s.outbox.max_attempts,
+            poll_interval: Duration::from_millis(s.outbox.poll_interval_ms),
+            base_backoff_secs: s.outbox.base_backoff_secs,
+        },
     });
     let state = AppState(Arc::new(Inner {
         store,

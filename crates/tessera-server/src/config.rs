@@ -48,7 +48,52 @@ pub struct Config {
     #[serde(default)]
     pub applications: Vec<AppConfig>,
     #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
     pub log: LogConfig,
+}
+
+/// How the outbox worker paces itself.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Messages claimed per round (and sent concurrently).
+    pub batch: i64,
+    /// How long a claim holds; a node that dies mid-delivery loses its claims after this.
+    pub lease_secs: i64,
+    /// Delivery attempts before a temporarily failing message is given up.
+    pub max_attempts: i64,
+    /// How often to look for due messages when nothing woke the worker.
+    pub poll_interval_ms: u64,
+    /// First retry delay; doubles each attempt (with jitter), up to 15 minutes.
+    pub base_backoff_secs: i64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            batch: 50,
+            lease_secs: 60,
+            max_attempts: 8,
+            poll_interval_ms: 1000,
+            base_backoff_secs: 5,
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let ok = (1..=1000).contains(&self.batch)
+            && (2..=3600).contains(&self.lease_secs)
+            && (1..=50).contains(&self.max_attempts)
+            && (50..=60_000).contains(&self.poll_interval_ms)
+            && (1..=3600).contains(&self.base_backoff_secs);
+        if ok {
+            Ok(())
+        } else {
+            Err("outbox: batch 1-1000, lease_secs 2-3600, max_attempts 1-50, poll_interval_ms 50-60000, base_backoff_secs 1-3600".into())
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -16,7 +16,7 @@ use tessera_core::rand::{Random, SystemRandom, hex_id, token};
 use tessera_delivery::smtp::SmtpSettings;
 use tessera_store::PoolOptions;
 
-use crate::config::{self, ApiConfig, Config, LogConfig, TokenConfig};
+use crate::config::{self, ApiConfig, Config, LogConfig, OutboxConfig, TokenConfig};
 
 pub const DEV_LISTEN: &str = "127.0.0.1:3000";
 pub const DEV_DATA_DIR: &str = ".tessera-dev";
@@ -59,6 +59,7 @@ pub struct Settings {
     pub tokens: TokenConfig,
     pub apis: Vec<ApiConfig>,
     pub clients: Vec<Client>,
+    pub outbox: OutboxConfig,
     pub log: LogConfig,
     pub demo_app: Option<DemoApp>,
 }
@@ -140,6 +141,14 @@ impl Settings {
             .validate()
             .map_err(|e| format!("connections.email: {e}"))?;
         check_tokens(&c.tokens)?;
+        c.outbox.validate()?;
+        if let Some(f) = c.log.format.as_deref() {
+            if f != "text" && f != "json" {
+                return Err(format!(
+                    "log.format must be \"text\" or \"json\", not {f:?}"
+                ));
+            }
+        }
         for api in &c.apis {
             url::Url::parse(&api.identifier)
                 .map_err(|e| format!("api {:?}: {e}", api.identifier))?;
@@ -199,6 +208,7 @@ impl Settings {
             tokens: c.tokens,
             apis: c.apis,
             clients,
+            outbox: c.outbox,
             log: c.log,
             demo_app,
         })

@@ -42,12 +42,31 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Signing keys: list them, or rotate (works on the database; no server needs to run).
+    Keys {
+        #[command(subcommand)]
+        cmd: KeysCmd,
+        /// Use the dev-mode defaults (as `tessera dev` does).
+        #[arg(long, global = true)]
+        dev: bool,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Apply pending database migrations, then exit.
     Migrate {
         /// Use the dev-mode database location when no database URL is configured.
         #[arg(long)]
         dev: bool,
     },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum KeysCmd {
+    /// The published keys (the current one signs; the previous one still verifies).
+    List,
+    /// Make a new current key; the current one becomes the previous, the previous one retires.
+    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -57,20 +76,21 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let (dev, migrate_only) = match cli.cmd {
+    let (dev, action) = match cli.cmd {
         Cmd::Serve {
             dev,
             listen,
             data_dir,
         } => {
             override_paths(&mut cfg, listen, data_dir);
-            (dev, false)
+            (dev, Action::Serve)
         }
         Cmd::Dev { listen, data_dir } => {
             override_paths(&mut cfg, listen, data_dir);
-            (true, false)
+            (true, Action::Serve)
         }
-        Cmd::Migrate { dev } => (dev, true),
+        Cmd::Migrate { dev } => (dev, Action::Migrate),
+        Cmd::Keys { cmd, dev, json } => (dev, Action::Keys(cmd, json)),
     };
     init_logging(&cfg.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -80,18 +100,63 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
     };
-    let result = if migrate_only {
-        runtime.block_on(migrate(&cfg, dev))
-    } else {
-        match Settings::from_config(cfg, dev) {
-            Ok(settings) => runtime.block_on(tessera_server::serve(settings)),
+    let result = match action {
+        Action::Migrate => runtime.block_on(migrate(&cfg, dev)),
+        other => match Settings::from_config(cfg, dev) {
+            Ok(settings) => match other {
+                Action::Keys(cmd, json) => runtime.block_on(keys(settings, cmd, json)),
+                _ => runtime.block_on(tessera_server::serve(settings)),
+            },
             Err(e) => return fail(&e),
-        }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&format!("{e:#}")),
     }
+}
+
+enum Action {
+    Serve,
+    Migrate,
+    Keys(KeysCmd, bool),
+}
+
+async fn keys(settings: Settings, cmd: KeysCmd, json: bool) -> anyhow::Result<()> {
+    use tessera_core::clock::{Clock, SystemClock};
+    use tessera_core::rand::SystemRandom;
+    let (store, secret) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
+    if let KeysCmd::Rotate = cmd {
+        let now = SystemClock.now();
+        let ring = tessera_server::keys::KeyRing::load(store.as_ref(), &secret, &SystemRandom, now)
+            .await?;
+        let kid = ring
+            .rotate(store.as_ref(), &secret, &SystemRandom, now)
+            .await?;
+        if !json {
+            println!("rotated: the new current key is {kid}");
+        }
+    }
+    let keys = store.signing_keys().await?;
+    if json {
+        let rows: Vec<_> = keys
+            .iter()
+            .map(|k| serde_json::json!({"kid": k.kid, "alg": k.alg, "status": k.status.as_str(), "created_at": tessera_core::clock::rfc3339(k.created_at)}))
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        println!("{:<24} {:<6} {:<9} CREATED", "KID", "ALG", "STATUS");
+        for k in &keys {
+            println!(
+                "{:<24} {:<6} {:<9} {}",
+                k.kid,
+                k.alg,
+                k.status.as_str(),
+                tessera_core::clock::rfc3339(k.created_at)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn override_paths(cfg: &mut Config, listen: Option<String>, data_dir: Option<PathBuf>) {

@@ -5,66 +5,18 @@
 //! its whole log is scanned for the code, the tokens, the secret and the email address.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use std::net::TcpListener;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{Value, json};
 
 const SECRET: &str = "full-flow-secret-full-flow-secret-0123456789";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child process when dropped, so a failed test leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if ready() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// Starts aiosmtpd writing every message it accepts into a Maildir.
-fn smtp_server(maildir: &Path) -> (Proc, u16) {
-    let port = free_port();
-    let child = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Mailbox"])
-        .arg(maildir)
-        .args(["-l", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
-    let mut p = Proc(child);
-    wait_for("the SMTP server", Duration::from_secs(20), || {
-        if let Ok(Some(status)) = p.0.try_wait() {
-            panic!("aiosmtpd exited with {status}: is it installed? (pip install aiosmtpd)");
-        }
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    (p, port)
-}
-
-fn tessera(dir: &Path, smtp_port: u16, log: &Path) -> (Proc, String) {
+fn start_tessera(dir: &Path, smtp_port: u16, log: &Path) -> (Proc, String) {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}/");
     let config = dir.join("tessera.toml");
@@ -90,31 +42,7 @@ callbacks = ["https://acme.test/callback"]
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    (Proc(child), issuer)
-}
-
-fn maildir_messages(maildir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(maildir.join("new")) {
-        for e in entries.flatten() {
-            out.push(std::fs::read_to_string(e.path()).unwrap());
-        }
-    }
-    out
-}
-
-fn header<'a>(raw: &'a str, name: &str) -> Option<&'a str> {
-    raw.lines()
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+    (tessera(&config, log, &[("RUST_LOG", "debug")]), issuer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,24 +51,10 @@ async fn email_code_sign_in_over_real_smtp() {
     let maildir: PathBuf = dir.path().join("maildir");
     let (_smtp, smtp_port) = smtp_server(&maildir);
     let log = dir.path().join("tessera.log");
-    let (_server, issuer) = tessera(dir.path(), smtp_port, &log);
+    let (_server, issuer) = start_tessera(dir.path(), smtp_port, &log);
     let http = reqwest::Client::new();
     let base = issuer.trim_end_matches('/').to_string();
-    let health = format!("{base}/health");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(&health).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tessera did not become healthy:\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_healthy(&base, &log).await;
 
     // 1. The back end asks for a code, as the seed document shows.
     let started = Instant::now();
