@@ -6,10 +6,12 @@ set -euo pipefail
 log() { printf '[ensure-services] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# --- Python: aiosmtpd, a real SMTP server the full-flow tests deliver to ---
-if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
-  log "installing aiosmtpd"
-  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd
+# --- Python: aiosmtpd (a real SMTP server the full-flow tests deliver to), the official
+# auth0-python SDK and pytest, pinned in tests/sdk/requirements.txt ---
+here=$(cd "$(dirname "$0")/.." && pwd)
+if ! python3 -m pip install --quiet --disable-pip-version-check -r "$here/tests/sdk/requirements.txt"; then
+  echo "could not install the Python test requirements (tests/sdk/requirements.txt)" >&2
+  exit 1
 fi
 
 # --- PostgreSQL ---
@@ -36,4 +38,4 @@ if ! pg_up; then
   exit 1
 fi
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null
-log "PostgreSQL $version is up; aiosmtpd is installed"
+log "PostgreSQL $version is up; Python test requirements are installed"

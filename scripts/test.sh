@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs Tessera's whole test suite: formatting, lints, unit tests, the storage and HTTP suites on
-# SQLite and on PostgreSQL, and the full flow over real SMTP. Installs and starts what it needs.
+# SQLite and on PostgreSQL, the multi-node and database-restart tests, the full flow over real
+# SMTP, and the official Auth0 Python SDK against the real binary. Installs and starts what it
+# needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +18,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+echo "== Auth0 SDK compatibility (auth0-python against the tessera binary)"
+cargo build -p tessera --locked
+python3 -m pytest -q tests/sdk
