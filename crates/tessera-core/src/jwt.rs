@@ -182,6 +182,16 @@ pub fn verify(
     Ok(claims)
 }
 
+/// The `kid` a compact JWS names in its header, if it parses.
+pub fn header_kid(token: &str) -> Option<String> {
+    let h = token.split('.').next()?;
+    decode_json(h)
+        .ok()?
+        .get("kid")?
+        .as_str()
+        .map(str::to_string)
+}
+
 fn check_claims(c: &Map<String, Value>, e: &Expectations<'_>) -> Result<(), JwtError> {
     if c.get("iss").and_then(Value::as_str) != Some(e.issuer) {
         return Err(JwtError::Claims("iss"));

@@ -160,13 +160,23 @@ impl SmtpMailer {
     pub async fn send(&self, m: &EmailMessage) -> Result<(), DeliveryError> {
         let msg = build(m)?;
         self.transport.send(msg).await.map(|_| ()).map_err(|e| {
+            // Servers often quote the recipient in their answer; keep addresses out of logs.
+            let text = redact_addresses(&e.to_string());
             if e.is_permanent() {
-                DeliveryError::Permanent(e.to_string())
+                DeliveryError::Permanent(text)
             } else {
-                DeliveryError::Transient(e.to_string())
+                DeliveryError::Transient(text)
             }
         })
     }
+}
+
+/// Replaces every word that contains an `@` (an address) with `<address>`.
+pub fn redact_addresses(text: &str) -> String {
+    text.split(' ')
+        .map(|w| if w.contains('@') { "<address>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Builds the MIME message: multipart/alternative with text and HTML, a stable Message-ID.
@@ -223,6 +233,14 @@ mod tests {
         assert!(parse("smtp://mail.example.com?tls=bogus").is_err());
         assert!(parse("smtp://mail.example.com?foo=bar").is_err());
         assert!(parse("smtps://mail.example.com?tls=none").is_err());
+    }
+
+    #[test]
+    fn addresses_are_redacted_from_server_answers() {
+        assert_eq!(
+            redact_addresses("550 5.1.1 <jane@example.com>: Recipient address rejected"),
+            "550 5.1.1 <address> Recipient address rejected"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ const TEXT: &str = "Your verification code for {{ application.name }} is:
 
     {{ code }}
 
-It expires in {{ lifetime_minutes }} minutes and works once.
+It expires in {{ lifetime_minutes }} minute{% if lifetime_minutes != 1 %}s{% endif %} and works once.
 If you did not ask to sign in, you can ignore this email.
 ";
 const HTML: &str = r#"<!DOCTYPE html>
@@ -34,7 +34,7 @@ const HTML: &str = r#"<!DOCTYPE html>
 <div style="max-width: 480px; margin: 0 auto; background: #ffffff; border-radius: 8px; padding: 32px;">
 <p>Your verification code for <strong>{{ application.name }}</strong> is:</p>
 <p style="font-size: 32px; letter-spacing: 6px; font-weight: 700; margin: 24px 0;">{{ code }}</p>
-<p>It expires in {{ lifetime_minutes }} minutes and works once.</p>
+<p>It expires in {{ lifetime_minutes }} minute{% if lifetime_minutes != 1 %}s{% endif %} and works once.</p>
 <p style="color: #656d76; font-size: 13px;">If you did not ask to sign in, you can ignore this email.</p>
 </div></body></html>
 "#;
@@ -99,6 +99,12 @@ mod tests {
         let m = render_code_email(&ctx("Acme")).unwrap();
         assert_eq!(m.subject, "123456 is your verification code for Acme");
         assert!(m.text.contains("123456") && m.text.contains("3 minutes"));
+        let one = render_code_email(&EmailContext {
+            lifetime_minutes: 1,
+            ..ctx("Acme")
+        })
+        .unwrap();
+        assert!(one.text.contains("expires in 1 minute and") && one.html.contains("1 minute and"));
         assert!(m.html.contains(">123456<"));
     }
 

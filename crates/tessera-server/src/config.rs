@@ -207,6 +207,9 @@ pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, Str
         }
         None => toml::Table::new(),
     };
+    // Natural order (…__2__… before …__10__…), so array items can be given in any order.
+    let mut env: Vec<&(String, String)> = env.iter().collect();
+    env.sort_by_key(|e| natural_key(&e.0));
     for (k, v) in env {
         let Some(rest) = k.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -222,6 +225,12 @@ pub fn load(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, Str
         .unwrap_or_else(|| "configuration".into());
     Config::deserialize(toml::Value::Table(root))
         .map_err(|e| format!("{where_}: {}", e.to_string().trim()))
+}
+
+fn natural_key(k: &str) -> Vec<(u64, String)> {
+    k.split("__")
+        .map(|seg| (seg.parse::<u64>().unwrap_or(u64::MAX), seg.to_string()))
+        .collect()
 }
 
 fn env_value(raw: &str) -> toml::Value {
@@ -472,6 +481,12 @@ mod tests {
                 ("TESSERA_ISSUER", "https://b.example/"),
                 ("TESSERA_DATABASE__MAX_CONNECTIONS", "7"),
                 ("TESSERA_CONNECTIONS__EMAIL__CODE_LENGTH", "8"),
+                ("TESSERA_APPLICATIONS__2__NAME", "Third"),
+                ("TESSERA_APPLICATIONS__2__CLIENT_ID", "c"),
+                ("TESSERA_APPLICATIONS__2__APP_TYPE", "spa"),
+                ("TESSERA_APPLICATIONS__1__NAME", "Second"),
+                ("TESSERA_APPLICATIONS__1__CLIENT_ID", "b"),
+                ("TESSERA_APPLICATIONS__1__APP_TYPE", "spa"),
                 ("TESSERA_APPLICATIONS__0__NAME", "Renamed"),
                 ("TESSERA_CONFIG", "ignored"),
                 ("OTHER", "x"),
@@ -482,6 +497,8 @@ mod tests {
         assert_eq!(c.database.max_connections, Some(7));
         assert_eq!(c.connections.email.code_length, 8);
         assert_eq!(c.applications[0].name, "Renamed");
+        assert_eq!(c.applications[1].name, "Second");
+        assert_eq!(c.applications[2].name, "Third");
     }
 
     #[test]

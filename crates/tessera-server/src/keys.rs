@@ -26,6 +26,8 @@ pub struct Keys {
 
 pub struct KeyRing {
     current: RwLock<Arc<Keys>>,
+    /// When an unknown `kid` last made us re-read the store (bounded to once a second).
+    last_forced: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl KeyRing {
@@ -45,6 +47,7 @@ impl KeyRing {
         let keys = build(&stored, secret)?;
         Ok(KeyRing {
             current: RwLock::new(Arc::new(keys)),
+            last_forced: std::sync::Mutex::new(None),
         })
     }
 
@@ -53,6 +56,34 @@ impl KeyRing {
             Ok(k) => Arc::clone(&k),
             Err(p) => Arc::clone(&p.into_inner()),
         }
+    }
+
+    /// Whether `kid` is published; if not, re-reads the store (at most once a second), because
+    /// another node may have rotated the keys since the last periodic refresh.
+    pub async fn knows_or_refresh(
+        &self,
+        kid: &str,
+        store: &dyn Store,
+        secret: &ServerSecret,
+    ) -> bool {
+        if self.get().verifying.iter().any(|k| k.kid == kid) {
+            return true;
+        }
+        let due = {
+            let mut last = match self.last_forced.lock() {
+                Ok(l) => l,
+                Err(p) => p.into_inner(),
+            };
+            let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+            if due {
+                *last = Some(std::time::Instant::now());
+            }
+            due
+        };
+        if due && let Err(e) = self.refresh(store, secret).await {
+            tracing::warn!(error = %e, "could not refresh signing keys");
+        }
+        self.get().verifying.iter().any(|k| k.kid == kid)
     }
 
     /// Re-reads the store; swaps the ring only when the set of keys changed.

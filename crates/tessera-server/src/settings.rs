@@ -142,16 +142,37 @@ impl Settings {
             .map_err(|e| format!("connections.email: {e}"))?;
         check_tokens(&c.tokens)?;
         c.outbox.validate()?;
-        if let Some(f) = c.log.format.as_deref() {
-            if f != "text" && f != "json" {
-                return Err(format!(
-                    "log.format must be \"text\" or \"json\", not {f:?}"
-                ));
-            }
+        if let Some(f) = c.log.format.as_deref()
+            && f != "text"
+            && f != "json"
+        {
+            return Err(format!(
+                "log.format must be \"text\" or \"json\", not {f:?}"
+            ));
         }
+        let mut seen_apis = std::collections::HashSet::new();
         for api in &c.apis {
             url::Url::parse(&api.identifier)
                 .map_err(|e| format!("api {:?}: {e}", api.identifier))?;
+            if !seen_apis.insert(api.identifier.as_str()) {
+                return Err(format!("api {:?} is declared twice", api.identifier));
+            }
+            if let Some(t) = api.token_lifetime_secs
+                && !(60..=30 * 86_400).contains(&t)
+            {
+                return Err(format!(
+                    "api {:?}: token_lifetime_secs must be between 60 and 2592000, not {t}",
+                    api.identifier
+                ));
+            }
+        }
+        // A claim must outlive one SMTP attempt, or a slow send could be claimed and sent twice.
+        if c.outbox.lease_secs <= timeout.as_secs() as i64 {
+            return Err(format!(
+                "outbox.lease_secs ({}) must be longer than email.timeout_secs ({})",
+                c.outbox.lease_secs,
+                timeout.as_secs()
+            ));
         }
         config::check_unique_clients(&c.applications)?;
         let mut clients = Vec::new();

@@ -148,8 +148,15 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_access_token(&self, token: &AccessToken) -> Result<()>;
     async fn find_access_token(&self, token_hash: &[u8]) -> Result<Option<AccessToken>>;
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
-    /// Marks a refresh token used (it rotates on every use) and reports what it was.
-    async fn use_refresh_token(&self, token_hash: &[u8], now: UnixTime) -> Result<RefreshUse>;
+    /// Marks a refresh token of `client_id` used (it rotates on every use) and reports what it
+    /// was. A token of another application, or an expired one, is reported unknown and left
+    /// as it is.
+    async fn use_refresh_token(
+        &self,
+        token_hash: &[u8],
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<RefreshUse>;
     /// Revokes every refresh token of a family (after reuse is detected).
     async fn revoke_refresh_family(&self, family_id: &str, now: UnixTime) -> Result<u64>;
 

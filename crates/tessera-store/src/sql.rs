@@ -201,7 +201,7 @@ macro_rules! sql_store {
                     )
                     .bind(m.version)
                     .bind(m.name)
-                    .bind(0_i64)
+                    .bind(tessera_core::clock::Clock::now(&tessera_core::clock::SystemClock))
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -519,30 +519,39 @@ macro_rules! sql_store {
             async fn use_refresh_token(
                 &self,
                 token_hash: &[u8],
+                client_id: &str,
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<$crate::RefreshUse> {
+                use sqlx::Row as _;
                 let row = sqlx::query(
                     "UPDATE refresh_tokens SET used_at = $2 \
-                     WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL \
+                     WHERE token_hash = $1 AND client_id = $3 AND expires_at > $2 \
+                     AND used_at IS NULL AND revoked_at IS NULL \
                      RETURNING token_hash, family_id, user_id, client_id, scope, audience, created_at, expires_at",
                 )
                 .bind(token_hash)
                 .bind(now)
+                .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
                 if let Some(row) = row {
                     return Ok($crate::RefreshUse::Fresh($crate::sql::refresh_from_row(&row)?));
                 }
                 let row = sqlx::query(
-                    "SELECT token_hash, family_id, user_id, client_id, scope, audience, created_at, expires_at \
-                     FROM refresh_tokens WHERE token_hash = $1",
+                    "SELECT token_hash, family_id, user_id, client_id, scope, audience, created_at, expires_at, \
+                     used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
                 )
                 .bind(token_hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(match row {
-                    Some(row) => $crate::RefreshUse::Reused($crate::sql::refresh_from_row(&row)?),
-                    None => $crate::RefreshUse::Unknown,
+                let Some(row) = row else { return Ok($crate::RefreshUse::Unknown) };
+                let token = $crate::sql::refresh_from_row(&row)?;
+                let used: Option<i64> = row.try_get("used_at")?;
+                let revoked: Option<i64> = row.try_get("revoked_at")?;
+                Ok(if token.client_id == client_id && (used.is_some() || revoked.is_some()) {
+                    $crate::RefreshUse::Reused(token)
+                } else {
+                    $crate::RefreshUse::Unknown
                 })
             }
 

@@ -317,26 +317,44 @@ async fn tokens_are_found_by_hash_and_refresh_tokens_detect_reuse(s: &dyn Store)
         expires_at: 1000,
     };
     s.insert_refresh_token(&rt(1)).await.unwrap();
+    // another application cannot use it, nor burn it
+    assert!(matches!(
+        s.use_refresh_token(&[1; 32], "other-app", 5).await.unwrap(),
+        RefreshUse::Unknown
+    ));
     assert!(
-        matches!(s.use_refresh_token(&[1; 32], 5).await.unwrap(), RefreshUse::Fresh(t) if t.family_id == "fam")
+        matches!(s.use_refresh_token(&[1; 32], "app", 5).await.unwrap(), RefreshUse::Fresh(t) if t.family_id == "fam")
     );
     s.insert_refresh_token(&rt(2)).await.unwrap();
     assert!(matches!(
-        s.use_refresh_token(&[1; 32], 6).await.unwrap(),
+        s.use_refresh_token(&[1; 32], "app", 6).await.unwrap(),
         RefreshUse::Reused(_)
     ));
     assert!(matches!(
-        s.use_refresh_token(&[9; 32], 6).await.unwrap(),
+        s.use_refresh_token(&[9; 32], "app", 6).await.unwrap(),
         RefreshUse::Unknown
     ));
     assert_eq!(s.revoke_refresh_family("fam", 7).await.unwrap(), 2);
     assert!(
         matches!(
-            s.use_refresh_token(&[2; 32], 8).await.unwrap(),
+            s.use_refresh_token(&[2; 32], "app", 8).await.unwrap(),
             RefreshUse::Reused(_)
         ),
         "revoked tokens no longer work"
     );
+    // an expired token is unknown, and stays unused
+    s.insert_refresh_token(&RefreshToken {
+        token_hash: vec![3; 32],
+        family_id: "f2".into(),
+        expires_at: 100,
+        ..rt(3)
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.use_refresh_token(&[3; 32], "app", 100).await.unwrap(),
+        RefreshUse::Unknown
+    ));
 }
 
 fn key(kid: &str) -> StoredKey {

@@ -52,6 +52,9 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long, global = true)]
         json: bool,
+        /// Folder for the SQLite database and the server secret (overrides `data_dir`).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
     },
     /// Apply pending database migrations, then exit.
     Migrate {
@@ -90,7 +93,15 @@ fn main() -> ExitCode {
             (true, Action::Serve)
         }
         Cmd::Migrate { dev } => (dev, Action::Migrate),
-        Cmd::Keys { cmd, dev, json } => (dev, Action::Keys(cmd, json)),
+        Cmd::Keys {
+            cmd,
+            dev,
+            json,
+            data_dir,
+        } => {
+            override_paths(&mut cfg, None, data_dir);
+            (dev, Action::Keys(cmd, json))
+        }
     };
     init_logging(&cfg.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -46,6 +46,7 @@ max_connections = 8
 [email]
 from = "Acme Login <login@acme.test>"
 smtp_url = "smtp://127.0.0.1:{smtp_port}?tls=none"
+timeout_secs = 2
 
 [outbox]
 lease_secs = 3

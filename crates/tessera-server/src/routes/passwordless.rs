@@ -3,7 +3,8 @@
 //! Parse → authenticate the application → check the connection and identifier → store the
 //! code (hashed) and the sealed message in one transaction → wake the outbox → answer. No
 //! request waits on SMTP. Blocked users, and unknown users when sign-up is disabled, get the
-//! same answer as everyone else and are sent nothing.
+//! same answer as everyone else and are sent nothing; the answer never says whether the
+//! address has an account.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -133,10 +134,12 @@ pub async fn start(
     } else {
         tracing::info!(connection = %connection.name, email = %email.masked(), "no code sent (blocked user or sign-up disabled)");
     }
+    // `email_verified` is always false: answering true for known users would tell anyone
+    // which addresses have accounts. Clients only check the status.
     Ok(no_store_json(json!({
         "_id": id,
         "email": email.as_str(),
-        "email_verified": existing.as_ref().is_some_and(|u| u.email_verified),
+        "email_verified": false,
     })))
 }
 

@@ -235,7 +235,11 @@ async fn refresh_grant(
     const INVALID: &str = "Unknown or invalid refresh token.";
     let presented = req_str(p, "refresh_token")?;
     let now = st.now();
-    let record = match st.store.use_refresh_token(&sha256(&presented), now).await? {
+    let record = match st
+        .store
+        .use_refresh_token(&sha256(&presented), &client.client_id, now)
+        .await?
+    {
         RefreshUse::Fresh(r) => r,
         RefreshUse::Reused(r) => {
             let revoked = st.store.revoke_refresh_family(&r.family_id, now).await?;

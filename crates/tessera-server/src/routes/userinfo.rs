@@ -32,6 +32,11 @@ pub async fn userinfo(
     let now = st.now();
     let (user_id, scope) = if bearer.matches('.').count() == 2 {
         let audience = format!("{}userinfo", st.issuer);
+        if let Some(kid) = jwt::header_kid(bearer) {
+            st.keys
+                .knows_or_refresh(&kid, st.store.as_ref(), &st.secret)
+                .await;
+        }
         let keys = st.keys.get();
         let expect = Expectations {
             issuer: &st.issuer,

@@ -104,10 +104,10 @@ pub async fn wait_healthy(base: &str, log: &Path) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = http.get(format!("{base}/health")).send().await {
-            if r.status() == 200 {
-                return;
-            }
+        if let Ok(r) = http.get(format!("{base}/health")).send().await
+            && r.status() == 200
+        {
+            return;
         }
         assert!(
             Instant::now() < deadline,
