@@ -103,6 +103,7 @@ pub async fn build(
         rng,
         issuer: s.issuer.clone(),
         tokens: s.tokens.clone(),
+        rate_limits: s.rate_limits.clone(),
         apis: s.apis.clone(),
         mailer,
         outbox_wake: wake,

@@ -50,7 +50,78 @@ pub struct Config {
     #[serde(default)]
     pub outbox: OutboxConfig,
     #[serde(default)]
+    pub rate_limits: RateLimitConfig,
+    #[serde(default)]
     pub log: LogConfig,
+}
+
+/// Rate limits, counted in the store so that every node shares them. A limit of 0 turns
+/// that limit off.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// `/passwordless/start` requests per client IP (Auth0: 50 an hour).
+    pub start_per_ip: i64,
+    pub start_per_ip_window_secs: i64,
+    /// Codes asked for one email address or phone number.
+    pub start_per_identifier: i64,
+    pub start_per_identifier_window_secs: i64,
+    /// `/passwordless/start` requests per application.
+    pub start_per_client: i64,
+    pub start_per_client_window_secs: i64,
+    /// Wrong codes for one identity (across all its codes) before `/oauth/token` refuses
+    /// further attempts with `429 too_many_attempts` until the window ends.
+    pub failed_attempts_per_identifier: i64,
+    pub failed_attempts_window_secs: i64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            start_per_ip: 50,
+            start_per_ip_window_secs: 3600,
+            start_per_identifier: 5,
+            start_per_identifier_window_secs: 900,
+            start_per_client: 10_000,
+            start_per_client_window_secs: 3600,
+            failed_attempts_per_identifier: 10,
+            failed_attempts_window_secs: 3600,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, limit, window) in [
+            (
+                "start_per_ip",
+                self.start_per_ip,
+                self.start_per_ip_window_secs,
+            ),
+            (
+                "start_per_identifier",
+                self.start_per_identifier,
+                self.start_per_identifier_window_secs,
+            ),
+            (
+                "start_per_client",
+                self.start_per_client,
+                self.start_per_client_window_secs,
+            ),
+            (
+                "failed_attempts_per_identifier",
+                self.failed_attempts_per_identifier,
+                self.failed_attempts_window_secs,
+            ),
+        ] {
+            if limit < 0 || !(1..=30 * 86_400).contains(&window) {
+                return Err(format!(
+                    "rate_limits.{name}: the limit must be 0 (off) or more, and its window 1-2592000 seconds"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How the outbox worker paces itself.

@@ -4,7 +4,7 @@
 //! Internal errors are logged once, here, with a reference the caller also sees; their
 //! details never reach the response. A database that cannot be reached answers 503.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tessera_store::StoreError;
@@ -17,6 +17,8 @@ pub struct ApiError {
     pub extra: Map<String, Value>,
     /// Adds `WWW-Authenticate: Bearer …` (for `/userinfo`).
     pub bearer_challenge: bool,
+    /// Extra response headers (rate-limit state).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             description: description.into(),
             extra: Map::new(),
             bearer_challenge: false,
+            headers: Vec::new(),
         }
     }
 
@@ -106,6 +109,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(Value::Object(body))).into_response();
         let h = resp.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for (k, v) in self.headers {
+            h.insert(k, v);
+        }
         if self.bearer_challenge {
             let v = format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod files;
 pub mod keys;
+pub mod limits;
 pub mod params;
 pub mod routes;
 pub mod settings;

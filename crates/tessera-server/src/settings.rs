@@ -16,7 +16,9 @@ use tessera_core::rand::{Random, SystemRandom, hex_id, token};
 use tessera_delivery::smtp::SmtpSettings;
 use tessera_store::PoolOptions;
 
-use crate::config::{self, ApiConfig, Config, LogConfig, OutboxConfig, TokenConfig};
+use crate::config::{
+    self, ApiConfig, Config, LogConfig, OutboxConfig, RateLimitConfig, TokenConfig,
+};
 
 pub const DEV_LISTEN: &str = "127.0.0.1:3000";
 pub const DEV_DATA_DIR: &str = ".tessera-dev";
@@ -60,6 +62,7 @@ pub struct Settings {
     pub apis: Vec<ApiConfig>,
     pub clients: Vec<Client>,
     pub outbox: OutboxConfig,
+    pub rate_limits: RateLimitConfig,
     pub log: LogConfig,
     pub demo_app: Option<DemoApp>,
 }
@@ -142,6 +145,7 @@ impl Settings {
             .map_err(|e| format!("connections.email: {e}"))?;
         check_tokens(&c.tokens)?;
         c.outbox.validate()?;
+        c.rate_limits.validate()?;
         if let Some(f) = c.log.format.as_deref()
             && f != "text"
             && f != "json"
@@ -230,6 +234,7 @@ impl Settings {
             apis: c.apis,
             clients,
             outbox: c.outbox,
+            rate_limits: c.rate_limits,
             log: c.log,
             demo_app,
         })

@@ -13,7 +13,7 @@ use tessera_delivery::Mailer;
 use tessera_store::{Event, Store};
 use tokio::sync::Notify;
 
-use crate::config::{ApiConfig, TokenConfig};
+use crate::config::{ApiConfig, RateLimitConfig, TokenConfig};
 use crate::keys::KeyRing;
 
 #[derive(Clone)]
@@ -28,6 +28,7 @@ pub struct Inner {
     /// With the trailing slash, as tokens carry it.
     pub issuer: String,
     pub tokens: TokenConfig,
+    pub rate_limits: RateLimitConfig,
     pub apis: Vec<ApiConfig>,
     pub mailer: Arc<Mailer>,
     pub outbox_wake: Arc<Notify>,

@@ -984,18 +984,157 @@ async fn codes_follow_the_configured_length(backend: &str) {
     );
 }
 
+async fn start_is_rate_limited_per_ip_with_headers(backend: &str) {
+    let h = H::with(
+        backend,
+        "[rate_limits]\nstart_per_ip = 3\nstart_per_identifier = 100\n",
+    )
+    .await;
+    let window_end = h.clock.now() - h.clock.now() % 3600 + 3600;
+    for (i, email) in ["a@example.com", "b@example.com"].iter().enumerate() {
+        let r = h.start(email).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.headers["x-ratelimit-limit"], "3");
+        assert_eq!(
+            r.headers["x-ratelimit-remaining"],
+            (2 - i).to_string().as_str()
+        );
+        assert_eq!(
+            r.headers["x-ratelimit-reset"],
+            window_end.to_string().as_str()
+        );
+    }
+    // bad requests count too, and carry the headers
+    let r = h.post_json("/passwordless/start", json!({"client_id": "rwa", "client_secret": SECRET, "connection": "email", "email": "nope", "send": "code"})).await;
+    assert_eq!(
+        (
+            r.err().1,
+            r.headers["x-ratelimit-remaining"].to_str().unwrap()
+        ),
+        ("bad.email", "0")
+    );
+    let r = h.start("c@example.com").await;
+    assert_eq!(r.err().0, 429);
+    assert_eq!(r.err().1, "too_many_requests");
+    assert_eq!(r.headers["x-ratelimit-remaining"], "0");
+    assert!(
+        h.codes_for("c@example.com").await.is_empty(),
+        "nothing sent past the limit"
+    );
+    h.advance(3600);
+    assert_eq!(h.start("c@example.com").await.status, 200, "a new window");
+}
+
+async fn start_is_rate_limited_per_identifier(backend: &str) {
+    let h = H::new(backend).await;
+    for _ in 0..5 {
+        assert_eq!(h.start("many@example.com").await.status, 200);
+    }
+    let r = h.start("MANY@example.com").await;
+    assert_eq!(
+        r.err(),
+        (
+            429,
+            "too_many_requests",
+            "Too many requests. Check the X-RateLimit-Limit, X-RateLimit-Remaining and X-RateLimit-Reset headers."
+        )
+    );
+    assert_eq!(h.codes_for("many@example.com").await.len(), 5);
+    assert_eq!(
+        h.start("other@example.com").await.status,
+        200,
+        "other addresses are not affected"
+    );
+    // an unknown address and a known one hit the same limit the same way
+    for _ in 0..5 {
+        h.start("ghost@example.com").await;
+    }
+    assert_eq!(h.start("ghost@example.com").await.err().0, 429);
+    h.advance(900);
+    assert_eq!(h.start("many@example.com").await.status, 200);
+}
+
+async fn repeated_failures_lock_the_identity_across_codes(backend: &str) {
+    let h = H::with(
+        backend,
+        "[rate_limits]\nfailed_attempts_per_identifier = 4\n",
+    )
+    .await;
+    h.start("locked@example.com").await;
+    let first = h.last_code("locked@example.com").await;
+    let wrong = |c: &str| {
+        if c == "000000" {
+            "111111".to_string()
+        } else {
+            "000000".to_string()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            h.otp("locked@example.com", &wrong(&first), "openid")
+                .await
+                .err()
+                .1,
+            "invalid_grant"
+        );
+    }
+    // a fresh code does not buy a fresh set of guesses past the identity's limit
+    h.start("locked@example.com").await;
+    let second = h.last_code("locked@example.com").await;
+    assert_eq!(
+        h.otp("locked@example.com", &wrong(&second), "openid")
+            .await
+            .err()
+            .1,
+        "invalid_grant"
+    );
+    let r = h.otp("locked@example.com", &second, "openid").await;
+    assert_eq!(
+        r.err(),
+        (
+            429,
+            "too_many_attempts",
+            "We have detected suspicious login behavior and further attempts will be blocked. Please contact the administrator."
+        )
+    );
+    assert!(
+        h.st.store
+            .list_events(50)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.kind == "limit_wc")
+    );
+    // other identities are unaffected
+    assert_eq!(h.sign_in("free@example.com", "openid").await.status, 200);
+    // after the window, a new code works
+    h.advance(3600);
+    h.start("locked@example.com").await;
+    let third = h.last_code("locked@example.com").await;
+    assert_eq!(
+        h.otp("locked@example.com", &third, "openid").await.status,
+        200
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             use super::*;
             $( #[tokio::test] async fn $name() { super::$name(H::new("sqlite").await).await } )*
             #[tokio::test] async fn disabled_signup() { super::disabled_signup("sqlite").await }
+            #[tokio::test] async fn start_is_rate_limited_per_ip_with_headers() { super::start_is_rate_limited_per_ip_with_headers("sqlite").await }
+            #[tokio::test] async fn start_is_rate_limited_per_identifier() { super::start_is_rate_limited_per_identifier("sqlite").await }
+            #[tokio::test] async fn repeated_failures_lock_the_identity_across_codes() { super::repeated_failures_lock_the_identity_across_codes("sqlite").await }
             #[tokio::test] async fn codes_follow_the_configured_length() { super::codes_follow_the_configured_length("sqlite").await }
         }
         mod postgres {
             use super::*;
             $( #[tokio::test] async fn $name() { super::$name(H::new("postgres").await).await } )*
             #[tokio::test] async fn disabled_signup() { super::disabled_signup("postgres").await }
+            #[tokio::test] async fn start_is_rate_limited_per_ip_with_headers() { super::start_is_rate_limited_per_ip_with_headers("postgres").await }
+            #[tokio::test] async fn start_is_rate_limited_per_identifier() { super::start_is_rate_limited_per_identifier("postgres").await }
+            #[tokio::test] async fn repeated_failures_lock_the_identity_across_codes() { super::repeated_failures_lock_the_identity_across_codes("postgres").await }
             #[tokio::test] async fn codes_follow_the_configured_length() { super::codes_follow_the_configured_length("postgres").await }
         }
     };

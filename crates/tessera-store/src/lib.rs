@@ -181,6 +181,23 @@ pub trait Store: Send + Sync + 'static {
     async fn settle_outbox(&self, id: &str, outcome: &OutboxOutcome) -> Result<()>;
     async fn outbox_depth(&self) -> Result<i64>;
 
+    // Rate limits.
+    /// Counts one hit against `key` in the fixed window of `window_secs` containing `now`, and
+    /// returns the count including this hit, with the window's end.
+    async fn hit_rate_limit(
+        &self,
+        key: &str,
+        window_secs: i64,
+        now: UnixTime,
+    ) -> Result<WindowCount>;
+    /// The count so far in the current window, without adding a hit.
+    async fn peek_rate_limit(
+        &self,
+        key: &str,
+        window_secs: i64,
+        now: UnixTime,
+    ) -> Result<WindowCount>;
+
     // Audit events.
     async fn record_event(&self, event: &Event) -> Result<()>;
     async fn list_events(&self, limit: i64) -> Result<Vec<Event>>;

@@ -160,3 +160,11 @@ pub struct Event {
     pub user_agent: Option<String>,
     pub description: String,
 }
+
+/// A rate-limit window's count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowCount {
+    pub count: i64,
+    /// When the window ends (Unix seconds): `x-ratelimit-reset`.
+    pub resets_at: UnixTime,
+}

@@ -686,6 +686,49 @@ macro_rules! sql_store {
                 Ok(r.try_get("n")?)
             }
 
+            async fn hit_rate_limit(
+                &self,
+                key: &str,
+                window_secs: i64,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<$crate::WindowCount> {
+                use sqlx::Row as _;
+                let window = window_secs.max(1);
+                let start = now - now.rem_euclid(window);
+                let row = sqlx::query(
+                    "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
+                     ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+                     RETURNING count",
+                )
+                .bind(key)
+                .bind(start)
+                .bind(start + window)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok($crate::WindowCount { count: row.try_get("count")?, resets_at: start + window })
+            }
+
+            async fn peek_rate_limit(
+                &self,
+                key: &str,
+                window_secs: i64,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<$crate::WindowCount> {
+                use sqlx::Row as _;
+                let window = window_secs.max(1);
+                let start = now - now.rem_euclid(window);
+                let row = sqlx::query("SELECT count FROM rate_limits WHERE key = $1 AND window_start = $2")
+                    .bind(key)
+                    .bind(start)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let count = match row {
+                    Some(r) => r.try_get("count")?,
+                    None => 0,
+                };
+                Ok($crate::WindowCount { count, resets_at: start + window })
+            }
+
             async fn record_event(&self, e: &$crate::Event) -> $crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, user_agent, description) \
@@ -723,6 +766,7 @@ macro_rules! sql_store {
                     ("DELETE FROM challenges WHERE expires_at < $1", now - 3600),
                     ("DELETE FROM access_tokens WHERE expires_at < $1", now),
                     ("DELETE FROM refresh_tokens WHERE expires_at < $1", now),
+                    ("DELETE FROM rate_limits WHERE expires_at < $1", now),
                 ] {
                     n += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
                 }

@@ -504,6 +504,53 @@ async fn concurrent_claims_take_disjoint_messages(s: Arc<dyn Store>) {
     assert_eq!(unique.len(), 100);
 }
 
+async fn rate_limit_windows_count_hits_atomically(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            s.hit_rate_limit("ip:1.2.3.4", 3600, 7_205).await.unwrap()
+        }));
+    }
+    let mut counts = HashSet::new();
+    for t in tasks {
+        let w = t.await.unwrap();
+        assert_eq!(w.resets_at, 10_800);
+        counts.insert(w.count);
+    }
+    assert_eq!(counts, (1..=20).collect(), "every hit counted once");
+    assert_eq!(
+        s.peek_rate_limit("ip:1.2.3.4", 3600, 10_799)
+            .await
+            .unwrap()
+            .count,
+        20
+    );
+    assert_eq!(
+        s.peek_rate_limit("ip:5.6.7.8", 3600, 10_799)
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    // the next window starts from zero
+    assert_eq!(
+        s.peek_rate_limit("ip:1.2.3.4", 3600, 10_800).await.unwrap(),
+        WindowCount {
+            count: 0,
+            resets_at: 14_400
+        }
+    );
+    assert_eq!(
+        s.hit_rate_limit("ip:1.2.3.4", 3600, 10_800)
+            .await
+            .unwrap()
+            .count,
+        1
+    );
+    assert!(s.purge_expired(14_401).await.unwrap() >= 2);
+}
+
 async fn events_and_purge(s: &dyn Store) {
     for i in 0..3 {
         s.record_event(&Event {
@@ -607,6 +654,11 @@ macro_rules! suite {
             async fn concurrent_claims_take_disjoint_messages() {
                 let (s, _db) = open(B).await;
                 super::concurrent_claims_take_disjoint_messages(s).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn rate_limit_windows_count_hits_atomically() {
+                let (s, _db) = open(B).await;
+                super::rate_limit_windows_count_hits_atomically(s).await
             }
             #[tokio::test]
             async fn events_and_purge() {

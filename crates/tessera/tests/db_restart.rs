@@ -228,6 +228,10 @@ url = "{url}"
 max_connections = 4
 acquire_timeout_secs = 2
 statement_timeout_ms = 2000
+
+# this test sends a few hundred requests from one address
+[rate_limits]
+start_per_ip = 0
 "#,
             data = dir.path().join("data"),
             url = pg.url(),

@@ -28,7 +28,8 @@ struct Node {
     log: PathBuf,
 }
 
-fn node(dir: &Path, name: &str, db_url: &str, smtp_port: u16) -> Node {
+/// `extra` is TOML appended to the node's configuration.
+fn node(dir: &Path, name: &str, db_url: &str, smtp_port: u16, extra: &str) -> Node {
     let port = free_port();
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
@@ -58,6 +59,8 @@ client_id = "acme-web"
 client_secret = "{CLIENT_SECRET}"
 app_type = "regular_web"
 callbacks = ["https://acme.test/callback"]
+
+{extra}
 "#,
             data = dir.join(name),
         ),
@@ -113,8 +116,9 @@ async fn a_code_started_on_one_node_works_on_the_other_and_keys_are_shared() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("maildir");
     let (_smtp, smtp_port) = smtp_server(&maildir);
-    let a = node(dir.path(), "a", &db.url, smtp_port);
-    let b = node(dir.path(), "b", &db.url, smtp_port);
+    let limits = "[rate_limits]\nstart_per_ip = 6\n";
+    let a = node(dir.path(), "a", &db.url, smtp_port, limits);
+    let b = node(dir.path(), "b", &db.url, smtp_port, limits);
     wait_healthy(&a.base, &a.log).await;
     wait_healthy(&b.base, &b.log).await;
     let http = reqwest::Client::new();
@@ -161,6 +165,29 @@ async fn a_code_started_on_one_node_works_on_the_other_and_keys_are_shared() {
         .unwrap();
     assert_eq!(me.status(), 200);
 
+    // The per-IP limit (6) is counted across both nodes: one start so far, five more split
+    // between A and B pass, and the next one fails on either node.
+    for (i, base) in [&a.base, &b.base, &a.base, &b.base, &b.base]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            start(&http, base, &format!("limit{i}@acme.test")).await,
+            200
+        );
+    }
+    for base in [&a.base, &b.base] {
+        let r = http
+            .post(format!("{base}/passwordless/start"))
+            .json(&json!({"client_id": "acme-web", "client_secret": CLIENT_SECRET, "connection": "email", "email": "one.more@acme.test", "send": "code"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["x-ratelimit-limit"], "6");
+        assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+    }
+
     // Rotate with node A's configuration (the CLI works on the shared database).
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["keys", "rotate", "--json", "--config"])
@@ -206,8 +233,9 @@ async fn a_thousand_emails_are_delivered_while_a_node_is_killed_halfway() {
     let dir = tempfile::tempdir().unwrap();
     let maildir = dir.path().join("maildir");
     let (_smtp, smtp_port) = smtp_server(&maildir);
-    let mut a = node(dir.path(), "a", &db.url, smtp_port);
-    let b = node(dir.path(), "b", &db.url, smtp_port);
+    let no_ip_limit = "[rate_limits]\nstart_per_ip = 0\n";
+    let mut a = node(dir.path(), "a", &db.url, smtp_port, no_ip_limit);
+    let b = node(dir.path(), "b", &db.url, smtp_port, no_ip_limit);
     wait_healthy(&a.base, &a.log).await;
     wait_healthy(&b.base, &b.log).await;
     let http = reqwest::Client::new();

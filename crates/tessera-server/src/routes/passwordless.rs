@@ -21,6 +21,7 @@ use tessera_store::{NewChallenge, NewOutboxMessage};
 
 use crate::clientauth::{self, Endpoint};
 use crate::error::ApiError;
+use crate::limits;
 use crate::params::Params;
 use crate::routes::{no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
@@ -45,15 +46,70 @@ pub async fn start(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let p = parse_body(&body, "bad.request")?;
+    // The per-IP limit counts every request, good or bad, and every answer carries its state.
+    let rl = &st.rate_limits;
+    let ip = meta
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let ip_state = limits::hit(
+        &st,
+        &format!("start:ip:{ip}"),
+        rl.start_per_ip,
+        rl.start_per_ip_window_secs,
+    )
+    .await?;
+    let result = match ip_state {
+        Some(s) if s.exceeded() => {
+            st.event("limit_mu", &meta, |e| {
+                e.description = "Too many /passwordless/start requests from one IP".into()
+            })
+            .await;
+            Err(limits::too_many_requests(&s))
+        }
+        _ => start_checked(&st, &meta, &headers, &body).await,
+    };
+    match (result, ip_state) {
+        (Ok(mut resp), Some(s)) => {
+            s.apply(&mut resp);
+            Ok(resp)
+        }
+        (Err(mut e), Some(s)) if e.headers.is_empty() => {
+            e.headers = s.headers();
+            Err(e)
+        }
+        (other, _) => other,
+    }
+}
+
+async fn start_checked(
+    st: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let rl = &st.rate_limits;
+    let p = parse_body(body, "bad.request")?;
     if let Some(k) = p.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
         return Err(ApiError::bad_request(
             "bad.request",
             format!("the following properties are not allowed: {k}"),
         ));
     }
-    let client = clientauth::authenticate(&st, &headers, &p, Endpoint::PasswordlessStart).await?;
-    let connection = connection_for(&st, &p, &client).await?;
+    let client = clientauth::authenticate(st, headers, &p, Endpoint::PasswordlessStart).await?;
+    let key = format!("start:client:{}", client.client_id);
+    if let Some(s) = limits::hit(
+        st,
+        &key,
+        rl.start_per_client,
+        rl.start_per_client_window_secs,
+    )
+    .await?
+        && s.exceeded()
+    {
+        return Err(limits::too_many_requests(&s));
+    }
+    let connection = connection_for(st, &p, &client).await?;
     let send = match p.str("send") {
         Ok(None) | Ok(Some("link")) => {
             return Err(ApiError::bad_request(
@@ -112,6 +168,19 @@ pub async fn start(
         })?,
     };
 
+    // Per identifier: counted for every address, known or not, so the answer stays the same.
+    let key = format!("start:id:{}:{}", connection.name, email.as_str());
+    if let Some(s) = limits::hit(
+        st,
+        &key,
+        rl.start_per_identifier,
+        rl.start_per_identifier_window_secs,
+    )
+    .await?
+        && s.exceeded()
+    {
+        return Err(limits::too_many_requests(&s));
+    }
     let id = hex_id(st.rng.as_ref());
     let existing = st.store.find_user(&connection.name, email.as_str()).await?;
     let deliver = match &existing {
@@ -120,8 +189,8 @@ pub async fn start(
     };
     if deliver {
         issue_code(
-            &st,
-            &meta,
+            st,
+            meta,
             &client.client_id,
             &client.settings.name,
             &connection,

@@ -130,20 +130,50 @@ async fn otp_grant(
         Strategy::Sms => "Wrong phone number or verification code.",
     };
     let conn_name = connection.name.as_str();
-    let fail = |reason: &'static str, desc: &'static str| async move {
-        st.event("f", meta, |e| {
-            e.client_id = Some(client.client_id.clone());
-            e.connection = Some(conn_name.to_string());
-            e.description = reason.into();
-        })
-        .await;
-        invalid_grant(desc)
-    };
+    let rl = &st.rate_limits;
     // An identifier that cannot be valid has no code: same answer as a wrong code.
     let Ok(email) = EmailAddress::parse(&username) else {
-        return Err(fail("invalid identifier", wrong).await);
+        fail_event(st, meta, client, conn_name, "invalid identifier").await;
+        return Err(invalid_grant(wrong));
     };
     let identifier = email.as_str();
+    // Failures for one identity are counted across all its codes; past the limit, no code is
+    // even looked at until the window ends.
+    let fail_key = format!("fail:{conn_name}:{identifier}");
+    if rl.failed_attempts_per_identifier > 0 {
+        let w = st
+            .store
+            .peek_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
+            .await?;
+        if w.count >= rl.failed_attempts_per_identifier {
+            st.event("limit_wc", meta, |e| {
+                e.client_id = Some(client.client_id.clone());
+                e.connection = Some(conn_name.to_string());
+                e.description = "Too many failed codes for one identity: attempts blocked".into();
+            })
+            .await;
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "We have detected suspicious login behavior and further attempts will be blocked. Please contact the administrator.",
+            ));
+        }
+    }
+    let fail = |reason: &'static str, desc: &'static str| {
+        let fail_key = fail_key.clone();
+        async move {
+            fail_event(st, meta, client, conn_name, reason).await;
+            if rl.failed_attempts_per_identifier > 0
+                && let Err(e) = st
+                    .store
+                    .hit_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
+                    .await
+            {
+                return ApiError::from(e);
+            }
+            invalid_grant(desc)
+        }
+    };
     let presented = st.secret.hash_code(&connection.name, identifier, &code);
     let Some(ch) = st.store.count_attempt(&connection.name, identifier).await? else {
         return Err(fail("no code pending", wrong).await);
@@ -224,6 +254,21 @@ async fn otp_grant(
         },
     )
     .await
+}
+
+async fn fail_event(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &str,
+    reason: &str,
+) {
+    st.event("f", meta, |e| {
+        e.client_id = Some(client.client_id.clone());
+        e.connection = Some(connection.to_string());
+        e.description = reason.into();
+    })
+    .await;
 }
 
 async fn refresh_grant(
