@@ -45,6 +45,10 @@ pub struct ClientSettings {
     pub grant_types: Vec<String>,
     #[serde(default)]
     pub connections: Vec<String>,
+    /// Whether this (confidential) application's `auth0-forwarded-for` header names the end
+    /// user's IP, for rate limits. Believed only when it authenticated in the same request.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +93,7 @@ mod tests {
                 web_origins: vec![],
                 grant_types: vec![GRANT_PASSWORDLESS_OTP.into()],
                 connections: vec!["email".into()],
+                trust_forwarded_for: false,
             },
         }
     }

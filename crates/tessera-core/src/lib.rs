@@ -9,6 +9,7 @@ pub mod connection;
 pub mod crypto;
 pub mod email;
 pub mod jwt;
+pub mod net;
 pub mod otp;
 pub mod rand;
 pub mod scope;

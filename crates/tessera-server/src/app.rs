@@ -104,6 +104,7 @@ pub async fn build(
         issuer: s.issuer.clone(),
         tokens: s.tokens.clone(),
         rate_limits: s.rate_limits.clone(),
+        trusted_proxies: s.trusted_proxies.clone(),
         apis: s.apis.clone(),
         mailer,
         outbox_wake: wake,

@@ -35,6 +35,9 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// Base64 of at least 32 random bytes. Required with PostgreSQL (all nodes share it).
     pub secret_key: Option<SecretString>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     #[serde(default)]
     pub database: DatabaseConfig,
     #[serde(default)]
@@ -256,6 +259,9 @@ pub struct AppConfig {
     pub web_origins: Vec<String>,
     pub grant_types: Option<Vec<String>>,
     pub connections: Option<Vec<String>>,
+    /// Believe this application's `auth0-forwarded-for` header (confidential apps only).
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -469,6 +475,12 @@ pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> 
         }
         _ => {}
     }
+    if app.trust_forwarded_for && !app.app_type.is_confidential() {
+        return Err(format!(
+            "application {name:?}: trust_forwarded_for needs a confidential (regular_web) application: \
+             a public client cannot prove it is the one sending the header"
+        ));
+    }
     for cb in &app.callbacks {
         check_callback(name, cb)?;
     }
@@ -609,6 +621,7 @@ mod tests {
             web_origins: vec!["https://app.example.com".into()],
             grant_types: None,
             connections: None,
+            trust_forwarded_for: false,
         }
     }
 
@@ -630,6 +643,9 @@ mod tests {
         assert!(check_app(&a).is_err());
         let mut a = app(AppType::Spa, None);
         a.connections = Some(vec!["github".into()]);
+        assert!(check_app(&a).is_err());
+        let mut a = app(AppType::Spa, None);
+        a.trust_forwarded_for = true;
         assert!(check_app(&a).is_err());
         let (grants, conns) = check_app(&app(AppType::RegularWeb, Some(&long))).unwrap();
         assert!(grants.contains(&GRANT_PASSWORDLESS_OTP.to_string()));

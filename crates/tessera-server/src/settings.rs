@@ -12,6 +12,7 @@ use tessera_core::client::{
 };
 use tessera_core::connection::ConnectionSettings;
 use tessera_core::crypto::sha256;
+use tessera_core::net::IpNet;
 use tessera_core::rand::{Random, SystemRandom, hex_id, token};
 use tessera_delivery::smtp::SmtpSettings;
 use tessera_store::PoolOptions;
@@ -63,6 +64,7 @@ pub struct Settings {
     pub clients: Vec<Client>,
     pub outbox: OutboxConfig,
     pub rate_limits: RateLimitConfig,
+    pub trusted_proxies: Vec<IpNet>,
     pub log: LogConfig,
     pub demo_app: Option<DemoApp>,
 }
@@ -178,6 +180,14 @@ impl Settings {
                 timeout.as_secs()
             ));
         }
+        let trusted_proxies = c
+            .trusted_proxies
+            .iter()
+            .map(|s| {
+                s.parse::<IpNet>()
+                    .map_err(|e| format!("trusted_proxies: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         config::check_unique_clients(&c.applications)?;
         let mut clients = Vec::new();
         for app in &c.applications {
@@ -195,6 +205,7 @@ impl Settings {
                     web_origins: app.web_origins.clone(),
                     grant_types,
                     connections,
+                    trust_forwarded_for: app.trust_forwarded_for,
                 },
             });
         }
@@ -235,6 +246,7 @@ impl Settings {
             clients,
             outbox: c.outbox,
             rate_limits: c.rate_limits,
+            trusted_proxies,
             log: c.log,
             demo_app,
         })
@@ -281,6 +293,7 @@ fn demo_client(d: &DemoApp) -> Client {
                 GRANT_AUTHORIZATION_CODE.into(),
             ],
             connections: vec!["email".into()],
+            trust_forwarded_for: false,
         },
     }
 }

@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use tessera_core::clock::Clock;
 use tessera_core::crypto::ServerSecret;
+use tessera_core::net::{IpNet, client_ip};
 use tessera_core::rand::{Random, hex_id};
 use tessera_delivery::Mailer;
 use tessera_store::{Event, Store};
@@ -29,6 +30,7 @@ pub struct Inner {
     pub issuer: String,
     pub tokens: TokenConfig,
     pub rate_limits: RateLimitConfig,
+    pub trusted_proxies: Vec<IpNet>,
     pub apis: Vec<ApiConfig>,
     pub mailer: Arc<Mailer>,
     pub outbox_wake: Arc<Notify>,
@@ -72,26 +74,32 @@ impl Inner {
     }
 }
 
-/// Who is asking: the peer address and user agent.
+/// Who is asking: the client address (the peer, or what trusted proxies say), the address an
+/// application's back end forwards for its user, and the user agent.
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub ip: Option<IpAddr>,
+    /// The `auth0-forwarded-for` header, when it is an IP address. Believed only for a trusted
+    /// confidential application that authenticated in the same request.
+    pub forwarded_for: Option<IpAddr>,
     pub user_agent: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
+impl FromRequestParts<AppState> for RequestMeta {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let user_agent = parts
-            .headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect());
-        Ok(RequestMeta { ip, user_agent })
+            .map(|c| client_ip(c.0.ip(), header("x-forwarded-for"), &st.trusted_proxies));
+        let forwarded_for = header("auth0-forwarded-for").and_then(|v| v.trim().parse().ok());
+        let user_agent = header("user-agent").map(|s| s.chars().take(256).collect());
+        Ok(RequestMeta {
+            ip,
+            forwarded_for,
+            user_agent,
+        })
     }
 }

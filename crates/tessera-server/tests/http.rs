@@ -1117,6 +1117,132 @@ async fn repeated_failures_lock_the_identity_across_codes(backend: &str) {
     );
 }
 
+const BACKEND_SECRET: &str = "backend-secret-backend-secret-backend-0123";
+
+async fn forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies(backend: &str) {
+    let h = H::with(backend, "trusted_proxies = [\"10.0.0.0/8\"]\n[rate_limits]\nstart_per_ip = 2\nstart_per_identifier = 100\n").await;
+    let body = |client: &str, secret: &str, email: &str| json!({"client_id": client, "client_secret": secret, "connection": "email", "email": email, "send": "code"});
+    let remaining = |r: &Resp| {
+        r.headers["x-ratelimit-remaining"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    // A trusted back end names its users' IPs: each user has their own budget.
+    for (user_ip, want) in [
+        ("198.51.100.1", "1"),
+        ("198.51.100.1", "0"),
+        ("198.51.100.2", "1"),
+    ] {
+        let r = h
+            .post_from(
+                "192.0.2.10",
+                "/passwordless/start",
+                body("backend", BACKEND_SECRET, "u@example.com"),
+                &[("auth0-forwarded-for", user_ip)],
+            )
+            .await;
+        assert_eq!(
+            (r.status.as_u16(), remaining(&r)),
+            (200, want.to_string()),
+            "{user_ip}"
+        );
+    }
+    let r = h
+        .post_from(
+            "192.0.2.10",
+            "/passwordless/start",
+            body("backend", BACKEND_SECRET, "u@example.com"),
+            &[("auth0-forwarded-for", "198.51.100.1")],
+        )
+        .await;
+    assert_eq!(r.err().1, "too_many_requests");
+    // An application that is not trusted, or that failed to authenticate, is counted by its own
+    // address whatever it claims.
+    for ip in ["203.0.113.1", "203.0.113.2"] {
+        let r = h
+            .post_from(
+                "192.0.2.20",
+                "/passwordless/start",
+                body("rwa", SECRET, "v@example.com"),
+                &[("auth0-forwarded-for", ip)],
+            )
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let r = h
+        .post_from(
+            "192.0.2.20",
+            "/passwordless/start",
+            body("rwa", SECRET, "v@example.com"),
+            &[("auth0-forwarded-for", "203.0.113.3")],
+        )
+        .await;
+    assert_eq!(
+        r.err().1,
+        "too_many_requests",
+        "the forwarded header of an untrusted app is ignored"
+    );
+    let r = h
+        .post_from(
+            "192.0.2.30",
+            "/passwordless/start",
+            body("backend", "wrong-secret", "w@example.com"),
+            &[("auth0-forwarded-for", "198.51.100.9")],
+        )
+        .await;
+    assert_eq!(
+        (r.err().1, remaining(&r).as_str()),
+        ("access_denied", "1"),
+        "counted against the caller"
+    );
+    // X-Forwarded-For is believed from a trusted proxy only.
+    let r = h
+        .post_from(
+            "10.0.0.5",
+            "/passwordless/start",
+            body("rwa", SECRET, "x@example.com"),
+            &[("x-forwarded-for", "198.51.100.50, 10.0.0.7")],
+        )
+        .await;
+    assert_eq!((r.status.as_u16(), remaining(&r).as_str()), (200, "1"));
+    let r = h
+        .post_from(
+            "10.0.0.5",
+            "/passwordless/start",
+            body("rwa", SECRET, "x@example.com"),
+            &[("x-forwarded-for", "198.51.100.50")],
+        )
+        .await;
+    assert_eq!(remaining(&r), "0", "same client behind the proxy");
+    let r = h
+        .post_from(
+            "192.0.2.40",
+            "/passwordless/start",
+            body("rwa", SECRET, "x@example.com"),
+            &[("x-forwarded-for", "198.51.100.60")],
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), remaining(&r).as_str()),
+        (200, "1"),
+        "an untrusted peer is counted by its own address"
+    );
+    let r = h
+        .post_from(
+            "192.0.2.40",
+            "/passwordless/start",
+            body("rwa", SECRET, "x@example.com"),
+            &[("x-forwarded-for", "198.51.100.61")],
+        )
+        .await;
+    assert_eq!(
+        remaining(&r),
+        "0",
+        "changing X-Forwarded-For does not help an untrusted peer"
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1125,6 +1251,7 @@ macro_rules! both_backends {
             #[tokio::test] async fn disabled_signup() { super::disabled_signup("sqlite").await }
             #[tokio::test] async fn start_is_rate_limited_per_ip_with_headers() { super::start_is_rate_limited_per_ip_with_headers("sqlite").await }
             #[tokio::test] async fn start_is_rate_limited_per_identifier() { super::start_is_rate_limited_per_identifier("sqlite").await }
+            #[tokio::test] async fn forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies() { super::forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies("sqlite").await }
             #[tokio::test] async fn repeated_failures_lock_the_identity_across_codes() { super::repeated_failures_lock_the_identity_across_codes("sqlite").await }
             #[tokio::test] async fn codes_follow_the_configured_length() { super::codes_follow_the_configured_length("sqlite").await }
         }
@@ -1134,6 +1261,7 @@ macro_rules! both_backends {
             #[tokio::test] async fn disabled_signup() { super::disabled_signup("postgres").await }
             #[tokio::test] async fn start_is_rate_limited_per_ip_with_headers() { super::start_is_rate_limited_per_ip_with_headers("postgres").await }
             #[tokio::test] async fn start_is_rate_limited_per_identifier() { super::start_is_rate_limited_per_identifier("postgres").await }
+            #[tokio::test] async fn forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies() { super::forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies("postgres").await }
             #[tokio::test] async fn repeated_failures_lock_the_identity_across_codes() { super::repeated_failures_lock_the_identity_across_codes("postgres").await }
             #[tokio::test] async fn codes_follow_the_configured_length() { super::codes_follow_the_configured_length("postgres").await }
         }

@@ -64,6 +64,7 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
             web_origins: vec![],
             grant_types: vec!["refresh_token".into()],
             connections: vec!["email".into()],
+            trust_forwarded_for: false,
         },
     };
     s.upsert_client(&c, 1).await.unwrap();

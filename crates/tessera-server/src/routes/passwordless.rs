@@ -25,6 +25,7 @@ use crate::limits;
 use crate::params::Params;
 use crate::routes::{no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
+use tessera_core::client::Client;
 
 /// The properties `/passwordless/start` accepts; anything else is refused as Auth0 does.
 const ALLOWED: &[&str] = &[
@@ -47,7 +48,18 @@ pub async fn start(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // The per-IP limit counts every request, good or bad, and every answer carries its state.
+    // The IP is the connecting client's, unless a confidential application that just proved
+    // its secret, and is trusted to, names its end user's IP in `auth0-forwarded-for` (the
+    // way a regular web app's back end calls this endpoint for its users).
     let rl = &st.rate_limits;
+    let authed = parse_and_authenticate(&st, &headers, &body).await;
+    let mut meta = meta;
+    if let (Ok((_, client)), Some(fwd)) = (&authed, meta.forwarded_for)
+        && client.is_confidential()
+        && client.settings.trust_forwarded_for
+    {
+        meta.ip = Some(fwd);
+    }
     let ip = meta
         .ip
         .map(|i| i.to_string())
@@ -59,15 +71,16 @@ pub async fn start(
         rl.start_per_ip_window_secs,
     )
     .await?;
-    let result = match ip_state {
-        Some(s) if s.exceeded() => {
+    let result = match (ip_state, authed) {
+        (Some(s), _) if s.exceeded() => {
             st.event("limit_mu", &meta, |e| {
                 e.description = "Too many /passwordless/start requests from one IP".into()
             })
             .await;
             Err(limits::too_many_requests(&s))
         }
-        _ => start_checked(&st, &meta, &headers, &body).await,
+        (_, Err(e)) => Err(e),
+        (_, Ok((p, client))) => start_checked(&st, &meta, p, client).await,
     };
     match (result, ip_state) {
         (Ok(mut resp), Some(s)) => {
@@ -82,13 +95,12 @@ pub async fn start(
     }
 }
 
-async fn start_checked(
+/// Reads the body, refuses unknown properties, and authenticates the application.
+async fn parse_and_authenticate(
     st: &AppState,
-    meta: &RequestMeta,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Response, ApiError> {
-    let rl = &st.rate_limits;
+) -> Result<(Params, Client), ApiError> {
     let p = parse_body(body, "bad.request")?;
     if let Some(k) = p.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
         return Err(ApiError::bad_request(
@@ -97,6 +109,16 @@ async fn start_checked(
         ));
     }
     let client = clientauth::authenticate(st, headers, &p, Endpoint::PasswordlessStart).await?;
+    Ok((p, client))
+}
+
+async fn start_checked(
+    st: &AppState,
+    meta: &RequestMeta,
+    p: Params,
+    client: Client,
+) -> Result<Response, ApiError> {
+    let rl = &st.rate_limits;
     let key = format!("start:client:{}", client.client_id);
     if let Some(s) = limits::hit(
         st,

@@ -76,6 +76,13 @@ app_type = "regular_web"
 callbacks = ["https://app.example.com/callback"]
 
 [[applications]]
+name = "Back End"
+client_id = "backend"
+client_secret = "backend-secret-backend-secret-backend-0123"
+app_type = "regular_web"
+trust_forwarded_for = true
+
+[[applications]]
 name = "Browser App"
 client_id = "spa"
 app_type = "spa"
@@ -106,8 +113,15 @@ impl H {
         let db = TestDb::new(backend).await.expect("test database");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tessera.toml");
+        // Top-level keys in `extra` (before its first [table]) go before the tables.
+        let split = if extra.starts_with('[') {
+            0
+        } else {
+            extra.find("\n[").map(|i| i + 1).unwrap_or(extra.len())
+        };
+        let (top, tables) = extra.split_at(split);
         let text = format!(
-            "data_dir = {:?}\n{APPS}\n{extra}\n[database]\nurl = {:?}\n",
+            "data_dir = {:?}\n{top}\n{APPS}\n{tables}\n[database]\nurl = {:?}\n",
             dir.path().join("data"),
             db.url
         );
@@ -158,6 +172,25 @@ impl H {
             b = b.header(*k, *v);
         }
         self.call(b.body(Body::from(body.into())).unwrap()).await
+    }
+
+    /// A JSON POST as if from `peer` (the connecting address), with extra headers.
+    pub async fn post_from(
+        &self,
+        peer: &str,
+        path: &str,
+        v: Value,
+        extra: &[(&str, &str)],
+    ) -> Resp {
+        let mut b = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+        for (k, val) in extra {
+            b = b.header(*k, *val);
+        }
+        let mut req = b.body(Body::from(v.to_string())).unwrap();
+        let addr: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        self.call(req).await
     }
 
     pub async fn post_json(&self, path: &str, v: Value) -> Resp {
