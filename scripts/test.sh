@@ -19,5 +19,7 @@ else
   cargo test --workspace --locked --no-fail-fast
 fi
 echo "== Auth0 SDK compatibility (auth0-python against the tessera binary)"
-cargo build -p tessera --locked
+# The same build nextest just made (a plain `cargo build -p tessera` would unify features
+# differently and rebuild everything): it leaves target/debug/tessera in place.
+cargo test --workspace --no-run --locked
 python3 -m pytest -q tests/sdk

@@ -30,6 +30,27 @@ pub struct ConnectionSettings {
     pub max_attempts: i64,
     /// When true, unknown identities get no code and cannot sign up.
     pub disable_signup: bool,
+    /// The operator's email template; `None` uses the built-in, translated ones.
+    pub email_template: Option<EmailTemplate>,
+}
+
+/// An operator's passwordless email, in Liquid, as Auth0 configures it per connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTemplate {
+    /// The From header; `None` keeps the server's `email.from`.
+    #[serde(default)]
+    pub from: Option<String>,
+    pub subject: String,
+    /// The HTML body. The text part is generated from it.
+    pub body: String,
+    /// Only `liquid` is supported.
+    #[serde(default = "liquid_syntax")]
+    pub syntax: String,
+}
+
+fn liquid_syntax() -> String {
+    "liquid".into()
 }
 
 impl Default for ConnectionSettings {
@@ -39,6 +60,7 @@ impl Default for ConnectionSettings {
             code_lifetime_secs: 180,
             max_attempts: 3,
             disable_signup: false,
+            email_template: None,
         }
     }
 }

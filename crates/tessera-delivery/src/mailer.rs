@@ -3,8 +3,6 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
-
 use crate::message::EmailMessage;
 use crate::smtp::SmtpMailer;
 
@@ -42,21 +40,10 @@ impl Mailer {
     }
 }
 
-/// A message as the dev mailbox shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DevMail {
-    pub message_id: String,
-    pub from: String,
-    pub to: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-}
-
 /// Keeps the last 500 outgoing messages in memory. Exists only in dev mode.
 #[derive(Clone, Default)]
 pub struct DevMailbox {
-    inner: Arc<Mutex<VecDeque<DevMail>>>,
+    inner: Arc<Mutex<VecDeque<EmailMessage>>>,
 }
 
 const DEV_MAILBOX_CAP: usize = 500;
@@ -70,18 +57,11 @@ impl DevMailbox {
         if q.len() >= DEV_MAILBOX_CAP {
             q.pop_front();
         }
-        q.push_back(DevMail {
-            message_id: m.message_id.clone(),
-            from: m.from.clone(),
-            to: m.to.clone(),
-            subject: m.subject.clone(),
-            text: m.text.clone(),
-            html: m.html.clone(),
-        });
+        q.push_back(m.clone());
     }
 
     /// Newest first.
-    pub fn messages(&self) -> Vec<DevMail> {
+    pub fn messages(&self) -> Vec<EmailMessage> {
         let q = match self.inner.lock() {
             Ok(q) => q,
             Err(p) => p.into_inner(),

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -171,6 +172,29 @@ impl SmtpMailer {
     }
 }
 
+/// A fixed-value header (RFC 3834 `Auto-Submitted`, Microsoft's `X-Auto-Response-Suppress`),
+/// so that auto-responders and out-of-office replies leave our messages alone.
+macro_rules! fixed_header {
+    ($ty:ident, $name:literal, $value:literal) => {
+        #[derive(Clone)]
+        struct $ty;
+        impl Header for $ty {
+            fn name() -> HeaderName {
+                HeaderName::new_from_ascii_str($name)
+            }
+            fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok($ty)
+            }
+            fn display(&self) -> HeaderValue {
+                HeaderValue::new(Self::name(), $value.to_string())
+            }
+        }
+    };
+}
+
+fixed_header!(AutoSubmitted, "Auto-Submitted", "auto-generated");
+fixed_header!(AutoResponseSuppress, "X-Auto-Response-Suppress", "All");
+
 /// Replaces every word that contains an `@` (an address) with `<address>`.
 pub fn redact_addresses(text: &str) -> String {
     text.split(' ')
@@ -194,6 +218,8 @@ pub fn build(m: &EmailMessage) -> Result<Message, DeliveryError> {
         .to(to)
         .subject(m.subject.clone())
         .message_id(Some(format!("<{}>", m.message_id)))
+        .header(AutoSubmitted)
+        .header(AutoResponseSuppress)
         .multipart(MultiPart::alternative_plain_html(
             m.text.clone(),
             m.html.clone(),
@@ -257,6 +283,8 @@ mod tests {
         assert!(raw.contains("Message-ID: <abc@tessera.test>"));
         assert!(raw.contains("multipart/alternative"));
         assert!(raw.contains("Date: "));
+        assert!(raw.contains("Auto-Submitted: auto-generated"));
+        assert!(raw.contains("X-Auto-Response-Suppress: All"));
         let bad = EmailMessage {
             to: "x@example.com\r\nBcc: evil@example.com".into(),
             ..m

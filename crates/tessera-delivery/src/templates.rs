@@ -1,72 +1,254 @@
-//! The passwordless email, rendered when the code is issued.
+//! The passwordless email: Liquid templates (the operator's, or the built-in translated ones),
+//! rendered when the code is issued.
 //!
-//! HTML is rendered by minijinja with auto-escaping, so an application name cannot inject
-//! markup; the text part is rendered from its own template. The subject is a single line:
-//! any line break in a value is replaced, so nothing can be smuggled into a header.
+//! Safety rules:
+//! - Values reach HTML bodies HTML-escaped, so a hostile application name cannot inject markup.
+//!   (`{{ link }}` is escaped too, which is right inside an `href`.)
+//! - The subject and From are single lines: control characters in the output become spaces, so
+//!   nothing can be smuggled into a header.
+//! - Templates are checked when configured: a syntax error is reported with its place; loops
+//!   over large ranges are refused; output is capped at 256 KiB.
 
-use minijinja::{AutoEscape, Environment, context};
+use std::sync::OnceLock;
+
+use serde_json::json;
+use tessera_core::connection::EmailTemplate;
 
 use crate::message::EmailMessage;
 
-/// Everything a template may use.
-pub struct EmailContext<'a> {
-    pub message_id: String,
-    pub from: &'a str,
-    pub to: &'a str,
-    pub code: &'a str,
-    pub application_name: &'a str,
-    pub client_id: &'a str,
-    pub connection: &'a str,
+/// The languages the built-in templates are written in. The first is the fallback.
+pub const LANGUAGES: &[&str] = &["en", "de", "fr", "es", "nl"];
+
+const MAX_OUTPUT: usize = 256 * 1024;
+const MAX_RANGE: i64 = 1000;
+
+/// Everything a template may use (Auth0's passwordless email variables).
+#[derive(Debug, Clone)]
+pub struct EmailVars {
+    pub code: String,
+    /// Set for `send: link` only.
+    pub link: Option<String>,
+    /// `code` or `link`.
+    pub send: String,
+    pub application_name: String,
+    pub client_id: String,
+    pub connection: String,
+    /// The request's `X-Request-Language`, else its `Accept-Language`, as sent.
+    pub request_language: Option<String>,
+    pub user_email: String,
     pub lifetime_minutes: i64,
+    pub tenant: Tenant,
 }
 
-const SUBJECT: &str = "{{ code }} is your verification code for {{ application.name }}";
-const TEXT: &str = "Your verification code for {{ application.name }} is:
+/// Tenant-wide values templates can show.
+#[derive(Debug, Clone, Default)]
+pub struct Tenant {
+    pub name: String,
+    pub friendly_name: String,
+    pub support_email: String,
+    pub support_url: String,
+}
 
-    {{ code }}
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("email template {part}: {reason}")]
+pub struct TemplateError {
+    /// `from`, `subject` or `body`.
+    pub part: &'static str,
+    pub reason: String,
+}
 
-It expires in {{ lifetime_minutes }} minute{% if lifetime_minutes != 1 %}s{% endif %} and works once.
-If you did not ask to sign in, you can ignore this email.
-";
-const HTML: &str = r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{{ application.name }}</title></head>
-<body style="font-family: -apple-system, Segoe UI, Roboto, sans-serif; color: #1f2328; background: #f6f8fa; padding: 24px;">
-<div style="max-width: 480px; margin: 0 auto; background: #ffffff; border-radius: 8px; padding: 32px;">
-<p>Your verification code for <strong>{{ application.name }}</strong> is:</p>
-<p style="font-size: 32px; letter-spacing: 6px; font-weight: 700; margin: 24px 0;">{{ code }}</p>
-<p>It expires in {{ lifetime_minutes }} minute{% if lifetime_minutes != 1 %}s{% endif %} and works once.</p>
-<p style="color: #656d76; font-size: 13px;">If you did not ask to sign in, you can ignore this email.</p>
-</div></body></html>
-"#;
-
-pub fn render_code_email(c: &EmailContext<'_>) -> Result<EmailMessage, minijinja::Error> {
-    let mut env = Environment::new();
-    env.set_auto_escape_callback(|name| {
-        if name.ends_with(".html") {
-            AutoEscape::Html
-        } else {
-            AutoEscape::None
-        }
-    });
-    env.add_template("subject.txt", SUBJECT)?;
-    env.add_template("body.txt", TEXT)?;
-    env.add_template("body.html", HTML)?;
-    let ctx = context! {
-        code => c.code,
-        application => context! { name => c.application_name, clientID => c.client_id },
-        connection => context! { name => c.connection },
-        lifetime_minutes => c.lifetime_minutes.max(1),
-        send => "code",
-    };
-    let subject = env.get_template("subject.txt")?.render(&ctx)?;
-    Ok(EmailMessage {
-        message_id: c.message_id.clone(),
-        from: c.from.to_string(),
-        to: c.to.to_string(),
-        subject: one_line(&subject),
-        text: env.get_template("body.txt")?.render(&ctx)?,
-        html: env.get_template("body.html")?.render(&ctx)?,
+fn parser() -> &'static liquid::Parser {
+    static P: OnceLock<liquid::Parser> = OnceLock::new();
+    P.get_or_init(|| match liquid::ParserBuilder::with_stdlib().build() {
+        Ok(p) => p,
+        Err(e) => unreachable!("the standard Liquid library always builds: {e}"),
     })
+}
+
+fn parse(part: &'static str, text: &str) -> Result<liquid::Template, TemplateError> {
+    check_ranges(part, text)?;
+    parser().parse(text).map_err(|e| TemplateError {
+        part,
+        reason: e.to_string().trim().to_string(),
+    })
+}
+
+/// Refuses `(a..b)` ranges whose bounds are not literal numbers, or that are longer than 1,000
+/// items: loops are the one way a template could make rendering slow. Only the inside of
+/// Liquid tags is looked at, so prose such as "(see 1..2)" is fine.
+fn check_ranges(part: &'static str, text: &str) -> Result<(), TemplateError> {
+    let mut rest = text;
+    while let Some(open) = rest.find(['{']) {
+        let after = &rest[open..];
+        let close = match &after.get(..2) {
+            Some("{%") => "%}",
+            Some("{{") => "}}",
+            _ => {
+                rest = &after[1..];
+                continue;
+            }
+        };
+        let end = after.find(close).map(|e| e + 2).unwrap_or(after.len());
+        let tag = &after[..end];
+        let line = text[..text.len() - after.len()].lines().count().max(1);
+        let mut inner = tag;
+        while let Some(p) = inner.find('(') {
+            let Some(q) = inner[p..].find(')') else { break };
+            let group = &inner[p + 1..p + q];
+            if let Some((lo, hi)) = group.split_once("..") {
+                match (lo.trim().parse::<i64>(), hi.trim().parse::<i64>()) {
+                    (Ok(a), Ok(b)) if (b - a).abs() > MAX_RANGE => {
+                        return Err(TemplateError {
+                            part,
+                            reason: format!(
+                                "line {line}: the range ({a}..{b}) is longer than {MAX_RANGE} items"
+                            ),
+                        });
+                    }
+                    (Ok(_), Ok(_)) => {}
+                    _ => {
+                        return Err(TemplateError {
+                            part,
+                            reason: format!("line {line}: ranges must have literal bounds"),
+                        });
+                    }
+                }
+            }
+            inner = &inner[p + q..];
+        }
+        rest = &after[end..];
+    }
+    Ok(())
+}
+
+/// Checks an operator's template; the message names the part, the place and the reason.
+pub fn validate(t: &EmailTemplate) -> Result<(), TemplateError> {
+    if t.syntax != "liquid" {
+        return Err(TemplateError {
+            part: "syntax",
+            reason: format!("only \"liquid\" is supported, not {:?}", t.syntax),
+        });
+    }
+    if let Some(from) = &t.from {
+        parse("from", from)?;
+    }
+    parse("subject", &t.subject)?;
+    parse("body", &t.body)?;
+    // Render once with sample values, so errors that only show at render time show now.
+    render(
+        Some(t),
+        &sample_vars("code", None),
+        "Tessera <no-reply@example.com>",
+        "check@example.com",
+    )
+    .map(|_| ())
+}
+
+/// Values for previews and checks.
+pub fn sample_vars(send: &str, lang: Option<&str>) -> EmailVars {
+    EmailVars {
+        code: "123456".into(),
+        link: (send != "code").then(|| "https://login.example.com/passwordless/verify_redirect?verification_code=123456&connection=email&client_id=sample&email=jane%40example.com".into()),
+        send: send.into(),
+        application_name: "Sample App".into(),
+        client_id: "sample-client-id".into(),
+        connection: "email".into(),
+        request_language: lang.map(str::to_string),
+        user_email: "jane@example.com".into(),
+        lifetime_minutes: 3,
+        tenant: Tenant { name: "tessera".into(), friendly_name: "Tessera".into(), support_email: "support@example.com".into(), support_url: "https://example.com/support".into() },
+    }
+}
+
+/// Renders the email: the operator's template when there is one, else the built-in one in the
+/// language the request asked for (falling back to English).
+pub fn render(
+    template: Option<&EmailTemplate>,
+    v: &EmailVars,
+    default_from: &str,
+    message_id: &str,
+) -> Result<EmailMessage, TemplateError> {
+    let builtin;
+    let t = match template {
+        Some(t) => t,
+        None => {
+            builtin = builtin_template(pick_language(v.request_language.as_deref()));
+            &builtin
+        }
+    };
+    let raw = globals(v, false);
+    let escaped = globals(v, true);
+    let subject = one_line(&render_part("subject", &t.subject, &raw)?);
+    let from = match &t.from {
+        Some(f) => one_line(&render_part("from", f, &raw)?),
+        None => default_from.to_string(),
+    };
+    let html = render_part("body", &t.body, &escaped)?;
+    Ok(EmailMessage {
+        message_id: message_id.to_string(),
+        from,
+        to: v.user_email.clone(),
+        subject,
+        text: html_to_text(&html),
+        html,
+    })
+}
+
+fn render_part(
+    part: &'static str,
+    text: &str,
+    globals: &liquid::Object,
+) -> Result<String, TemplateError> {
+    let out = parse(part, text)?
+        .render(globals)
+        .map_err(|e| TemplateError {
+            part,
+            reason: e.to_string().trim().to_string(),
+        })?;
+    if out.len() > MAX_OUTPUT {
+        return Err(TemplateError {
+            part,
+            reason: format!("the output is larger than {MAX_OUTPUT} bytes"),
+        });
+    }
+    Ok(out)
+}
+
+fn globals(v: &EmailVars, html: bool) -> liquid::Object {
+    let e = |s: &str| if html { escape_html(s) } else { s.to_string() };
+    let value = json!({
+        "code": e(&v.code),
+        "password": e(&v.code),
+        "link": v.link.as_deref().map(e),
+        "send": v.send,
+        "application": { "name": e(&v.application_name), "clientID": e(&v.client_id) },
+        "connection": { "name": e(&v.connection) },
+        // An empty string, not nil, when absent: `request_language contains 'fr'` must work.
+        "request_language": e(v.request_language.as_deref().unwrap_or_default()),
+        "operation": serde_json::Value::Null,
+        "user": { "email": e(&v.user_email) },
+        "tenant": e(&v.tenant.name),
+        "friendly_name": e(&v.tenant.friendly_name),
+        "support_email": e(&v.tenant.support_email),
+        "support_url": e(&v.tenant.support_url),
+        "lifetime_minutes": v.lifetime_minutes.max(1),
+    });
+    liquid::model::to_object(&value).unwrap_or_default()
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn one_line(s: &str) -> String {
@@ -77,42 +259,394 @@ fn one_line(s: &str) -> String {
         .to_string()
 }
 
+/// The best built-in language for an `X-Request-Language` or `Accept-Language` value.
+pub fn pick_language(header: Option<&str>) -> &'static str {
+    let Some(h) = header else { return LANGUAGES[0] };
+    let mut best: Option<(f32, &'static str)> = None;
+    for item in h.split(',') {
+        let mut parts = item.split(';');
+        let tag = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let q = parts
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        let primary = tag.split(['-', '_']).next().unwrap_or_default();
+        if let Some(lang) = LANGUAGES.iter().find(|l| **l == primary)
+            && q > 0.0
+            && best.is_none_or(|(bq, _)| q > bq)
+        {
+            best = Some((q, lang));
+        }
+    }
+    best.map(|(_, l)| l).unwrap_or(LANGUAGES[0])
+}
+
+/// The text part, made from the HTML: block ends become line breaks, links show their target,
+/// tags go, entities are decoded.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    let mut pending_href: Option<String> = None;
+    let mut skip_depth = 0usize; // inside <head>, <style>, <script>, <title>
+    while let Some(lt) = rest.find('<') {
+        if skip_depth == 0 {
+            out.push_str(&rest[..lt]);
+        }
+        let Some(gt) = rest[lt..].find('>') else {
+            break;
+        };
+        let tag = &rest[lt + 1..lt + gt];
+        let lower = tag.to_ascii_lowercase();
+        let name = lower
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let closing = lower.starts_with('/');
+        match name.as_str() {
+            "head" | "style" | "script" | "title" => {
+                if closing {
+                    skip_depth = skip_depth.saturating_sub(1)
+                } else {
+                    skip_depth += 1
+                }
+            }
+            "br" => out.push('\n'),
+            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "li" | "tr" | "table"
+                if closing =>
+            {
+                out.push_str("\n\n")
+            }
+            "a" if !closing => pending_href = attr(tag, "href"),
+            "a" => {
+                if let Some(h) = pending_href.take() {
+                    out.push_str(&format!(" ({h})"));
+                }
+            }
+            _ => {}
+        }
+        rest = &rest[lt + gt + 1..];
+    }
+    if skip_depth == 0 {
+        out.push_str(rest);
+    }
+    let decoded = decode_entities(&out);
+    let mut lines: Vec<String> = decoded
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
+    lines.join("\n").trim().to_string() + "\n"
+}
+
+fn attr(tag: &str, name: &str) -> Option<String> {
+    let lower = tag.to_ascii_lowercase();
+    let i = lower.find(&format!("{name}="))?;
+    let v = &tag[i + name.len() + 1..];
+    let (q, body) = match v.chars().next()? {
+        '"' => ('"', &v[1..]),
+        '\'' => ('\'', &v[1..]),
+        _ => (' ', v),
+    };
+    Some(decode_entities(body.split(q).next().unwrap_or_default()))
+}
+
+fn decode_entities(s: &str) -> String {
+    s.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+struct Strings {
+    lang: &'static str,
+    subject_code: &'static str,
+    subject_link: &'static str,
+    intro_code: &'static str,
+    intro_link: &'static str,
+    button: &'static str,
+    expires: &'static str,
+    ignore: &'static str,
+}
+
+const STRINGS: &[Strings] = &[
+    Strings {
+        lang: "en",
+        subject_code: "{{ code }} is your verification code for {{ application.name }}",
+        subject_link: "Sign in to {{ application.name }}",
+        intro_code: "Your verification code for <strong>{{ application.name }}</strong> is:",
+        intro_link: "Click the button below to sign in to <strong>{{ application.name }}</strong>.",
+        button: "Sign in",
+        expires: "It expires in {{ lifetime_minutes }} {% if lifetime_minutes == 1 %}minute{% else %}minutes{% endif %} and works once.",
+        ignore: "If you did not ask to sign in, you can ignore this email.",
+    },
+    Strings {
+        lang: "de",
+        subject_code: "{{ code }} ist Ihr Bestätigungscode für {{ application.name }}",
+        subject_link: "Bei {{ application.name }} anmelden",
+        intro_code: "Ihr Bestätigungscode für <strong>{{ application.name }}</strong> lautet:",
+        intro_link: "Klicken Sie auf die Schaltfläche, um sich bei <strong>{{ application.name }}</strong> anzumelden.",
+        button: "Anmelden",
+        expires: "Er ist {{ lifetime_minutes }} {% if lifetime_minutes == 1 %}Minute{% else %}Minuten{% endif %} lang gültig und funktioniert nur einmal.",
+        ignore: "Wenn Sie keine Anmeldung angefordert haben, können Sie diese E-Mail ignorieren.",
+    },
+    Strings {
+        lang: "fr",
+        subject_code: "{{ code }} est votre code de vérification pour {{ application.name }}",
+        subject_link: "Connexion à {{ application.name }}",
+        intro_code: "Votre code de vérification pour <strong>{{ application.name }}</strong> est :",
+        intro_link: "Cliquez sur le bouton ci-dessous pour vous connecter à <strong>{{ application.name }}</strong>.",
+        button: "Se connecter",
+        expires: "Il expire dans {{ lifetime_minutes }} {% if lifetime_minutes == 1 %}minute{% else %}minutes{% endif %} et ne fonctionne qu'une fois.",
+        ignore: "Si vous n'avez pas demandé à vous connecter, vous pouvez ignorer cet e-mail.",
+    },
+    Strings {
+        lang: "es",
+        subject_code: "{{ code }} es tu código de verificación para {{ application.name }}",
+        subject_link: "Inicia sesión en {{ application.name }}",
+        intro_code: "Tu código de verificación para <strong>{{ application.name }}</strong> es:",
+        intro_link: "Haz clic en el botón para iniciar sesión en <strong>{{ application.name }}</strong>.",
+        button: "Iniciar sesión",
+        expires: "Caduca en {{ lifetime_minutes }} {% if lifetime_minutes == 1 %}minuto{% else %}minutos{% endif %} y solo funciona una vez.",
+        ignore: "Si no has pedido iniciar sesión, puedes ignorar este correo.",
+    },
+    Strings {
+        lang: "nl",
+        subject_code: "{{ code }} is je verificatiecode voor {{ application.name }}",
+        subject_link: "Inloggen bij {{ application.name }}",
+        intro_code: "Je verificatiecode voor <strong>{{ application.name }}</strong> is:",
+        intro_link: "Klik op de knop hieronder om in te loggen bij <strong>{{ application.name }}</strong>.",
+        button: "Inloggen",
+        expires: "Hij verloopt over {{ lifetime_minutes }} {% if lifetime_minutes == 1 %}minuut{% else %}minuten{% endif %} en werkt maar één keer.",
+        ignore: "Als je niet hebt gevraagd om in te loggen, kun je deze e-mail negeren.",
+    },
+];
+
+/// The built-in template for a language (English when unknown).
+pub fn builtin_template(lang: &str) -> EmailTemplate {
+    let s = STRINGS
+        .iter()
+        .find(|s| s.lang == lang)
+        .unwrap_or(&STRINGS[0]);
+    let body = format!(
+        r#"<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{{{{ application.name }}}}</title></head>
+<body style="font-family: -apple-system, Segoe UI, Roboto, sans-serif; color: #1f2328; background: #f6f8fa; padding: 24px;">
+<div style="max-width: 480px; margin: 0 auto; background: #ffffff; border-radius: 8px; padding: 32px;">
+{{% if send == 'link' or send == 'link_ios' or send == 'link_android' %}}
+<p>{intro_link}</p>
+<p style="margin: 24px 0;"><a href="{{{{ link }}}}" style="background: #1f6feb; color: #ffffff; padding: 12px 20px; border-radius: 6px; text-decoration: none; font-weight: 600;">{button}</a></p>
+{{% else %}}
+<p>{intro_code}</p>
+<p style="font-size: 32px; letter-spacing: 6px; font-weight: 700; margin: 24px 0;">{{{{ code }}}}</p>
+{{% endif %}}
+<p>{expires}</p>
+<p style="color: #656d76; font-size: 13px;">{ignore}</p>
+</div></body></html>
+"#,
+        lang = s.lang,
+        intro_link = s.intro_link,
+        button = s.button,
+        intro_code = s.intro_code,
+        expires = s.expires,
+        ignore = s.ignore,
+    );
+    EmailTemplate {
+        from: None,
+        subject: format!(
+            "{{% if send == 'code' %}}{}{{% else %}}{}{{% endif %}}",
+            s.subject_code, s.subject_link
+        ),
+        body,
+        syntax: "liquid".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ctx<'a>(name: &'a str) -> EmailContext<'a> {
-        EmailContext {
-            message_id: "m1@t".into(),
-            from: "Tessera <no-reply@example.com>",
-            to: "user@example.com",
-            code: "123456",
-            application_name: name,
-            client_id: "cid",
-            connection: "email",
-            lifetime_minutes: 3,
+    fn vars(name: &str) -> EmailVars {
+        EmailVars {
+            application_name: name.into(),
+            ..sample_vars("code", None)
         }
     }
 
     #[test]
-    fn renders_code_in_all_parts() {
-        let m = render_code_email(&ctx("Acme")).unwrap();
+    fn renders_the_code_in_every_part() {
+        let m = render(None, &vars("Acme"), "T <t@example.com>", "m1@t").unwrap();
         assert_eq!(m.subject, "123456 is your verification code for Acme");
         assert!(m.text.contains("123456") && m.text.contains("3 minutes"));
-        let one = render_code_email(&EmailContext {
-            lifetime_minutes: 1,
-            ..ctx("Acme")
-        })
-        .unwrap();
-        assert!(one.text.contains("expires in 1 minute and") && one.html.contains("1 minute and"));
         assert!(m.html.contains(">123456<"));
+        assert_eq!(
+            (m.from.as_str(), m.to.as_str(), m.message_id.as_str()),
+            ("T <t@example.com>", "jane@example.com", "m1@t")
+        );
+        let one = render(
+            None,
+            &EmailVars {
+                lifetime_minutes: 1,
+                ..vars("Acme")
+            },
+            "T <t@example.com>",
+            "m",
+        )
+        .unwrap();
+        assert!(one.text.contains("expires in 1 minute and"));
     }
 
     #[test]
-    fn hostile_application_names_are_escaped_and_kept_on_one_line() {
-        let m = render_code_email(&ctx("<script>x</script>\r\nBcc: evil@example.com")).unwrap();
+    fn hostile_values_are_escaped_in_html_and_kept_on_one_line_in_headers() {
+        let m = render(
+            None,
+            &vars("<script>x</script>\r\nBcc: evil@example.com"),
+            "T <t@example.com>",
+            "m",
+        )
+        .unwrap();
         assert!(!m.html.contains("<script>"));
         assert!(m.html.contains("&lt;script&gt;"));
         assert!(!m.subject.contains('\n') && !m.subject.contains('\r'));
+        let t = EmailTemplate {
+            from: Some("{{ application.name }} <login@example.com>".into()),
+            subject: "Hi\r\nBcc: x@evil.com {{ code }}".into(),
+            body: "<p>{{ application.name }}</p>".into(),
+            syntax: "liquid".into(),
+        };
+        let m = render(Some(&t), &vars("A\r\nB"), "T <t@example.com>", "m").unwrap();
+        assert!(!m.subject.contains('\r') && !m.subject.contains('\n'));
+        assert!(!m.from.contains('\n'));
+        assert_eq!(m.html, "<p>A\r\nB</p>");
+    }
+
+    #[test]
+    fn languages_are_negotiated() {
+        assert_eq!(pick_language(None), "en");
+        assert_eq!(pick_language(Some("fr-FR")), "fr");
+        assert_eq!(pick_language(Some("de-CH,de;q=0.9,en;q=0.8")), "de");
+        assert_eq!(pick_language(Some("ja-JP,nl;q=0.5,es;q=0.7")), "es");
+        assert_eq!(pick_language(Some("ja-JP")), "en");
+        assert_eq!(pick_language(Some("fr;q=0, nl")), "nl");
+        let fr = render(
+            None,
+            &sample_vars("code", Some("fr-FR")),
+            "T <t@example.com>",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(
+            fr.subject,
+            "123456 est votre code de vérification pour Sample App"
+        );
+        assert!(fr.html.contains("lang=\"fr\""));
+    }
+
+    #[test]
+    fn the_seeds_multi_language_template_works() {
+        let t = EmailTemplate {
+            from: None,
+            subject: "{% if request_language contains 'fr-FR' %}Bienvenue{% else %}Welcome{% endif %} to {{ application.name }}".into(),
+            body: "<html><body>{% if request_language contains 'fr-FR' %}<p>Votre code: {{ code }}</p>{% else %}<p>Your code: {{ code }}</p>{% endif %}</body></html>".into(),
+            syntax: "liquid".into(),
+        };
+        validate(&t).unwrap();
+        let fr = render(
+            Some(&t),
+            &sample_vars("code", Some("fr-FR,fr;q=0.9")),
+            "T <t@example.com>",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(fr.subject, "Bienvenue to Sample App");
+        assert_eq!(fr.text, "Votre code: 123456\n");
+        let en = render(
+            Some(&t),
+            &sample_vars("code", Some("en-US")),
+            "T <t@example.com>",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(en.subject, "Welcome to Sample App");
+        let none = render(
+            Some(&t),
+            &sample_vars("code", None),
+            "T <t@example.com>",
+            "m",
+        )
+        .unwrap();
+        assert_eq!(
+            none.subject, "Welcome to Sample App",
+            "no language header at all"
+        );
+    }
+
+    #[test]
+    fn broken_templates_are_refused_with_place_and_reason() {
+        let t = |subject: &str, body: &str| EmailTemplate {
+            from: None,
+            subject: subject.into(),
+            body: body.into(),
+            syntax: "liquid".into(),
+        };
+        let e = validate(&t("ok", "<p>\n{% if code %}x{% endfor %}")).unwrap_err();
+        assert_eq!(e.part, "body");
+        assert!(!e.reason.is_empty());
+        let e = validate(&t("ok", "<p>{{ code | no_such_filter }}</p>")).unwrap_err();
+        assert!(e.reason.contains("no_such_filter"), "{}", e.reason);
+        let e = validate(&t("{{ code ", "<p></p>")).unwrap_err();
+        assert_eq!(e.part, "subject");
+        assert!(e.reason.contains("1:"), "{}", e.reason);
+        let e = validate(&t("x", "{% for i in (1..100000000) %}x{% endfor %}")).unwrap_err();
+        assert!(e.reason.contains("range"), "{}", e.reason);
+        let e = validate(&t("x", "{% for i in (1..code) %}x{% endfor %}")).unwrap_err();
+        assert!(e.reason.contains("literal bounds"), "{}", e.reason);
+        assert!(validate(&t("x", "<p>Prose (see 1..2) is fine</p>")).is_ok());
+        assert!(validate(&t("x", "{% for i in (1..3) %}{{ i }}{% endfor %}")).is_ok());
+        let e = validate(&EmailTemplate {
+            syntax: "md_with_macros".into(),
+            ..t("x", "y")
+        })
+        .unwrap_err();
+        assert_eq!(e.part, "syntax");
+    }
+
+    #[test]
+    fn text_is_made_from_html() {
+        let t = html_to_text(
+            "<html><head><title>T</title><style>p{}</style></head><body><h1>Hi &amp; welcome</h1><p>Line one<br>line two</p><p><a href=\"https://x.example/?a=1&amp;b=2\">Sign in</a></p></body></html>",
+        );
+        assert_eq!(
+            t,
+            "Hi & welcome\n\nLine one\nline two\n\nSign in (https://x.example/?a=1&b=2)\n"
+        );
+    }
+
+    #[test]
+    fn every_builtin_template_in_every_language_snapshot() {
+        for lang in LANGUAGES {
+            for send in ["code", "link"] {
+                let m = render(
+                    None,
+                    &sample_vars(send, Some(lang)),
+                    "Tessera <no-reply@example.com>",
+                    "sample@tessera",
+                )
+                .unwrap();
+                insta::assert_snapshot!(
+                    format!("{lang}_{send}"),
+                    format!(
+                        "From: {}\nSubject: {}\n\n--- text ---\n{}\n--- html ---\n{}",
+                        m.from, m.subject, m.text, m.html
+                    )
+                );
+            }
+        }
     }
 }

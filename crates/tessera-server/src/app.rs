@@ -109,6 +109,7 @@ pub async fn build(
         mailer,
         outbox_wake: wake,
         email_from: s.email_from.clone(),
+        tenant: s.tenant.clone(),
         dev: s.dev,
     }));
     Ok(Tessera { state, worker })

@@ -55,7 +55,20 @@ pub struct Config {
     #[serde(default)]
     pub rate_limits: RateLimitConfig,
     #[serde(default)]
+    pub tenant: TenantConfig,
+    #[serde(default)]
     pub log: LogConfig,
+}
+
+/// Tenant-wide values that email templates can show (`tenant`, `friendly_name`,
+/// `support_email`, `support_url`).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantConfig {
+    pub name: String,
+    pub friendly_name: String,
+    pub support_email: String,
+    pub support_url: String,
 }
 
 /// Rate limits, counted in the store so that every node shares them. A limit of 0 turns
@@ -203,6 +216,8 @@ pub struct EmailConnectionConfig {
     pub code_lifetime_secs: i64,
     pub max_attempts: i64,
     pub disable_signup: bool,
+    /// The email's From, Subject and HTML body in Liquid; absent: the built-in templates.
+    pub template: Option<tessera_core::connection::EmailTemplate>,
 }
 
 impl Default for EmailConnectionConfig {
@@ -213,6 +228,7 @@ impl Default for EmailConnectionConfig {
             code_lifetime_secs: d.code_lifetime_secs,
             max_attempts: d.max_attempts,
             disable_signup: d.disable_signup,
+            template: None,
         }
     }
 }

@@ -61,6 +61,14 @@ pub async fn hit(
     }))
 }
 
+/// Counts a hit on `key` and refuses the request once the limit is passed.
+pub async fn enforce(st: &AppState, key: &str, limit: i64, window: i64) -> Result<(), ApiError> {
+    match hit(st, key, limit, window).await? {
+        Some(s) if s.exceeded() => Err(too_many_requests(&s)),
+        _ => Ok(()),
+    }
+}
+
 /// `429 too_many_requests`, with the limit's headers.
 pub fn too_many_requests(state: &RateState) -> ApiError {
     let mut e = ApiError::new(

@@ -65,6 +65,7 @@ pub struct Settings {
     pub outbox: OutboxConfig,
     pub rate_limits: RateLimitConfig,
     pub trusted_proxies: Vec<IpNet>,
+    pub tenant: tessera_delivery::templates::Tenant,
     pub log: LogConfig,
     pub demo_app: Option<DemoApp>,
 }
@@ -81,15 +82,7 @@ impl Settings {
                 );
             }
         };
-        let data_dir = c
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(if dev { DEV_DATA_DIR } else { "data" }));
-        let database_url = c
-            .database
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tessera.db").display()));
+        let (data_dir, database_url) = storage_location(&c, dev);
         let is_postgres =
             database_url.starts_with("postgres:") || database_url.starts_with("postgresql:");
         let secret = match &c.secret_key {
@@ -141,7 +134,12 @@ impl Settings {
             code_lifetime_secs: ec.code_lifetime_secs,
             max_attempts: ec.max_attempts,
             disable_signup: ec.disable_signup,
+            email_template: ec.template.clone(),
         };
+        if let Some(t) = &email_connection.email_template {
+            tessera_delivery::templates::validate(t)
+                .map_err(|e| format!("connections.email.{e}"))?;
+        }
         email_connection
             .validate()
             .map_err(|e| format!("connections.email: {e}"))?;
@@ -247,10 +245,31 @@ impl Settings {
             outbox: c.outbox,
             rate_limits: c.rate_limits,
             trusted_proxies,
+            tenant: tessera_delivery::templates::Tenant {
+                name: c.tenant.name.clone(),
+                friendly_name: c.tenant.friendly_name.clone(),
+                support_email: c.tenant.support_email.clone(),
+                support_url: c.tenant.support_url.clone(),
+            },
             log: c.log,
             demo_app,
         })
     }
+}
+
+/// The data folder and the database URL: as configured, or the defaults (an SQLite file in
+/// `data`, or in `.tessera-dev` in dev mode).
+pub fn storage_location(c: &Config, dev: bool) -> (PathBuf, String) {
+    let data_dir = c
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(if dev { DEV_DATA_DIR } else { "data" }));
+    let database_url = c
+        .database
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tessera.db").display()));
+    (data_dir, database_url)
 }
 
 fn check_tokens(t: &TokenConfig) -> Result<(), String> {

@@ -35,6 +35,7 @@ pub struct Inner {
     pub mailer: Arc<Mailer>,
     pub outbox_wake: Arc<Notify>,
     pub email_from: String,
+    pub tenant: tessera_delivery::templates::Tenant,
     pub dev: bool,
 }
 
@@ -83,6 +84,9 @@ pub struct RequestMeta {
     /// confidential application that authenticated in the same request.
     pub forwarded_for: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// `X-Request-Language`, else `Accept-Language`: what email templates see as
+    /// `request_language`.
+    pub language: Option<String>,
 }
 
 impl FromRequestParts<AppState> for RequestMeta {
@@ -96,10 +100,20 @@ impl FromRequestParts<AppState> for RequestMeta {
             .map(|c| client_ip(c.0.ip(), header("x-forwarded-for"), &st.trusted_proxies));
         let forwarded_for = header("auth0-forwarded-for").and_then(|v| v.trim().parse().ok());
         let user_agent = header("user-agent").map(|s| s.chars().take(256).collect());
+        let language = header("x-request-language")
+            .or_else(|| header("accept-language"))
+            .map(|s| {
+                s.chars()
+                    .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                    .take(128)
+                    .collect::<String>()
+            })
+            .filter(|s| !s.trim().is_empty());
         Ok(RequestMeta {
             ip,
             forwarded_for,
             user_agent,
+            language,
         })
     }
 }

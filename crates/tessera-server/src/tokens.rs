@@ -18,9 +18,11 @@ pub enum Refresh {
     No,
     /// Issue one if `offline_access` was asked for and is allowed.
     IfAllowed,
-    /// Rotation: the new token joins this family.
+    /// Rotation: the new token joins this family and keeps its expiry, so a session has an
+    /// absolute lifetime however often it is refreshed.
     Rotate {
         family_id: String,
+        expires_at: i64,
     },
 }
 
@@ -98,15 +100,20 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
 
     let family = match g.refresh {
         Refresh::No => None,
-        Refresh::IfAllowed if offline_allowed(g.client, &g.scope, g.audience) => {
-            Some(hex_id(st.rng.as_ref()))
-        }
+        Refresh::IfAllowed if offline_allowed(g.client, &g.scope, g.audience) => Some((
+            hex_id(st.rng.as_ref()),
+            now + st.tokens.refresh_token_lifetime_secs,
+        )),
         Refresh::IfAllowed => None,
-        Refresh::Rotate { family_id } => Some(family_id),
+        Refresh::Rotate {
+            family_id,
+            expires_at,
+        } => Some((family_id, expires_at)),
     };
-    if let Some(family_id) = family {
+    if let Some((family_id, expires_at)) = family {
         let t = token(st.rng.as_ref());
-        st.store
+        let inserted = st
+            .store
             .insert_refresh_token(&RefreshToken {
                 token_hash: sha256(&t),
                 family_id,
@@ -115,9 +122,17 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
                 scope: g.scope.as_string(),
                 audience: g.audience.map(|a| a.identifier.clone()),
                 created_at: now,
-                expires_at: now + st.tokens.refresh_token_lifetime_secs,
+                expires_at,
             })
             .await?;
+        if !inserted {
+            // The family was revoked (reuse detected) while this rotation ran.
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "invalid_grant",
+                "Unknown or invalid refresh token.",
+            ));
+        }
         body.insert("refresh_token".into(), json!(t));
     }
 

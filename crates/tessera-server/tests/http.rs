@@ -350,6 +350,40 @@ async fn a_key_rotated_on_another_node_is_accepted_at_once(h: H) {
     );
 }
 
+async fn refresh_sessions_have_an_absolute_lifetime(h: H) {
+    let r = h.sign_in("long@example.com", "openid offline_access").await;
+    let mut t = r.body["refresh_token"].as_str().unwrap().to_string();
+    let refresh = |t: &str| {
+        let t = t.to_string();
+        let h = &h;
+        async move {
+            h.post_form(
+                "/oauth/token",
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "rwa"),
+                    ("client_secret", SECRET),
+                    ("refresh_token", &t),
+                ],
+            )
+            .await
+        }
+    };
+    // Refreshing keeps the session alive within its 30 days...
+    for _ in 0..2 {
+        h.advance(14 * 86_400);
+        let r = refresh(&t).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        t = r.body["refresh_token"].as_str().unwrap().to_string();
+    }
+    // ...but not past them: rotation does not extend the family's expiry.
+    h.advance(2 * 86_400 + 1);
+    assert_eq!(
+        refresh(&t).await.err(),
+        (403, "invalid_grant", "Unknown or invalid refresh token.")
+    );
+}
+
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family(h: H) {
     let r = h
         .sign_in("rt@example.com", "openid email offline_access")
@@ -1269,6 +1303,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    refresh_sessions_have_an_absolute_lifetime,
     a_key_rotated_on_another_node_is_accepted_at_once,
     start_answers_like_auth0_and_queues_one_code,
     start_accepts_form_bodies_and_json_labelled_text_plain,

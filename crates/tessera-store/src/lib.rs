@@ -147,7 +147,9 @@ pub trait Store: Send + Sync + 'static {
     // Tokens.
     async fn insert_access_token(&self, token: &AccessToken) -> Result<()>;
     async fn find_access_token(&self, token_hash: &[u8]) -> Result<Option<AccessToken>>;
-    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<()>;
+    /// Stores a refresh token, unless its family has been revoked (then false): a rotation
+    /// racing with a reuse detection must not mint a live token.
+    async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<bool>;
     /// Marks a refresh token of `client_id` used (it rotates on every use) and reports what it
     /// was. A token of another application, or an expired one, is reported unknown and left
     /// as it is.

@@ -498,10 +498,12 @@ macro_rules! sql_store {
                 }))
             }
 
-            async fn insert_refresh_token(&self, t: &$crate::RefreshToken) -> $crate::Result<()> {
-                sqlx::query(
+            async fn insert_refresh_token(&self, t: &$crate::RefreshToken) -> $crate::Result<bool> {
+                let r = sqlx::query(
                     "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, scope, \
-                     audience, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     audience, created_at, expires_at) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
+                     (SELECT 1 FROM refresh_tokens WHERE family_id = $2 AND revoked_at IS NOT NULL)",
                 )
                 .bind(&t.token_hash)
                 .bind(&t.family_id)
@@ -513,7 +515,7 @@ macro_rules! sql_store {
                 .bind(t.expires_at)
                 .execute(&self.pool)
                 .await?;
-                Ok(())
+                Ok(r.rows_affected() == 1)
             }
 
             async fn use_refresh_token(

@@ -317,7 +317,7 @@ async fn tokens_are_found_by_hash_and_refresh_tokens_detect_reuse(s: &dyn Store)
         created_at: 1,
         expires_at: 1000,
     };
-    s.insert_refresh_token(&rt(1)).await.unwrap();
+    assert!(s.insert_refresh_token(&rt(1)).await.unwrap());
     // another application cannot use it, nor burn it
     assert!(matches!(
         s.use_refresh_token(&[1; 32], "other-app", 5).await.unwrap(),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera_server::config::{self, Config};
-use tessera_server::settings::{DEV_DATA_DIR, Settings};
+use tessera_server::settings::Settings;
 
 #[derive(Parser)]
 #[command(
@@ -56,11 +56,35 @@ enum Cmd {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
+    /// Email templates: preview what users receive.
+    Templates {
+        #[command(subcommand)]
+        cmd: TemplatesCmd,
+        /// Use the dev-mode defaults (as `tessera dev` does).
+        #[arg(long, global = true)]
+        dev: bool,
+    },
     /// Apply pending database migrations, then exit.
     Migrate {
         /// Use the dev-mode database location when no database URL is configured.
         #[arg(long)]
         dev: bool,
+    },
+}
+
+#[derive(Subcommand, Clone)]
+enum TemplatesCmd {
+    /// Print the rendered From, Subject, text and HTML, with sample values.
+    Preview {
+        /// The passwordless connection.
+        #[arg(long, default_value = "email")]
+        connection: String,
+        /// `code` or `link`.
+        #[arg(long, default_value = "code")]
+        send: String,
+        /// The request language, as X-Request-Language would give it (e.g. fr-FR).
+        #[arg(long)]
+        lang: Option<String>,
     },
 }
 
@@ -93,6 +117,7 @@ fn main() -> ExitCode {
             (true, Action::Serve)
         }
         Cmd::Migrate { dev } => (dev, Action::Migrate),
+        Cmd::Templates { cmd, dev } => (dev, Action::Templates(cmd)),
         Cmd::Keys {
             cmd,
             dev,
@@ -116,6 +141,11 @@ fn main() -> ExitCode {
         other => match Settings::from_config(cfg, dev) {
             Ok(settings) => match other {
                 Action::Keys(cmd, json) => runtime.block_on(keys(settings, cmd, json)),
+                Action::Templates(TemplatesCmd::Preview {
+                    connection,
+                    send,
+                    lang,
+                }) => preview(&settings, &connection, &send, lang.as_deref()),
                 _ => runtime.block_on(tessera_server::serve(settings)),
             },
             Err(e) => return fail(&e),
@@ -131,6 +161,45 @@ enum Action {
     Serve,
     Migrate,
     Keys(KeysCmd, bool),
+    Templates(TemplatesCmd),
+}
+
+/// The same rendering `/passwordless/start` uses, with sample values.
+fn preview(
+    settings: &Settings,
+    connection: &str,
+    send: &str,
+    lang: Option<&str>,
+) -> anyhow::Result<()> {
+    use tessera_delivery::templates;
+    anyhow::ensure!(
+        connection == "email",
+        "only the email connection has email templates"
+    );
+    anyhow::ensure!(
+        matches!(send, "code" | "link" | "link_ios" | "link_android"),
+        "--send must be code or link, not {send:?}"
+    );
+    let vars = templates::EmailVars {
+        tenant: settings.tenant.clone(),
+        lifetime_minutes: (settings.email_connection.code_lifetime_secs + 59) / 60,
+        ..templates::sample_vars(send, lang)
+    };
+    let template = settings.email_connection.email_template.as_ref();
+    let m = templates::render(template, &vars, &settings.email_from, "preview@tessera")?;
+    let source = match template {
+        Some(_) => "the configured template".to_string(),
+        None => format!("the built-in template ({})", templates::pick_language(lang)),
+    };
+    println!(
+        "# {source}, send={send}, request_language={}",
+        lang.unwrap_or("(none)")
+    );
+    println!(
+        "From: {}\nSubject: {}\n\n--- text ---\n{}\n--- html ---\n{}",
+        m.from, m.subject, m.text, m.html
+    );
+    Ok(())
 }
 
 async fn keys(settings: Settings, cmd: KeysCmd, json: bool) -> anyhow::Result<()> {
@@ -180,15 +249,7 @@ fn override_paths(cfg: &mut Config, listen: Option<String>, data_dir: Option<Pat
 }
 
 async fn migrate(cfg: &Config, dev: bool) -> anyhow::Result<()> {
-    let data_dir = cfg
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(if dev { DEV_DATA_DIR } else { "data" }));
-    let url = cfg
-        .database
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tessera.db").display()));
+    let (data_dir, url) = tessera_server::settings::storage_location(cfg, dev);
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&data_dir)?;
     }

@@ -159,6 +159,12 @@ async fn email_code_sign_in_over_real_smtp() {
     assert_eq!(me["sub"], claims["sub"]);
     assert_eq!(me["email_verified"], true);
 
+    // Outside dev mode the dev mailbox does not exist.
+    for path in ["/_dev/mailbox", "/_dev/mailbox.json"] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+
     // 6. Nothing secret reached the log, even at debug level.
     drop(_server);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -238,4 +244,45 @@ fn migrate_works_on_sqlite() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied (sqlite)"));
+}
+
+#[test]
+fn templates_preview_prints_every_part_in_the_asked_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["templates", "preview", "--dev"])
+            .args(args)
+            .env("TESSERA_DATA_DIR", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let fr = run(&["--send", "code", "--lang", "fr-FR"]);
+    assert!(
+        fr.contains("Subject: 123456 est votre code de vérification pour Sample App"),
+        "{fr}"
+    );
+    assert!(
+        fr.contains("--- text ---")
+            && fr.contains("--- html ---")
+            && fr.contains("<html lang=\"fr\">")
+    );
+    let es_link = run(&["--send", "link", "--lang", "es"]);
+    assert!(
+        es_link.contains("Subject: Inicia sesión en Sample App"),
+        "{es_link}"
+    );
+    assert!(es_link.contains("/passwordless/verify_redirect?"));
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["templates", "preview", "--dev", "--send", "carrier-pigeon"])
+        .env("TESSERA_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }

@@ -16,7 +16,7 @@ use tessera_core::email::EmailAddress;
 use tessera_core::otp;
 use tessera_core::rand::hex_id;
 use tessera_delivery::outbox::SEAL_PURPOSE;
-use tessera_delivery::templates::{EmailContext, render_code_email};
+use tessera_delivery::templates::{self, EmailVars};
 use tessera_store::{NewChallenge, NewOutboxMessage};
 
 use crate::clientauth::{self, Endpoint};
@@ -120,17 +120,13 @@ async fn start_checked(
 ) -> Result<Response, ApiError> {
     let rl = &st.rate_limits;
     let key = format!("start:client:{}", client.client_id);
-    if let Some(s) = limits::hit(
+    limits::enforce(
         st,
         &key,
         rl.start_per_client,
         rl.start_per_client_window_secs,
     )
-    .await?
-        && s.exceeded()
-    {
-        return Err(limits::too_many_requests(&s));
-    }
+    .await?;
     let connection = connection_for(st, &p, &client).await?;
     let send = match p.str("send") {
         Ok(None) | Ok(Some("link")) => {
@@ -192,17 +188,13 @@ async fn start_checked(
 
     // Per identifier: counted for every address, known or not, so the answer stays the same.
     let key = format!("start:id:{}:{}", connection.name, email.as_str());
-    if let Some(s) = limits::hit(
+    limits::enforce(
         st,
         &key,
         rl.start_per_identifier,
         rl.start_per_identifier_window_secs,
     )
-    .await?
-        && s.exceeded()
-    {
-        return Err(limits::too_many_requests(&s));
-    }
+    .await?;
     let id = hex_id(st.rng.as_ref());
     let existing = st.store.find_user(&connection.name, email.as_str()).await?;
     let deliver = match &existing {
@@ -291,16 +283,25 @@ async fn issue_code(
         .nth(1)
         .and_then(|h| h.split(['/', ':']).next())
         .unwrap_or("tessera");
-    let message = render_code_email(&EmailContext {
-        message_id: format!("{}@{}", hex_id(st.rng.as_ref()), domain),
-        from: &st.email_from,
-        to: email.as_str(),
-        code: &code,
-        application_name: app_name,
-        client_id,
-        connection: &connection.name,
+    let vars = EmailVars {
+        code: code.clone(),
+        link: None,
+        send: send.to_string(),
+        application_name: app_name.to_string(),
+        client_id: client_id.to_string(),
+        connection: connection.name.clone(),
+        request_language: meta.language.clone(),
+        user_email: email.as_str().to_string(),
         lifetime_minutes: (s.code_lifetime_secs + 59) / 60,
-    })
+        tenant: st.tenant.clone(),
+    };
+    let message_id = format!("{}@{}", hex_id(st.rng.as_ref()), domain);
+    let message = templates::render(
+        s.email_template.as_ref(),
+        &vars,
+        &st.email_from,
+        &message_id,
+    )
     .map_err(ApiError::internal)?;
     let challenge = NewChallenge {
         id: id.to_string(),

@@ -343,6 +343,7 @@ async fn refresh_grant(
             nonce: None,
             refresh: Refresh::Rotate {
                 family_id: record.family_id,
+                expires_at: record.expires_at,
             },
         },
     )

@@ -44,11 +44,19 @@ pub fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) 
 
 /// Starts aiosmtpd (a real SMTP server from PyPI) writing every accepted message to a Maildir.
 pub fn smtp_server(maildir: &Path) -> (Proc, u16) {
-    let port = free_port();
+    smtp_server_on(maildir, free_port(), "ok")
+}
+
+/// Starts aiosmtpd on `port` with the `flaky_smtp.Flaky` handler in `mode` ("ok", "4xx:N",
+/// "5xx"; see tests/support/flaky_smtp.py).
+pub fn smtp_server_on(maildir: &Path, port: u16, mode: &str) -> (Proc, u16) {
+    let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support");
     let child = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Mailbox"])
+        .args(["-m", "aiosmtpd", "-n", "-c", "flaky_smtp.Flaky"])
         .arg(maildir)
+        .arg(mode)
         .args(["-l", &format!("127.0.0.1:{port}")])
+        .env("PYTHONPATH", support)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -73,6 +81,19 @@ pub fn maildir_messages(maildir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// The SMTP answers the flaky server gave, as (Message-ID, code) pairs.
+pub fn smtp_attempts(maildir: &Path) -> Vec<(String, String)> {
+    let path = PathBuf::from(format!("{}.attempts", maildir.display()));
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .collect()
 }
 
 pub fn maildir_count(maildir: &Path) -> usize {

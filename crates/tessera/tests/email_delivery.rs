@@ -1,0 +1,300 @@
+//! Email as users receive it, over real SMTP to an aiosmtpd process on loopback: the message's
+//! headers and parts, an operator's Liquid template in the request's language, hostile values,
+//! and delivery when things go wrong — the SMTP server down and back, Tessera killed with mail
+//! queued, a temporary 4xx answer (retried), a permanent 5xx answer (given up and recorded).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const SECRET: &str = "delivery-secret-delivery-secret-0123456789";
+
+struct Server {
+    proc: Proc,
+    base: String,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+/// Writes a configuration (with `extra` TOML appended) and starts Tessera on it.
+fn start_tessera(dir: &Path, smtp_port: u16, app_name: &str, extra: &str) -> Server {
+    let port = free_port();
+    let config = dir.join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"issuer = "http://127.0.0.1:{port}/"
+listen = "127.0.0.1:{port}"
+data_dir = {data:?}
+
+[email]
+from = "Acme Login <login@acme.test>"
+smtp_url = "smtp://127.0.0.1:{smtp_port}?tls=none"
+timeout_secs = 2
+
+[outbox]
+lease_secs = 3
+poll_interval_ms = 200
+base_backoff_secs = 1
+
+[[applications]]
+name = {app_name:?}
+client_id = "acme-web"
+client_secret = "{SECRET}"
+app_type = "regular_web"
+
+{extra}
+"#,
+            data = dir.join("data"),
+        ),
+    )
+    .unwrap();
+    let log = dir.join("tessera.log");
+    let proc = tessera(&config, &log, &[]);
+    Server {
+        proc,
+        base: format!("http://127.0.0.1:{port}"),
+        config,
+        log,
+    }
+}
+
+fn restart(s: &mut Server) {
+    s.proc.kill();
+    s.proc = tessera(&s.config, &s.log.with_extension("2.log"), &[]);
+}
+
+async fn start(base: &str, email: &str, headers: &[(&str, &str)]) -> (u16, Duration) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/passwordless/start"))
+        .json(&json!({"client_id": "acme-web", "client_secret": SECRET, "connection": "email", "email": email, "send": "code"}));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let t = Instant::now();
+    let status = req.send().await.unwrap().status().as_u16();
+    (status, t.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_message_is_well_formed_and_hostile_values_stay_inert() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let (_smtp, smtp_port) = smtp_server(&maildir);
+    // An application name that tries to add a header.
+    let s = start_tessera(dir.path(), smtp_port, "Acme\r\nBcc: attacker@evil.test", "");
+    wait_healthy(&s.base, &s.log).await;
+    assert_eq!(start(&s.base, "ada@example.org", &[]).await.0, 200);
+    wait_for("the message", Duration::from_secs(30), || {
+        maildir_count(&maildir) == 1
+    });
+    let raw = maildir_messages(&maildir).pop().unwrap();
+    let headers: Vec<&str> = raw.lines().take_while(|l| !l.is_empty()).collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("bcc:")),
+        "{headers:?}"
+    );
+    // The SMTP envelope went to the user alone (aiosmtpd records it as X-RcptTo).
+    assert_eq!(header(&raw, "X-RcptTo"), Some("ada@example.org"));
+    assert_eq!(header(&raw, "Auto-Submitted"), Some("auto-generated"));
+    assert_eq!(header(&raw, "X-Auto-Response-Suppress"), Some("All"));
+    assert!(header(&raw, "Message-ID").unwrap().ends_with("@127.0.0.1>"));
+    assert!(header(&raw, "Date").is_some());
+    assert!(
+        raw.contains("multipart/alternative")
+            && raw.contains("text/plain")
+            && raw.contains("text/html")
+    );
+    assert_eq!(header(&raw, "To"), Some("ada@example.org"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_liquid_template_follows_the_request_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let (_smtp, smtp_port) = smtp_server(&maildir);
+    // The seed document's multi-language example, plus the tenant variables.
+    let template = r#"
+[tenant]
+friendly_name = "Acme Inc"
+support_email = "help@acme.test"
+
+[connections.email.template]
+from = "{{ application.name }} <login@acme.test>"
+subject = "{% if request_language contains 'fr-FR' %}Votre code{% else %}Your code{% endif %}: {{ code }}"
+body = """<html><body>{% if request_language contains 'fr-FR' %}<p>Bonjour {{ user.email }}, voici votre code : {{ code }}</p>{% else %}<p>Hello {{ user.email }}, here is your code: {{ code }}</p>{% endif %}<p>{{ friendly_name }} · {{ support_email }}</p></body></html>"""
+"#;
+    let s = start_tessera(dir.path(), smtp_port, "Acme", template);
+    wait_healthy(&s.base, &s.log).await;
+    assert_eq!(
+        start(
+            &s.base,
+            "fr@example.org",
+            &[("X-Request-Language", "fr-FR")]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        start(
+            &s.base,
+            "al@example.org",
+            &[("Accept-Language", "fr-FR,fr;q=0.9")]
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        start(&s.base, "en@example.org", &[("Accept-Language", "en-GB")])
+            .await
+            .0,
+        200
+    );
+    wait_for("three messages", Duration::from_secs(30), || {
+        maildir_count(&maildir) == 3
+    });
+    let msgs = maildir_messages(&maildir);
+    let to = |addr: &str| {
+        msgs.iter()
+            .find(|m| header(m, "To") == Some(addr))
+            .unwrap()
+            .clone()
+    };
+    let fr = to("fr@example.org");
+    assert!(header(&fr, "Subject").unwrap().starts_with("Votre code: "));
+    assert_eq!(header(&fr, "From"), Some("Acme <login@acme.test>"));
+    assert!(fr.contains("Acme Inc") && fr.contains("help@acme.test"));
+    assert!(
+        header(&to("al@example.org"), "Subject")
+            .unwrap()
+            .starts_with("Votre code: "),
+        "Accept-Language is used too"
+    );
+    assert!(
+        header(&to("en@example.org"), "Subject")
+            .unwrap()
+            .starts_with("Your code: ")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_template_stops_the_start_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_tessera(
+        dir.path(),
+        free_port(),
+        "Acme",
+        "[connections.email.template]\nsubject = \"Hi\"\nbody = \"<p>{% if code %}never closed</p>\"\n",
+    );
+    let status = s.proc.0.wait().unwrap();
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(
+        log.contains("connections.email.email template body"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_queued_while_smtp_is_down_arrives_once_it_is_back_and_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let smtp_port = free_port(); // nothing listens there yet
+    let mut s = start_tessera(dir.path(), smtp_port, "Acme", "");
+    wait_healthy(&s.base, &s.log).await;
+    for i in 0..3 {
+        let (status, took) = start(&s.base, &format!("q{i}@example.org"), &[]).await;
+        assert_eq!(status, 200);
+        assert!(
+            took < Duration::from_secs(1),
+            "start waits on no SMTP server: {took:?}"
+        );
+    }
+    wait_for("a failed delivery attempt", Duration::from_secs(20), || {
+        std::fs::read_to_string(&s.log)
+            .unwrap_or_default()
+            .contains("will retry")
+    });
+    // Tessera dies with the mail still queued (SIGKILL: no clean-up), then comes back.
+    restart(&mut s);
+    let (_smtp, _) = smtp_server_on(&maildir, smtp_port, "ok");
+    wait_for("all three messages", Duration::from_secs(60), || {
+        maildir_count(&maildir) == 3
+    });
+    let mut ids: Vec<String> = maildir_messages(&maildir)
+        .iter()
+        .map(|m| header(m, "Message-ID").unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each message once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_failure_is_retried_with_the_same_message_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let port = free_port();
+    let (_smtp, _) = smtp_server_on(&maildir, port, "4xx:2");
+    let s = start_tessera(dir.path(), port, "Acme", "");
+    wait_healthy(&s.base, &s.log).await;
+    assert_eq!(start(&s.base, "retry@example.org", &[]).await.0, 200);
+    wait_for(
+        "the message after two 451s",
+        Duration::from_secs(30),
+        || maildir_count(&maildir) == 1,
+    );
+    let attempts = smtp_attempts(&maildir);
+    let codes: Vec<&str> = attempts.iter().map(|(_, c)| c.as_str()).collect();
+    assert_eq!(codes, ["451", "451", "250"]);
+    assert!(
+        attempts.iter().all(|(id, _)| *id == attempts[0].0),
+        "one stable Message-ID: {attempts:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_is_given_up_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let port = free_port();
+    let (_smtp, _) = smtp_server_on(&maildir, port, "5xx");
+    let s = start_tessera(dir.path(), port, "Acme", "");
+    wait_healthy(&s.base, &s.log).await;
+    assert_eq!(start(&s.base, "nobody@example.org", &[]).await.0, 200);
+    let url = format!("sqlite://{}", dir.path().join("data/tessera.db").display());
+    let store = tessera_store::open(&url, &tessera_store::PoolOptions::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let event = loop {
+        let events = store.list_events(20).await.unwrap();
+        if let Some(e) = events.into_iter().find(|e| e.kind == "fn") {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no failure event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(event.description.contains("550"), "{}", event.description);
+    assert!(
+        !event.description.contains("nobody@example.org"),
+        "the address is redacted: {}",
+        event.description
+    );
+    assert_eq!(
+        store.outbox_depth().await.unwrap(),
+        0,
+        "given up, not retried"
+    );
+    assert_eq!(smtp_attempts(&maildir).len(), 1, "one attempt only");
+    assert_eq!(maildir_count(&maildir), 0);
+}
