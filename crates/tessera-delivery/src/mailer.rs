@@ -16,6 +16,7 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
+#[allow(clippy::large_enum_variant)] // one per server, never moved around
 pub enum Mailer {
     Smtp(SmtpMailer),
     Dev(DevMailbox),

@@ -230,6 +230,11 @@ async fn maintenance(st: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => return,
         }
         rounds += 1;
+        match st.store.outbox_depth().await {
+            Ok(0) => {}
+            Ok(depth) => tracing::info!(depth, "outbox depth: messages waiting for delivery"),
+            Err(e) => tracing::warn!(error = %e, "could not read the outbox depth"),
+        }
         if let Err(e) = st.keys.refresh(st.store.as_ref(), &st.secret).await {
             tracing::warn!(error = %e, "could not refresh signing keys");
         }

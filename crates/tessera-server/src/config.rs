@@ -200,6 +200,26 @@ pub struct EmailConfig {
     /// `smtp://user:pass@host:587`, `smtps://host:465`, `smtp://127.0.0.1:2525?tls=none`.
     pub smtp_url: Option<SecretString>,
     pub timeout_secs: Option<u64>,
+    /// Optional DKIM signing of every outgoing message.
+    pub dkim: Option<DkimConfig>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    /// The signing domain (`d=`), usually the From address's domain.
+    pub domain: String,
+    /// The selector (`s=`): the public key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// `rsa` (default) or `ed25519`.
+    #[serde(default = "default_dkim_algorithm")]
+    pub algorithm: String,
+    /// RSA: a PKCS#1 PEM file; Ed25519: a file holding the base64 of the 32-byte seed.
+    pub private_key_file: std::path::PathBuf,
+}
+
+fn default_dkim_algorithm() -> String {
+    "rsa".into()
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -107,7 +107,9 @@ impl Settings {
         let timeout = Duration::from_secs(c.email.timeout_secs.unwrap_or(10).clamp(1, 120));
         let email = match (&c.email.smtp_url, dev) {
             (Some(u), _) => {
-                EmailTransport::Smtp(SmtpSettings::from_url(u.expose_secret(), timeout)?)
+                let mut smtp = SmtpSettings::from_url(u.expose_secret(), timeout)?;
+                smtp.dkim = c.email.dkim.as_ref().map(dkim_settings).transpose()?;
+                EmailTransport::Smtp(smtp)
             }
             (None, true) => EmailTransport::DevMailbox,
             (None, false) => {
@@ -270,6 +272,33 @@ pub fn storage_location(c: &Config, dev: bool) -> (PathBuf, String) {
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("tessera.db").display()));
     (data_dir, database_url)
+}
+
+fn dkim_settings(d: &config::DkimConfig) -> Result<tessera_delivery::smtp::DkimSettings, String> {
+    use tessera_delivery::smtp::{DkimSettings, DkimSigningAlgorithm};
+    let algorithm = match d.algorithm.as_str() {
+        "rsa" => DkimSigningAlgorithm::Rsa,
+        "ed25519" => DkimSigningAlgorithm::Ed25519,
+        other => {
+            return Err(format!(
+                "email.dkim.algorithm must be \"rsa\" or \"ed25519\", not {other:?}"
+            ));
+        }
+    };
+    let private_key = std::fs::read_to_string(&d.private_key_file).map_err(|e| {
+        format!(
+            "email.dkim.private_key_file {}: {e}",
+            d.private_key_file.display()
+        )
+    })?;
+    let s = DkimSettings {
+        domain: d.domain.clone(),
+        selector: d.selector.clone(),
+        algorithm,
+        private_key,
+    };
+    s.config().map_err(|e| format!("email.dkim: {e}"))?;
+    Ok(s)
 }
 
 fn check_tokens(t: &TokenConfig) -> Result<(), String> {

@@ -350,6 +350,39 @@ async fn a_key_rotated_on_another_node_is_accepted_at_once(h: H) {
     );
 }
 
+async fn a_message_whose_code_expired_is_dropped_not_sent(h: H) {
+    h.start("late@example.com").await;
+    // The worker did not run for longer than the code lives (say, SMTP was down).
+    h.advance(181);
+    assert!(
+        h.codes_for("late@example.com").await.is_empty(),
+        "an expired code is never mailed"
+    );
+    assert_eq!(
+        h.st.store.outbox_depth().await.unwrap(),
+        0,
+        "and it left the outbox"
+    );
+    let events = h.st.store.list_events(10).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "fn" && e.description.contains("expired")),
+        "{events:?}"
+    );
+    // The database holds no plain-text code at any time: only its keyed hash.
+    h.start("plain@example.com").await;
+    let challenge =
+        h.st.store
+            .count_attempt("email", "plain@example.com")
+            .await
+            .unwrap()
+            .unwrap();
+    let code = h.last_code("plain@example.com").await;
+    assert_ne!(challenge.code_hash, code.as_bytes());
+    assert_eq!(challenge.code_hash.len(), 32);
+}
+
 async fn refresh_sessions_have_an_absolute_lifetime(h: H) {
     let r = h.sign_in("long@example.com", "openid offline_access").await;
     let mut t = r.body["refresh_token"].as_str().unwrap().to_string();
@@ -1303,6 +1336,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    a_message_whose_code_expired_is_dropped_not_sent,
     refresh_sessions_have_an_absolute_lifetime,
     a_key_rotated_on_another_node_is_accepted_at_once,
     start_answers_like_auth0_and_queues_one_code,

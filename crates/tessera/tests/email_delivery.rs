@@ -298,3 +298,113 @@ async fn a_permanent_failure_is_given_up_and_recorded() {
     assert_eq!(smtp_attempts(&maildir).len(), 1, "one attempt only");
     assert_eq!(maildir_count(&maildir), 0);
 }
+
+/// Runs dkimpy (a DKIM verifier from PyPI) on a raw message, answering its DNS query for the
+/// selector's key record with `txt`.
+fn dkim_verifies(raw: &Path, txt: &str) -> bool {
+    let script = "import dkim, sys, logging\nlogging.basicConfig(level=logging.DEBUG)\nmsg = open(sys.argv[1], 'rb').read()\nrecord = sys.argv[2].encode()\nprint(dkim.verify(msg, logger=logging.getLogger('dkim'), dnsfunc=lambda name, timeout=5: record))";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(raw)
+        .arg(txt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "dkimpy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("dkimpy: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim() == "True"
+}
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_mail_is_dkim_signed_and_the_signature_verifies() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.pem");
+    let other = dir.path().join("other.pem");
+    for k in [&key, &other] {
+        openssl(&[
+            "genrsa",
+            "-traditional",
+            "-out",
+            k.to_str().unwrap(),
+            "2048",
+        ]);
+    }
+    let public = |k: &Path| {
+        let der = openssl(&[
+            "rsa",
+            "-in",
+            k.to_str().unwrap(),
+            "-pubout",
+            "-outform",
+            "DER",
+        ]);
+        format!(
+            "v=DKIM1; k=rsa; p={}",
+            base64::engine::general_purpose::STANDARD.encode(der)
+        )
+    };
+    let maildir = dir.path().join("maildir");
+    let port = free_port();
+    let (_smtp, _) = smtp_server_on(&maildir, port, "ok");
+    let dkim = format!(
+        "[email.dkim]\ndomain = \"acme.test\"\nselector = \"tessera\"\nprivate_key_file = {key:?}\n"
+    );
+    let s = start_tessera(dir.path(), port, "Acme", &dkim);
+    wait_healthy(&s.base, &s.log).await;
+    assert_eq!(start(&s.base, "signed@example.org", &[]).await.0, 200);
+    let raw = PathBuf::from(format!("{}.raw/0.eml", maildir.display()));
+    wait_for("the signed message", Duration::from_secs(30), || {
+        raw.exists()
+            && std::fs::metadata(&raw)
+                .map(|m| m.len() > 0)
+                .unwrap_or(false)
+    });
+    let text = std::fs::read_to_string(&raw).unwrap();
+    let sig = text
+        .lines()
+        .find(|l| l.starts_with("DKIM-Signature:"))
+        .expect("a DKIM-Signature header");
+    assert!(
+        sig.contains("d=acme.test") && sig.contains("s=tessera"),
+        "{sig}"
+    );
+    assert!(
+        dkim_verifies(&raw, &public(&key)),
+        "the signature verifies with the published key"
+    );
+    assert!(
+        !dkim_verifies(&raw, &public(&other)),
+        "and not with another key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_dkim_key_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("bad.pem");
+    std::fs::write(&key, "not a key").unwrap();
+    let dkim = format!(
+        "[email.dkim]\ndomain = \"acme.test\"\nselector = \"tessera\"\nprivate_key_file = {key:?}\n"
+    );
+    let mut s = start_tessera(dir.path(), free_port(), "Acme", &dkim);
+    assert!(!s.proc.0.wait().unwrap().success());
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("email.dkim: DKIM private key"), "{log}");
+}

@@ -4,8 +4,11 @@
 
 MODE is "ok" (accept everything), "4xx:N" (answer 451 to the first N messages, then accept),
 or "5xx" (reject every message with 550). Every DATA attempt is appended, with its Message-ID
-and the answer given, to MAILDIR + ".attempts".
+and the answer given, to MAILDIR + ".attempts". Every accepted message is also kept byte for
+byte in MAILDIR + ".raw/" (the Maildir copy is re-serialised, which DKIM checks cannot use).
 """
+
+import os
 
 from aiosmtpd.handlers import Mailbox
 
@@ -40,5 +43,9 @@ class Flaky(Mailbox):
             answer = f"550 5.1.1 <{envelope.rcpt_tos[0]}>: Recipient address rejected"
         else:
             answer = await super().handle_DATA(server, session, envelope)
+            raw_dir = self.attempts[: -len(".attempts")] + ".raw"
+            os.makedirs(raw_dir, exist_ok=True)
+            with open(os.path.join(raw_dir, f"{len(os.listdir(raw_dir))}.eml"), "wb") as f:
+                f.write(envelope.original_content or envelope.content)
         self._record(envelope, answer.split(" ", 1)[0])
         return answer
