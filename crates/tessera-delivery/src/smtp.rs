@@ -14,7 +14,7 @@ use lettre::message::dkim::{
 use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::mailer::DeliveryError;
@@ -42,6 +42,8 @@ pub struct SmtpSettings {
     pub timeout: Duration,
     /// Sign outgoing mail with DKIM.
     pub dkim: Option<DkimSettings>,
+    /// Extra trusted root certificates (PEM), for relays with a private CA.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A DKIM signing key: RSA as PKCS#1 PEM, or Ed25519 as the base64 of its 32-byte seed.
@@ -142,6 +144,7 @@ impl SmtpSettings {
             password,
             timeout,
             dkim: None,
+            ca_pem: None,
         })
     }
 }
@@ -171,7 +174,12 @@ pub struct SmtpMailer {
 impl SmtpMailer {
     pub fn new(settings: SmtpSettings) -> Result<SmtpMailer, String> {
         let tls_params = || {
-            TlsParameters::new(settings.host.clone()).map_err(|e| format!("SMTP TLS setup: {e}"))
+            let mut b = TlsParameters::builder(settings.host.clone());
+            if let Some(pem) = &settings.ca_pem {
+                let ca = Certificate::from_pem(pem).map_err(|e| format!("email.ca_file: {e}"))?;
+                b = b.add_root_certificate(ca);
+            }
+            b.build().map_err(|e| format!("SMTP TLS setup: {e}"))
         };
         let tls = match settings.tls {
             TlsMode::Required => Tls::Required(tls_params()?),

@@ -202,6 +202,8 @@ pub struct EmailConfig {
     pub timeout_secs: Option<u64>,
     /// Optional DKIM signing of every outgoing message.
     pub dkim: Option<DkimConfig>,
+    /// A PEM file of extra trusted root certificates, for an SMTP relay with a private CA.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

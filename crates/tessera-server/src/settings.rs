@@ -109,6 +109,12 @@ impl Settings {
             (Some(u), _) => {
                 let mut smtp = SmtpSettings::from_url(u.expose_secret(), timeout)?;
                 smtp.dkim = c.email.dkim.as_ref().map(dkim_settings).transpose()?;
+                if let Some(f) = &c.email.ca_file {
+                    smtp.ca_pem = Some(
+                        std::fs::read(f)
+                            .map_err(|e| format!("email.ca_file {}: {e}", f.display()))?,
+                    );
+                }
                 EmailTransport::Smtp(smtp)
             }
             (None, true) => EmailTransport::DevMailbox,

@@ -21,8 +21,9 @@ struct Server {
     log: PathBuf,
 }
 
-/// Writes a configuration (with `extra` TOML appended) and starts Tessera on it.
-fn start_tessera(dir: &Path, smtp_port: u16, app_name: &str, extra: &str) -> Server {
+/// Writes a configuration and starts Tessera on it: `email_extra` goes into `[email]`, `extra`
+/// (TOML) at the end.
+fn launch(dir: &Path, smtp_url: &str, email_extra: &str, app_name: &str, extra: &str) -> Server {
     let port = free_port();
     let config = dir.join("tessera.toml");
     std::fs::write(
@@ -34,8 +35,9 @@ data_dir = {data:?}
 
 [email]
 from = "Acme Login <login@acme.test>"
-smtp_url = "smtp://127.0.0.1:{smtp_port}?tls=none"
+smtp_url = "{smtp_url}"
 timeout_secs = 2
+{email_extra}
 
 [outbox]
 lease_secs = 3
@@ -62,6 +64,22 @@ app_type = "regular_web"
         config,
         log,
     }
+}
+
+/// Tessera sending plain SMTP to a server on loopback.
+fn start_tessera(dir: &Path, smtp_port: u16, app_name: &str, extra: &str) -> Server {
+    launch(
+        dir,
+        &format!("smtp://127.0.0.1:{smtp_port}?tls=none"),
+        "",
+        app_name,
+        extra,
+    )
+}
+
+/// Tessera sending to any SMTP URL, with extra `[email]` keys.
+fn start_tessera_url(dir: &Path, smtp_url: &str, email_extra: &str) -> Server {
+    launch(dir, smtp_url, email_extra, "Acme", "")
 }
 
 fn restart(s: &mut Server) {
@@ -407,4 +425,128 @@ async fn a_bad_dkim_key_stops_the_start() {
     assert!(!s.proc.0.wait().unwrap().success());
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(log.contains("email.dkim: DKIM private key"), "{log}");
+}
+
+/// A throw-away CA and a server certificate for localhost and 127.0.0.1, made with openssl.
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Tessera Test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &p("smtp.key"),
+        "-out",
+        &p("smtp.csr"),
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("smtp.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("smtp.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &p("san.ext"),
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("smtp.pem"),
+        dir.join("smtp.key"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_over_starttls_and_implicit_tls_and_never_falls_back_to_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(dir.path());
+    let (cert, key) = (
+        cert.to_str().unwrap().to_string(),
+        key.to_str().unwrap().to_string(),
+    );
+    for (name, scheme, options) in [
+        (
+            "starttls",
+            "smtp",
+            vec!["--tlscert", cert.as_str(), "--tlskey", key.as_str()],
+        ),
+        (
+            "smtps",
+            "smtps",
+            vec!["--smtpscert", cert.as_str(), "--smtpskey", key.as_str()],
+        ),
+    ] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let maildir = sub.join("maildir");
+        let port = free_port();
+        let (_smtp, _) = smtp_server_with(&maildir, port, "ok", &options);
+        let s = start_tessera_url(
+            &sub,
+            &format!("{scheme}://localhost:{port}"),
+            &format!("ca_file = {ca:?}"),
+        );
+        wait_healthy(&s.base, &s.log).await;
+        assert_eq!(start(&s.base, "tls@example.org", &[]).await.0, 200);
+        wait_for(
+            &format!("the message over {name}"),
+            Duration::from_secs(30),
+            || maildir_count(&maildir) == 1,
+        );
+    }
+    // STARTTLS is required by default: a server whose certificate cannot be trusted gets nothing,
+    // not even in plain text.
+    let sub = dir.path().join("untrusted");
+    std::fs::create_dir_all(&sub).unwrap();
+    let maildir = sub.join("maildir");
+    let port = free_port();
+    let (_smtp, _) = smtp_server_with(
+        &maildir,
+        port,
+        "ok",
+        &["--tlscert", &cert, "--tlskey", &key],
+    );
+    let s = start_tessera_url(&sub, &format!("smtp://localhost:{port}"), "");
+    wait_healthy(&s.base, &s.log).await;
+    assert_eq!(start(&s.base, "tls@example.org", &[]).await.0, 200);
+    wait_for("a refused TLS handshake", Duration::from_secs(20), || {
+        std::fs::read_to_string(&s.log)
+            .unwrap_or_default()
+            .contains("will retry")
+    });
+    assert_eq!(maildir_count(&maildir), 0);
+    assert!(
+        smtp_attempts(&maildir).is_empty(),
+        "no message data was sent"
+    );
 }

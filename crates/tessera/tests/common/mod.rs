@@ -50,9 +50,15 @@ pub fn smtp_server(maildir: &Path) -> (Proc, u16) {
 /// Starts aiosmtpd on `port` with the `flaky_smtp.Flaky` handler in `mode` ("ok", "4xx:N",
 /// "5xx"; see tests/support/flaky_smtp.py).
 pub fn smtp_server_on(maildir: &Path, port: u16, mode: &str) -> (Proc, u16) {
+    smtp_server_with(maildir, port, mode, &[])
+}
+
+/// As [`smtp_server_on`], with extra aiosmtpd options (`--tlscert`, `--smtpscert`, …).
+pub fn smtp_server_with(maildir: &Path, port: u16, mode: &str, options: &[&str]) -> (Proc, u16) {
     let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support");
     let child = Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-c", "flaky_smtp.Flaky"])
+        .args(options)
         .arg(maildir)
         .arg(mode)
         .args(["-l", &format!("127.0.0.1:{port}")])
