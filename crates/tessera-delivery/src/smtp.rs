@@ -212,11 +212,18 @@ impl SmtpMailer {
 
     /// Connects, greets and authenticates, to report a misconfiguration at start-up.
     pub async fn check(&self) -> Result<(), String> {
-        match self.transport.test_connection().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the SMTP server did not accept the connection".into()),
-            Err(e) => Err(e.to_string()),
+        match tokio::time::timeout(self.deadline(), self.transport.test_connection()).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err("the SMTP server did not accept the connection".into()),
+            Ok(Err(e)) => Err(redact_addresses(&e.to_string())),
+            Err(_) => Err("the SMTP server did not answer in time".into()),
         }
+    }
+
+    /// An overall bound on one SMTP conversation. lettre's own timeout covers connecting and
+    /// single reads, but a server that goes silent mid-conversation must not stall a worker.
+    fn deadline(&self) -> Duration {
+        self.settings.timeout * 3
     }
 
     pub async fn send(&self, m: &EmailMessage) -> Result<(), DeliveryError> {
@@ -224,7 +231,12 @@ impl SmtpMailer {
         if let Some(d) = &self.dkim {
             msg.sign(d);
         }
-        self.transport.send(msg).await.map(|_| ()).map_err(|e| {
+        let sent = tokio::time::timeout(self.deadline(), self.transport.send(msg))
+            .await
+            .map_err(|_| {
+                DeliveryError::Transient("the SMTP server did not answer in time".into())
+            })?;
+        sent.map(|_| ()).map_err(|e| {
             // Servers often quote the recipient in their answer; keep addresses out of logs.
             let text = redact_addresses(&e.to_string());
             if e.is_permanent() {

@@ -550,3 +550,102 @@ async fn mail_goes_over_starttls_and_implicit_tls_and_never_falls_back_to_plain(
         "no message data was sent"
     );
 }
+
+/// Starts the STARTTLS + AUTH server from tests/support/auth_smtp.py.
+fn auth_smtp_server(
+    maildir: &Path,
+    cert: &Path,
+    key: &Path,
+    user: &str,
+    password: &str,
+) -> (Proc, u16) {
+    let port = free_port();
+    let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support");
+    let child = std::process::Command::new("python3")
+        .arg(support.join("auth_smtp.py"))
+        .arg(maildir)
+        .arg(port.to_string())
+        .args([cert, key])
+        .args([user, password])
+        .env("PYTHONPATH", &support)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut p = Proc(child);
+    wait_for(
+        "the authenticating SMTP server",
+        Duration::from_secs(20),
+        || {
+            if let Ok(Some(status)) = p.0.try_wait() {
+                panic!("auth_smtp.py exited with {status}");
+            }
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+    );
+    (p, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_authentication_works_and_refused_credentials_are_reported_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(dir.path());
+    let ca_line = format!("ca_file = {ca:?}");
+    // Good credentials (percent-encoded in the URL): the message arrives.
+    let good = dir.path().join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let maildir = good.join("maildir");
+    let (_smtp, port) = auth_smtp_server(&maildir, &cert, &key, "mailer@acme.test", "p@ss:w/rd");
+    let s = start_tessera_url(
+        &good,
+        &format!("smtp://mailer%40acme.test:p%40ss%3Aw%2Frd@localhost:{port}"),
+        &ca_line,
+    );
+    wait_healthy(&s.base, &s.log).await;
+    assert_eq!(start(&s.base, "auth@example.org", &[]).await.0, 200);
+    wait_for(
+        "the authenticated delivery",
+        Duration::from_secs(30),
+        || maildir_count(&maildir) == 1,
+    );
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log.contains("SMTP server reachable"), "{log}");
+    assert!(
+        !log.contains("p@ss:w/rd"),
+        "the SMTP password is not logged"
+    );
+    // Wrong credentials: a clear error at start, serving goes on, and nothing is delivered.
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    let maildir = bad.join("maildir");
+    let (_smtp, port) = auth_smtp_server(&maildir, &cert, &key, "mailer@acme.test", "right");
+    let s = start_tessera_url(
+        &bad,
+        &format!("smtp://mailer%40acme.test:wrong@localhost:{port}"),
+        &ca_line,
+    );
+    wait_healthy(&s.base, &s.log).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&s.log)
+        .unwrap_or_default()
+        .contains("SMTP server check failed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no start-up error for refused credentials:\n{}",
+            std::fs::read_to_string(&s.log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        start(&s.base, "auth@example.org", &[]).await.0,
+        200,
+        "serving goes on, mail is queued"
+    );
+    assert_eq!(maildir_count(&maildir), 0);
+    let auth = std::fs::read_to_string(format!("{}.auth", maildir.display())).unwrap_or_default();
+    assert!(
+        auth.lines().all(|l| l == "refused") && auth.contains("refused"),
+        "{auth}"
+    );
+}
