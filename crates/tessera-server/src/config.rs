@@ -89,6 +89,9 @@ pub struct RateLimitConfig {
     /// further attempts with `429 too_many_attempts` until the window ends.
     pub failed_attempts_per_identifier: i64,
     pub failed_attempts_window_secs: i64,
+    /// `/oauth/token` requests per client IP (every grant). Past it: `429 too_many_requests`.
+    pub token_per_ip: i64,
+    pub token_per_ip_window_secs: i64,
 }
 
 impl Default for RateLimitConfig {
@@ -102,6 +105,8 @@ impl Default for RateLimitConfig {
             start_per_client_window_secs: 3600,
             failed_attempts_per_identifier: 10,
             failed_attempts_window_secs: 3600,
+            token_per_ip: 600,
+            token_per_ip_window_secs: 60,
         }
     }
 }
@@ -128,6 +133,11 @@ impl RateLimitConfig {
                 "failed_attempts_per_identifier",
                 self.failed_attempts_per_identifier,
                 self.failed_attempts_window_secs,
+            ),
+            (
+                "token_per_ip",
+                self.token_per_ip,
+                self.token_per_ip_window_secs,
             ),
         ] {
             if limit < 0 || !(1..=30 * 86_400).contains(&window) {

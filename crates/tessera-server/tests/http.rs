@@ -1310,6 +1310,26 @@ async fn forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies(backe
     );
 }
 
+async fn token_endpoint_is_rate_limited_per_ip(backend: &str) {
+    let h = H::with(backend, "[rate_limits]\ntoken_per_ip = 3\n").await;
+    for _ in 0..3 {
+        assert_eq!(
+            h.otp("x@example.com", "123456", "openid").await.err().1,
+            "invalid_grant"
+        );
+    }
+    let r = h.otp("x@example.com", "123456", "openid").await;
+    assert_eq!(r.err().0, 429);
+    assert_eq!(r.err().1, "too_many_requests");
+    assert_eq!(r.headers["x-ratelimit-remaining"], "0");
+    h.advance(60);
+    assert_eq!(
+        h.otp("x@example.com", "123456", "openid").await.err().1,
+        "invalid_grant",
+        "a new window"
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1318,6 +1338,7 @@ macro_rules! both_backends {
             #[tokio::test] async fn disabled_signup() { super::disabled_signup("sqlite").await }
             #[tokio::test] async fn start_is_rate_limited_per_ip_with_headers() { super::start_is_rate_limited_per_ip_with_headers("sqlite").await }
             #[tokio::test] async fn start_is_rate_limited_per_identifier() { super::start_is_rate_limited_per_identifier("sqlite").await }
+            #[tokio::test] async fn token_endpoint_is_rate_limited_per_ip() { super::token_endpoint_is_rate_limited_per_ip("sqlite").await }
             #[tokio::test] async fn forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies() { super::forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies("sqlite").await }
             #[tokio::test] async fn repeated_failures_lock_the_identity_across_codes() { super::repeated_failures_lock_the_identity_across_codes("sqlite").await }
             #[tokio::test] async fn codes_follow_the_configured_length() { super::codes_follow_the_configured_length("sqlite").await }
@@ -1328,6 +1349,7 @@ macro_rules! both_backends {
             #[tokio::test] async fn disabled_signup() { super::disabled_signup("postgres").await }
             #[tokio::test] async fn start_is_rate_limited_per_ip_with_headers() { super::start_is_rate_limited_per_ip_with_headers("postgres").await }
             #[tokio::test] async fn start_is_rate_limited_per_identifier() { super::start_is_rate_limited_per_identifier("postgres").await }
+            #[tokio::test] async fn token_endpoint_is_rate_limited_per_ip() { super::token_endpoint_is_rate_limited_per_ip("postgres").await }
             #[tokio::test] async fn forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies() { super::forwarded_for_is_believed_only_from_trusted_back_ends_and_proxies("postgres").await }
             #[tokio::test] async fn repeated_failures_lock_the_identity_across_codes() { super::repeated_failures_lock_the_identity_across_codes("postgres").await }
             #[tokio::test] async fn codes_follow_the_configured_length() { super::codes_follow_the_configured_length("postgres").await }

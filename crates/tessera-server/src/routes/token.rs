@@ -21,6 +21,7 @@ use tessera_store::{RefreshUse, SignIn};
 use crate::clientauth::{self, Endpoint};
 use crate::config::ApiConfig;
 use crate::error::ApiError;
+use crate::limits;
 use crate::params::Params;
 use crate::routes::{no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
@@ -32,6 +33,18 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let rl = &st.rate_limits;
+    let ip = meta
+        .ip
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    limits::enforce(
+        &st,
+        &format!("token:ip:{ip}"),
+        rl.token_per_ip,
+        rl.token_per_ip_window_secs,
+    )
+    .await?;
     let p = parse_body(&body, "invalid_request")?;
     let grant_type = req_str(&p, "grant_type")?;
     let client = clientauth::authenticate(&st, &headers, &p, Endpoint::Token).await?;
