@@ -89,6 +89,16 @@ pub struct RequestMeta {
     pub language: Option<String>,
 }
 
+impl RequestMeta {
+    /// The client address as a rate-limit key part (`unknown` when there is none, as in
+    /// in-process tests).
+    pub fn ip_key(&self) -> String {
+        self.ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
 impl FromRequestParts<AppState> for RequestMeta {
     type Rejection = std::convert::Infallible;
 

@@ -60,10 +60,7 @@ pub async fn start(
     {
         meta.ip = Some(fwd);
     }
-    let ip = meta
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let ip = meta.ip_key();
     let ip_state = limits::hit(
         &st,
         &format!("start:ip:{ip}"),

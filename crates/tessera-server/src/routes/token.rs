@@ -34,10 +34,7 @@ pub async fn token(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let rl = &st.rate_limits;
-    let ip = meta
-        .ip
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let ip = meta.ip_key();
     limits::enforce(
         &st,
         &format!("token:ip:{ip}"),
