@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 pub const GRANT_PASSWORDLESS_OTP: &str = "http://auth0.com/oauth/grant-type/passwordless/otp";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+/// Tokens straight from `/authorize` (`response_type` `token`, `id_token`).
+pub const GRANT_IMPLICIT: &str = "implicit";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +51,20 @@ pub struct ClientSettings {
     /// user's IP, for rate limits. Believed only when it authenticated in the same request.
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Where `/v2/logout` may send the browser back to (exact match).
+    #[serde(default)]
+    pub allowed_logout_urls: Vec<String>,
+    /// Whether this confidential application's pages may call `/passwordless/start` from the
+    /// browser without the secret (Lock, auth0-js), from its web origins only.
+    #[serde(default)]
+    pub allow_browser_start: bool,
+    /// Whether `/co/authenticate` (embedded login with Lock or auth0-js) is allowed.
+    #[serde(default = "yes")]
+    pub cross_origin_authentication: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -76,6 +92,38 @@ impl Client {
     pub fn allows_callback(&self, redirect_uri: &str) -> bool {
         self.settings.callbacks.iter().any(|c| c == redirect_uri)
     }
+
+    /// Exact match against the allowed logout URLs.
+    pub fn allows_logout_url(&self, url: &str) -> bool {
+        self.settings.allowed_logout_urls.iter().any(|c| c == url)
+    }
+
+    /// Whether a browser on `origin` (`scheme://host[:port]`) may call this application's
+    /// endpoints: its web origins, and the origins of its callback URLs (as Auth0 allows).
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.settings.web_origins.iter().any(|o| o == origin)
+            || self
+                .settings
+                .callbacks
+                .iter()
+                .any(|c| origin_of(c).is_some_and(|o| o == origin))
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL, as a browser writes it in `Origin`.
+pub fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let lower = authority.to_ascii_lowercase();
+    let default_port = if scheme == "https" { ":443" } else { ":80" };
+    let host = lower.strip_suffix(default_port).unwrap_or(&lower);
+    Some(format!("{scheme}://{host}"))
 }
 
 #[cfg(test)]
@@ -94,6 +142,9 @@ mod tests {
                 grant_types: vec![GRANT_PASSWORDLESS_OTP.into()],
                 connections: vec!["email".into()],
                 trust_forwarded_for: false,
+                allowed_logout_urls: vec![],
+                allow_browser_start: false,
+                cross_origin_authentication: true,
             },
         }
     }
@@ -107,6 +158,14 @@ mod tests {
         assert!(!c.has_connection("sms"));
         assert!(c.is_confidential());
         assert!(c.allows_callback("https://app.example.com/callback"));
+        assert!(c.allows_origin("https://app.example.com"));
+        assert!(!c.allows_origin("https://app.example.com:444"));
+        assert!(!c.allows_origin("https://evil.example.com"));
+        assert_eq!(
+            origin_of("https://A.example.com:443/x?y"),
+            Some("https://a.example.com".into())
+        );
+        assert_eq!(origin_of("myapp://cb"), None);
         for bad in [
             "https://app.example.com/callback/",
             "https://APP.example.com/callback",

@@ -32,6 +32,21 @@ pub struct ConnectionSettings {
     pub disable_signup: bool,
     /// The operator's email template; `None` uses the built-in, translated ones.
     pub email_template: Option<EmailTemplate>,
+    /// When a magic link asks for a click before it is used (against link scanners).
+    pub magic_link_confirmation: LinkConfirmation,
+}
+
+/// When a magic link shows a one-click confirmation page instead of signing in on `GET`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkConfirmation {
+    /// Confirm unless the browser is the one that asked for the link.
+    #[default]
+    Auto,
+    /// Always confirm.
+    Always,
+    /// Never confirm: a `GET` signs in (Auth0's behaviour; scanners can burn links).
+    Never,
 }
 
 /// An operator's passwordless email, in Liquid, as Auth0 configures it per connection.
@@ -61,6 +76,7 @@ impl Default for ConnectionSettings {
             max_attempts: 3,
             disable_signup: false,
             email_template: None,
+            magic_link_confirmation: LinkConfirmation::Auto,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::rand::Random;
 pub struct ServerSecret {
     code_key: hmac::Key,
     seal_key: [u8; 32],
+    mac_key: hmac::Key,
 }
 
 impl std::fmt::Debug for ServerSecret {
@@ -46,7 +47,12 @@ impl ServerSecret {
         };
         let code_key = hmac::Key::new(hmac::HMAC_SHA256, &derive(b"tessera/v1/otp-code-hash"));
         let seal_key = derive(b"tessera/v1/seal-at-rest");
-        Ok(ServerSecret { code_key, seal_key })
+        let mac_key = hmac::Key::new(hmac::HMAC_SHA256, &derive(b"tessera/v1/mac"));
+        Ok(ServerSecret {
+            code_key,
+            seal_key,
+            mac_key,
+        })
     }
 
     /// The keyed hash of a one-time code, bound to the connection and identifier it was sent to.
@@ -56,6 +62,16 @@ impl ServerSecret {
             ctx.update(&(part.len() as u32).to_be_bytes());
             ctx.update(part.as_bytes());
         }
+        ctx.sign().as_ref().to_vec()
+    }
+
+    /// A keyed MAC of `data` for `purpose` (CSRF tokens, same-device cookies). Different
+    /// purposes never share a tag.
+    pub fn mac(&self, purpose: &str, data: &[u8]) -> Vec<u8> {
+        let mut ctx = hmac::Context::with_key(&self.mac_key);
+        ctx.update(&(purpose.len() as u32).to_be_bytes());
+        ctx.update(purpose.as_bytes());
+        ctx.update(data);
         ctx.sign().as_ref().to_vec()
     }
 

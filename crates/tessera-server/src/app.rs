@@ -117,13 +117,37 @@ pub async fn build(
 
 /// The HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let mut r = Router::new()
+    // Endpoints browser SDKs call from the application's origin.
+    let cors = Router::new()
         .route("/passwordless/start", post(routes::passwordless::start))
         .route("/oauth/token", post(routes::token::token))
         .route(
             "/userinfo",
             get(routes::userinfo::userinfo).post(routes::userinfo::userinfo),
         )
+        .route("/co/authenticate", post(routes::co::authenticate))
+        .route("/user/geoloc/country", get(routes::co::geoloc_country))
+        .route(
+            "/passwordless/challenge",
+            post(routes::co::passwordless_challenge),
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            routes::co::cors,
+        ));
+    let mut r = Router::new()
+        .merge(cors)
+        .route("/authorize", get(routes::authorize::authorize))
+        .route("/login/start", post(routes::authorize::login_start))
+        .route("/login/verify", post(routes::authorize::login_verify))
+        .route("/v2/logout", get(routes::authorize::logout))
+        .route("/oidc/logout", get(routes::authorize::logout))
+        .route(
+            "/passwordless/verify_redirect",
+            get(routes::verify::verify_redirect).post(routes::verify::verify_redirect),
+        )
+        .route("/passwordless/verify", post(routes::verify::verify))
+        .route("/client/{file}", get(routes::co::client_js))
         .route(
             "/.well-known/openid-configuration",
             get(routes::discovery::openid_configuration),
@@ -151,6 +175,10 @@ async fn observe(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let started = Instant::now();
     let mut resp = next.run(req).await;
+    let framable = resp
+        .extensions()
+        .get::<crate::authz::AllowFraming>()
+        .is_some();
     let h = resp.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -160,7 +188,9 @@ async fn observe(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !framable {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ));

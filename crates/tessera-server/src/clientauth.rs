@@ -70,6 +70,18 @@ pub async fn authenticate(
     match (client, presented) {
         (None, _) => Err(ApiError::unauthorized_client_credentials()),
         (Some(c), _) if !c.is_confidential() => Ok(c),
+        // A regular web app's own pages (Lock, auth0-js) may ask for codes without the secret
+        // when the operator allows it, from the app's web origins only.
+        (Some(c), None)
+            if matches!(endpoint, Endpoint::PasswordlessStart)
+                && c.settings.allow_browser_start
+                && headers
+                    .get(header::ORIGIN)
+                    .and_then(|o| o.to_str().ok())
+                    .is_some_and(|o| c.settings.web_origins.iter().any(|w| w == o)) =>
+        {
+            Ok(c)
+        }
         (Some(_), None) => Err(ApiError::client_auth_required()),
         (Some(c), Some(h)) => match &c.secret_hash {
             Some(stored) if ct_eq(stored, &h) => Ok(c),

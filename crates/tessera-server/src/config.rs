@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tessera_core::client::{
-    AppType, GRANT_AUTHORIZATION_CODE, GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
+    AppType, GRANT_AUTHORIZATION_CODE, GRANT_IMPLICIT, GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
 };
 use tessera_core::connection::ConnectionSettings;
 
@@ -22,6 +22,7 @@ const KNOWN_GRANTS: &[&str] = &[
     GRANT_PASSWORDLESS_OTP,
     GRANT_REFRESH_TOKEN,
     GRANT_AUTHORIZATION_CODE,
+    GRANT_IMPLICIT,
 ];
 
 #[derive(Debug, Deserialize, Default)]
@@ -92,6 +93,10 @@ pub struct RateLimitConfig {
     /// `/oauth/token` requests per client IP (every grant). Past it: `429 too_many_requests`.
     pub token_per_ip: i64,
     pub token_per_ip_window_secs: i64,
+    /// Browser endpoints per client IP: `/co/authenticate`, `/passwordless/verify`,
+    /// `/passwordless/verify_redirect` (Auth0 documents 5 a second for cross-origin login).
+    pub browser_per_ip: i64,
+    pub browser_per_ip_window_secs: i64,
 }
 
 impl Default for RateLimitConfig {
@@ -107,6 +112,8 @@ impl Default for RateLimitConfig {
             failed_attempts_window_secs: 3600,
             token_per_ip: 600,
             token_per_ip_window_secs: 60,
+            browser_per_ip: 300,
+            browser_per_ip_window_secs: 60,
         }
     }
 }
@@ -138,6 +145,11 @@ impl RateLimitConfig {
                 "token_per_ip",
                 self.token_per_ip,
                 self.token_per_ip_window_secs,
+            ),
+            (
+                "browser_per_ip",
+                self.browser_per_ip,
+                self.browser_per_ip_window_secs,
             ),
         ] {
             if limit < 0 || !(1..=30 * 86_400).contains(&window) {
@@ -250,6 +262,8 @@ pub struct EmailConnectionConfig {
     pub disable_signup: bool,
     /// The email's From, Subject and HTML body in Liquid; absent: the built-in templates.
     pub template: Option<tessera_core::connection::EmailTemplate>,
+    /// `auto`, `always` or `never`: when a magic link asks for a click before it signs in.
+    pub magic_link_confirmation: tessera_core::connection::LinkConfirmation,
 }
 
 impl Default for EmailConnectionConfig {
@@ -260,6 +274,7 @@ impl Default for EmailConnectionConfig {
             code_lifetime_secs: d.code_lifetime_secs,
             max_attempts: d.max_attempts,
             disable_signup: d.disable_signup,
+            magic_link_confirmation: d.magic_link_confirmation,
             template: None,
         }
     }
@@ -271,6 +286,12 @@ pub struct TokenConfig {
     pub id_token_lifetime_secs: i64,
     pub access_token_lifetime_secs: i64,
     pub refresh_token_lifetime_secs: i64,
+    /// Absolute lifetime of a Tessera sign-in session (the SSO cookie).
+    pub session_lifetime_secs: i64,
+    /// Lifetime of an authorization code.
+    pub authorization_code_lifetime_secs: i64,
+    /// Lifetime of a `/co/authenticate` login ticket.
+    pub login_ticket_lifetime_secs: i64,
 }
 
 impl Default for TokenConfig {
@@ -279,6 +300,9 @@ impl Default for TokenConfig {
             id_token_lifetime_secs: 36_000,
             access_token_lifetime_secs: 86_400,
             refresh_token_lifetime_secs: 30 * 86_400,
+            session_lifetime_secs: 3 * 86_400,
+            authorization_code_lifetime_secs: 60,
+            login_ticket_lifetime_secs: 120,
         }
     }
 }
@@ -310,6 +334,20 @@ pub struct AppConfig {
     /// Believe this application's `auth0-forwarded-for` header (confidential apps only).
     #[serde(default)]
     pub trust_forwarded_for: bool,
+    /// Where `/v2/logout` may return the browser to.
+    #[serde(default)]
+    pub allowed_logout_urls: Vec<String>,
+    /// Let this confidential application's pages call `/passwordless/start` from the browser
+    /// without the secret, from its web origins only.
+    #[serde(default)]
+    pub allow_browser_start: bool,
+    /// Allow `/co/authenticate` (embedded login with Lock or auth0-js).
+    #[serde(default = "default_true")]
+    pub cross_origin_authentication: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -535,9 +573,24 @@ pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> 
     for o in &app.web_origins {
         check_origin(name, o)?;
     }
+    for u in &app.allowed_logout_urls {
+        check_callback(name, u)?;
+    }
+    if app.allow_browser_start && !app.app_type.is_confidential() {
+        return Err(format!(
+            "application {name:?}: allow_browser_start is for regular_web applications; \
+             public applications may always call /passwordless/start from the browser"
+        ));
+    }
+    if app.allow_browser_start && app.web_origins.is_empty() {
+        return Err(format!(
+            "application {name:?}: allow_browser_start needs web_origins (the pages allowed to call)"
+        ));
+    }
     let grants = app.grant_types.clone().unwrap_or_else(|| {
         let mut g = vec![
             GRANT_AUTHORIZATION_CODE.to_string(),
+            GRANT_IMPLICIT.to_string(),
             GRANT_REFRESH_TOKEN.to_string(),
         ];
         if app.app_type.is_confidential() {
@@ -670,6 +723,9 @@ mod tests {
             grant_types: None,
             connections: None,
             trust_forwarded_for: false,
+            allowed_logout_urls: vec![],
+            allow_browser_start: false,
+            cross_origin_authentication: true,
         }
     }
 

@@ -2,14 +2,18 @@
 //! dev mailbox, over the store and delivery crates.
 
 pub mod app;
+pub mod authz;
 pub mod clientauth;
 pub mod config;
 pub mod error;
 pub mod files;
 pub mod keys;
 pub mod limits;
+pub mod otpcheck;
+pub mod pages;
 pub mod params;
 pub mod routes;
+pub mod session;
 pub mod settings;
 pub mod state;
 pub mod tokens;

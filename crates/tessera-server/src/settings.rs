@@ -7,8 +7,8 @@ use base64::Engine as _;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tessera_core::client::{
-    AppType, Client, ClientSettings, GRANT_AUTHORIZATION_CODE, GRANT_PASSWORDLESS_OTP,
-    GRANT_REFRESH_TOKEN,
+    AppType, Client, ClientSettings, GRANT_AUTHORIZATION_CODE, GRANT_IMPLICIT,
+    GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
 };
 use tessera_core::connection::ConnectionSettings;
 use tessera_core::crypto::sha256;
@@ -143,6 +143,7 @@ impl Settings {
             max_attempts: ec.max_attempts,
             disable_signup: ec.disable_signup,
             email_template: ec.template.clone(),
+            magic_link_confirmation: ec.magic_link_confirmation,
         };
         if let Some(t) = &email_connection.email_template {
             tessera_delivery::templates::validate(t)
@@ -212,6 +213,9 @@ impl Settings {
                     grant_types,
                     connections,
                     trust_forwarded_for: app.trust_forwarded_for,
+                    allowed_logout_urls: app.allowed_logout_urls.clone(),
+                    allow_browser_start: app.allow_browser_start,
+                    cross_origin_authentication: app.cross_origin_authentication,
                 },
             });
         }
@@ -324,9 +328,28 @@ fn check_tokens(t: &TokenConfig) -> Result<(), String> {
             t.refresh_token_lifetime_secs,
             365 * 86_400,
         ),
+        (
+            "tokens.session_lifetime_secs",
+            t.session_lifetime_secs,
+            365 * 86_400,
+        ),
     ] {
         if !(60..=max).contains(&v) {
             return Err(format!("{name} must be between 60 and {max}, not {v}"));
+        }
+    }
+    for (name, v) in [
+        (
+            "tokens.authorization_code_lifetime_secs",
+            t.authorization_code_lifetime_secs,
+        ),
+        (
+            "tokens.login_ticket_lifetime_secs",
+            t.login_ticket_lifetime_secs,
+        ),
+    ] {
+        if !(10..=600).contains(&v) {
+            return Err(format!("{name} must be between 10 and 600, not {v}"));
         }
     }
     Ok(())
@@ -345,9 +368,13 @@ fn demo_client(d: &DemoApp) -> Client {
                 GRANT_PASSWORDLESS_OTP.into(),
                 GRANT_REFRESH_TOKEN.into(),
                 GRANT_AUTHORIZATION_CODE.into(),
+                GRANT_IMPLICIT.into(),
             ],
             connections: vec!["email".into()],
             trust_forwarded_for: false,
+            allowed_logout_urls: vec!["http://localhost:5000/".into()],
+            allow_browser_start: true,
+            cross_origin_authentication: true,
         },
     }
 }

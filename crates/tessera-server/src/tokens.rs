@@ -1,6 +1,8 @@
 //! Issuing tokens: the id_token, the access token (a JWT for an API, opaque for `/userinfo`),
 //! and rotating refresh tokens. Tokens are returned once and stored only as SHA-256 digests.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use tessera_core::client::{Client, GRANT_REFRESH_TOKEN};
 use tessera_core::crypto::sha256;
@@ -34,6 +36,11 @@ pub struct Grant<'a> {
     /// Browser flows only; the OTP grant never puts a nonce in the id_token.
     pub nonce: Option<String>,
     pub refresh: Refresh,
+    /// The authorization code these tokens come from: it tags the access token and names the
+    /// refresh-token family, so a replayed code can revoke both.
+    pub grant_id: Option<String>,
+    /// Adds `at_hash` to the id_token (implicit `token id_token` responses).
+    pub at_hash: bool,
 }
 
 /// Issues the tokens and returns the `/oauth/token` JSON body.
@@ -74,6 +81,7 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
                     scope: g.scope.as_string(),
                     created_at: now,
                     expires_at: now + lifetime,
+                    grant_id: g.grant_id.clone(),
                 })
                 .await?;
             (t, lifetime)
@@ -91,6 +99,14 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
         if let Some(n) = &g.nonce {
             c.insert("nonce".into(), json!(n));
         }
+        if g.at_hash {
+            // OpenID Connect Core §3.2.2.9: the left half of the SHA-256 of the access token.
+            let digest = sha256(&access_token);
+            c.insert(
+                "at_hash".into(),
+                json!(URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])),
+            );
+        }
         c.extend(g.user.claims(&g.scope));
         body.insert(
             "id_token".into(),
@@ -101,7 +117,9 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
     let family = match g.refresh {
         Refresh::No => None,
         Refresh::IfAllowed if offline_allowed(g.client, &g.scope, g.audience) => Some((
-            hex_id(st.rng.as_ref()),
+            g.grant_id
+                .clone()
+                .unwrap_or_else(|| hex_id(st.rng.as_ref())),
             now + st.tokens.refresh_token_lifetime_secs,
         )),
         Refresh::IfAllowed => None,

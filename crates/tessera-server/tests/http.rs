@@ -187,11 +187,15 @@ async fn start_refuses_bad_input_in_auth0_shape_and_changes_nothing(h: H) {
         )
         .await;
     assert_eq!(r.err().1, "bad.request");
-    // Magic links are not served yet: say so rather than pretend.
+    // An unknown delivery method, and a link to a callback the application does not allow.
     let r = h
-        .post_json("/passwordless/start", with("send", Value::Null))
+        .post_json("/passwordless/start", with("send", json!("carrier-pigeon")))
         .await;
     assert_eq!(r.err().1, "bad.send");
+    let mut evil = with("send", json!("link"));
+    evil["authParams"] = json!({"redirect_uri": "https://evil.example/cb"});
+    let r = h.post_json("/passwordless/start", evil).await;
+    assert_eq!(r.err().1, "bad.redirect_uri");
     // None of that touched the pending code or sent anything.
     assert_eq!(h.codes_for("keep@example.com").await.len(), 1);
     assert_eq!(h.otp("keep@example.com", &code, "openid").await.status, 200);

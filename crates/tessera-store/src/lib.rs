@@ -128,6 +128,9 @@ pub trait Store: Send + Sync + 'static {
     async fn count_attempt(&self, connection: &str, identifier: &str) -> Result<Option<Challenge>>;
     /// Consumes a code; true for exactly one caller.
     async fn consume_challenge(&self, id: &str) -> Result<bool>;
+    /// Gives back the attempt counted for a correct code that was only checked, not consumed
+    /// (`/passwordless/verify`, the magic-link confirmation page).
+    async fn refund_attempt(&self, id: &str) -> Result<()>;
 
     // Users.
     async fn find_user(&self, connection: &str, identifier: &str) -> Result<Option<User>>;
@@ -161,6 +164,27 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<RefreshUse>;
     /// Revokes every refresh token of a family (after reuse is detected).
     async fn revoke_refresh_family(&self, family_id: &str, now: UnixTime) -> Result<u64>;
+
+    /// Revokes what was issued from an authorization code: the refresh-token family named by
+    /// `grant_id` and the opaque access tokens carrying it. Returns how many went.
+    async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64>;
+
+    // Browser sign-in.
+    async fn create_session(&self, session: &Session) -> Result<()>;
+    /// The live session with this digest.
+    async fn get_session(&self, id_hash: &[u8], now: UnixTime) -> Result<Option<Session>>;
+    async fn delete_session(&self, id_hash: &[u8]) -> Result<bool>;
+    async fn insert_auth_code(&self, code: &AuthCode) -> Result<()>;
+    /// Marks an authorization code used and reports what it was; exactly one caller gets
+    /// `Fresh`.
+    async fn use_auth_code(&self, code_hash: &[u8], now: UnixTime) -> Result<AuthCodeUse>;
+    async fn insert_login_ticket(&self, ticket: &LoginTicket) -> Result<()>;
+    /// Takes (deletes) a live login ticket; exactly one caller gets it.
+    async fn take_login_ticket(
+        &self,
+        ticket_hash: &[u8],
+        now: UnixTime,
+    ) -> Result<Option<LoginTicket>>;
 
     // Signing keys.
     /// The current and previous keys, newest first.

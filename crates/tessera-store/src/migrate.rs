@@ -17,6 +17,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "rate_limits",
         sql: include_str!("../migrations/sqlite/0002_rate_limits.sql"),
     },
+    Migration {
+        version: 3,
+        name: "browser",
+        sql: include_str!("../migrations/sqlite/0003_browser.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -29,6 +34,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "rate_limits",
         sql: include_str!("../migrations/postgres/0002_rate_limits.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "browser",
+        sql: include_str!("../migrations/postgres/0003_browser.sql"),
     },
 ];
 

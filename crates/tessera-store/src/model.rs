@@ -38,6 +38,9 @@ pub struct Challenge {
     pub expires_at: UnixTime,
     pub attempts: i64,
     pub max_attempts: i64,
+    /// Where the code was asked for from (shown on the magic-link confirmation page).
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// A message to deliver. `payload` is sealed with the server secret: it holds the code.
@@ -84,6 +87,64 @@ pub struct AccessToken {
     pub user_id: String,
     pub client_id: String,
     pub scope: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// The authorization code it was issued from, if any: replaying that code revokes it.
+    pub grant_id: Option<String>,
+}
+
+/// A Tessera SSO session (the `tessera_session` cookie), stored by digest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id_hash: Vec<u8>,
+    pub user_id: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// An authorization code, stored by digest, bound to its client, redirect URI and PKCE
+/// challenge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthCode {
+    pub code_hash: Vec<u8>,
+    /// Names what is issued from the code (the refresh-token family, the access tokens).
+    pub grant_id: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub audience: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    /// False after a magic link: those logins never get refresh tokens.
+    pub allow_refresh: bool,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthCodeUse {
+    /// Unused and unexpired until now; it is now marked used.
+    Fresh(AuthCode),
+    /// Used before: a replay.
+    Reused(AuthCode),
+    /// Unknown or expired.
+    Unknown,
+}
+
+/// A `/co/authenticate` login ticket, stored by digest, redeemable once at `/authorize`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginTicket {
+    pub ticket_hash: Vec<u8>,
+    pub client_id: String,
+    pub user_id: String,
+    pub connection: String,
+    pub co_id: String,
+    /// SHA-256 of the `co_verifier` the browser keeps.
+    pub verifier_hash: Vec<u8>,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
 }

@@ -8,7 +8,7 @@ use tessera_core::client::{Client, ClientSettings};
 use tessera_core::connection::{Connection, ConnectionSettings, Strategy};
 use tessera_core::user::User;
 
-use crate::{Challenge, Event, KeyStatus, RefreshToken, StoreError, StoredKey};
+use crate::{AuthCode, Challenge, Event, KeyStatus, RefreshToken, StoreError, StoredKey};
 
 pub(crate) fn client_from_row<R: Row>(r: &R) -> Result<Client, StoreError>
 where
@@ -57,6 +57,7 @@ where
     String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
     Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     Ok(Challenge {
         id: r.try_get("id")?,
@@ -70,6 +71,8 @@ where
         expires_at: r.try_get("expires_at")?,
         attempts: r.try_get("attempts")?,
         max_attempts: r.try_get("max_attempts")?,
+        ip: r.try_get("ip")?,
+        user_agent: r.try_get("user_agent")?,
     })
 }
 
@@ -156,6 +159,32 @@ where
         ip: r.try_get("ip")?,
         user_agent: r.try_get("user_agent")?,
         description: r.try_get("description")?,
+    })
+}
+
+pub(crate) fn auth_code_from_row<R: Row>(r: &R) -> Result<AuthCode, StoreError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(AuthCode {
+        code_hash: r.try_get("code_hash")?,
+        grant_id: r.try_get("grant_id")?,
+        client_id: r.try_get("client_id")?,
+        user_id: r.try_get("user_id")?,
+        redirect_uri: r.try_get("redirect_uri")?,
+        scope: r.try_get("scope")?,
+        audience: r.try_get("audience")?,
+        nonce: r.try_get("nonce")?,
+        code_challenge: r.try_get("code_challenge")?,
+        code_challenge_method: r.try_get("code_challenge_method")?,
+        allow_refresh: r.try_get("allow_refresh")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
     })
 }
 
@@ -353,6 +382,14 @@ macro_rules! sql_store {
                 Ok(r.rows_affected() == 1)
             }
 
+            async fn refund_attempt(&self, id: &str) -> $crate::Result<()> {
+                sqlx::query("UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn find_user(
                 &self,
                 connection: &str,
@@ -461,8 +498,8 @@ macro_rules! sql_store {
 
             async fn insert_access_token(&self, t: &$crate::AccessToken) -> $crate::Result<()> {
                 sqlx::query(
-                    "INSERT INTO access_tokens (token_hash, user_id, client_id, scope, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO access_tokens (token_hash, user_id, client_id, scope, created_at, expires_at, grant_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(&t.token_hash)
                 .bind(&t.user_id)
@@ -470,6 +507,7 @@ macro_rules! sql_store {
                 .bind(&t.scope)
                 .bind(t.created_at)
                 .bind(t.expires_at)
+                .bind(&t.grant_id)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -481,7 +519,7 @@ macro_rules! sql_store {
             ) -> $crate::Result<Option<$crate::AccessToken>> {
                 use sqlx::Row as _;
                 let row = sqlx::query(
-                    "SELECT token_hash, user_id, client_id, scope, created_at, expires_at \
+                    "SELECT token_hash, user_id, client_id, scope, created_at, expires_at, grant_id \
                      FROM access_tokens WHERE token_hash = $1",
                 )
                 .bind(token_hash)
@@ -495,6 +533,7 @@ macro_rules! sql_store {
                     scope: r.try_get("scope")?,
                     created_at: r.try_get("created_at")?,
                     expires_at: r.try_get("expires_at")?,
+                    grant_id: r.try_get("grant_id")?,
                 }))
             }
 
@@ -570,6 +609,179 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(r.rows_affected())
+            }
+
+            async fn revoke_grant(
+                &self,
+                grant_id: &str,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<u64> {
+                let mut tx = self.pool.begin().await?;
+                let a = sqlx::query("DELETE FROM access_tokens WHERE grant_id = $1")
+                    .bind(grant_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let r = sqlx::query(
+                    "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
+                )
+                .bind(grant_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(a + r)
+            }
+
+            async fn create_session(&self, x: &$crate::Session) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, user_id, created_at, expires_at, ip, user_agent) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&x.id_hash)
+                .bind(&x.user_id)
+                .bind(x.created_at)
+                .bind(x.expires_at)
+                .bind(&x.ip)
+                .bind(&x.user_agent)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn get_session(
+                &self,
+                id_hash: &[u8],
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<Option<$crate::Session>> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT id_hash, user_id, created_at, expires_at, ip, user_agent FROM sessions \
+                     WHERE id_hash = $1 AND expires_at > $2",
+                )
+                .bind(id_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                Ok(Some($crate::Session {
+                    id_hash: r.try_get("id_hash")?,
+                    user_id: r.try_get("user_id")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                    ip: r.try_get("ip")?,
+                    user_agent: r.try_get("user_agent")?,
+                }))
+            }
+
+            async fn delete_session(&self, id_hash: &[u8]) -> $crate::Result<bool> {
+                let r = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn insert_auth_code(&self, c: &$crate::AuthCode) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO auth_codes (code_hash, grant_id, client_id, user_id, redirect_uri, scope, \
+                     audience, nonce, code_challenge, code_challenge_method, allow_refresh, created_at, \
+                     expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&c.code_hash)
+                .bind(&c.grant_id)
+                .bind(&c.client_id)
+                .bind(&c.user_id)
+                .bind(&c.redirect_uri)
+                .bind(&c.scope)
+                .bind(&c.audience)
+                .bind(&c.nonce)
+                .bind(&c.code_challenge)
+                .bind(&c.code_challenge_method)
+                .bind(c.allow_refresh)
+                .bind(c.created_at)
+                .bind(c.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn use_auth_code(
+                &self,
+                code_hash: &[u8],
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<$crate::AuthCodeUse> {
+                let row = sqlx::query(
+                    "UPDATE auth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL \
+                     AND expires_at > $2 RETURNING code_hash, grant_id, client_id, user_id, redirect_uri, \
+                     scope, audience, nonce, code_challenge, code_challenge_method, allow_refresh, \
+                     created_at, expires_at",
+                )
+                .bind(code_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(r) = row {
+                    return Ok($crate::AuthCodeUse::Fresh($crate::sql::auth_code_from_row(&r)?));
+                }
+                let row = sqlx::query(
+                    "SELECT code_hash, grant_id, client_id, user_id, redirect_uri, scope, audience, \
+                     nonce, code_challenge, code_challenge_method, allow_refresh, created_at, expires_at \
+                     FROM auth_codes WHERE code_hash = $1 AND used_at IS NOT NULL",
+                )
+                .bind(code_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(r) => $crate::AuthCodeUse::Reused($crate::sql::auth_code_from_row(&r)?),
+                    None => $crate::AuthCodeUse::Unknown,
+                })
+            }
+
+            async fn insert_login_ticket(&self, t: &$crate::LoginTicket) -> $crate::Result<()> {
+                sqlx::query(
+                    "INSERT INTO login_tickets (ticket_hash, client_id, user_id, connection, co_id, \
+                     verifier_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&t.ticket_hash)
+                .bind(&t.client_id)
+                .bind(&t.user_id)
+                .bind(&t.connection)
+                .bind(&t.co_id)
+                .bind(&t.verifier_hash)
+                .bind(t.created_at)
+                .bind(t.expires_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn take_login_ticket(
+                &self,
+                ticket_hash: &[u8],
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<Option<$crate::LoginTicket>> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "DELETE FROM login_tickets WHERE ticket_hash = $1 AND expires_at > $2 RETURNING \
+                     ticket_hash, client_id, user_id, connection, co_id, verifier_hash, created_at, expires_at",
+                )
+                .bind(ticket_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(r) = row else { return Ok(None) };
+                Ok(Some($crate::LoginTicket {
+                    ticket_hash: r.try_get("ticket_hash")?,
+                    client_id: r.try_get("client_id")?,
+                    user_id: r.try_get("user_id")?,
+                    connection: r.try_get("connection")?,
+                    co_id: r.try_get("co_id")?,
+                    verifier_hash: r.try_get("verifier_hash")?,
+                    created_at: r.try_get("created_at")?,
+                    expires_at: r.try_get("expires_at")?,
+                }))
             }
 
             async fn signing_keys(&self) -> $crate::Result<Vec<$crate::StoredKey>> {
@@ -769,6 +981,10 @@ macro_rules! sql_store {
                     ("DELETE FROM access_tokens WHERE expires_at < $1", now),
                     ("DELETE FROM refresh_tokens WHERE expires_at < $1", now),
                     ("DELETE FROM rate_limits WHERE expires_at < $1", now),
+                    ("DELETE FROM sessions WHERE expires_at < $1", now),
+                    // Used codes are kept a day so a replay is still recognised and revokes.
+                    ("DELETE FROM auth_codes WHERE expires_at < $1", now - 86_400),
+                    ("DELETE FROM login_tickets WHERE expires_at < $1", now),
                 ] {
                     n += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
                 }
@@ -806,7 +1022,7 @@ macro_rules! const_format_challenge_returning {
         concat!(
             $stmt,
             "id, connection, identifier, client_id, code_hash, send, auth_params, created_at, \
-             expires_at, attempts, max_attempts"
+             expires_at, attempts, max_attempts, ip, user_agent"
         )
     };
 }

@@ -65,6 +65,9 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
             grant_types: vec!["refresh_token".into()],
             connections: vec!["email".into()],
             trust_forwarded_for: false,
+            allowed_logout_urls: vec![],
+            allow_browser_start: false,
+            cross_origin_authentication: true,
         },
     };
     s.upsert_client(&c, 1).await.unwrap();
@@ -295,6 +298,7 @@ async fn tokens_are_found_by_hash_and_refresh_tokens_detect_reuse(s: &dyn Store)
         scope: "openid".into(),
         created_at: 1,
         expires_at: 100,
+        grant_id: None,
     };
     s.insert_access_token(&at).await.unwrap();
     assert_eq!(
@@ -584,6 +588,7 @@ async fn events_and_purge(s: &dyn Store) {
         scope: "".into(),
         created_at: 1,
         expires_at: 50,
+        grant_id: None,
     })
     .await
     .unwrap();
@@ -600,12 +605,143 @@ async fn events_and_purge(s: &dyn Store) {
     assert!(s.count_attempt("email", "a@x.io").await.unwrap().is_none());
 }
 
+async fn sessions_codes_and_tickets_are_single_use(s: &dyn Store) {
+    // Sessions: found while live, gone after delete.
+    let sess = Session {
+        id_hash: vec![7; 32],
+        user_id: "email|u".into(),
+        created_at: 10,
+        expires_at: 100,
+        ip: Some("127.0.0.1".into()),
+        user_agent: Some("UA".into()),
+    };
+    s.create_session(&sess).await.unwrap();
+    assert_eq!(
+        s.get_session(&[7; 32], 50).await.unwrap(),
+        Some(sess.clone())
+    );
+    assert_eq!(s.get_session(&[7; 32], 100).await.unwrap(), None, "expired");
+    assert!(s.delete_session(&[7; 32]).await.unwrap());
+    assert_eq!(s.get_session(&[7; 32], 50).await.unwrap(), None);
+
+    // Authorization codes: one Fresh, then Reused; expired ones are Unknown.
+    let code = AuthCode {
+        code_hash: vec![8; 32],
+        grant_id: "g1".into(),
+        client_id: "app".into(),
+        user_id: "email|u".into(),
+        redirect_uri: "https://app/cb".into(),
+        scope: "openid".into(),
+        audience: None,
+        nonce: Some("n".into()),
+        code_challenge: Some("ch".into()),
+        code_challenge_method: Some("S256".into()),
+        allow_refresh: false,
+        created_at: 10,
+        expires_at: 100,
+    };
+    s.insert_auth_code(&code).await.unwrap();
+    assert!(
+        matches!(
+            s.use_auth_code(&[8; 32], 100).await.unwrap(),
+            AuthCodeUse::Unknown
+        ),
+        "expired"
+    );
+    match s.use_auth_code(&[8; 32], 50).await.unwrap() {
+        AuthCodeUse::Fresh(c) => assert_eq!(c, code),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        s.use_auth_code(&[8; 32], 51).await.unwrap(),
+        AuthCodeUse::Reused(c) if c.grant_id == "g1"
+    ));
+    assert!(matches!(
+        s.use_auth_code(&[9; 32], 51).await.unwrap(),
+        AuthCodeUse::Unknown
+    ));
+
+    // Revoking a grant removes its access tokens and revokes its refresh family only.
+    for (h, g) in [(1u8, Some("g1")), (2, Some("g2")), (3, None)] {
+        s.insert_access_token(&AccessToken {
+            token_hash: vec![h; 32],
+            user_id: "email|u".into(),
+            client_id: "app".into(),
+            scope: "openid".into(),
+            created_at: 1,
+            expires_at: 1000,
+            grant_id: g.map(str::to_string),
+        })
+        .await
+        .unwrap();
+    }
+    s.insert_refresh_token(&RefreshToken {
+        token_hash: vec![4; 32],
+        family_id: "g1".into(),
+        user_id: "email|u".into(),
+        client_id: "app".into(),
+        scope: "openid offline_access".into(),
+        audience: None,
+        created_at: 1,
+        expires_at: 1000,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.revoke_grant("g1", 60).await.unwrap(), 2);
+    assert!(s.find_access_token(&[1; 32]).await.unwrap().is_none());
+    assert!(s.find_access_token(&[2; 32]).await.unwrap().is_some());
+    assert!(s.find_access_token(&[3; 32]).await.unwrap().is_some());
+    assert!(matches!(
+        s.use_refresh_token(&[4; 32], "app", 61).await.unwrap(),
+        RefreshUse::Reused(_)
+    ));
+
+    // Login tickets: taken once, never after expiry.
+    let t = LoginTicket {
+        ticket_hash: vec![5; 32],
+        client_id: "app".into(),
+        user_id: "email|u".into(),
+        connection: "email".into(),
+        co_id: "co".into(),
+        verifier_hash: vec![6; 32],
+        created_at: 10,
+        expires_at: 100,
+    };
+    s.insert_login_ticket(&t).await.unwrap();
+    assert_eq!(s.take_login_ticket(&[5; 32], 100).await.unwrap(), None);
+    assert_eq!(s.take_login_ticket(&[5; 32], 50).await.unwrap(), Some(t));
+    assert_eq!(s.take_login_ticket(&[5; 32], 50).await.unwrap(), None);
+}
+
+async fn a_checked_code_gets_its_attempt_back(s: &dyn Store) {
+    s.issue_challenge(&challenge("c1", "r@x.io", 1), &message("m1", 1))
+        .await
+        .unwrap();
+    let c = s.count_attempt("email", "r@x.io").await.unwrap().unwrap();
+    assert_eq!(c.attempts, 1);
+    assert_eq!(c.ip.as_deref(), Some("127.0.0.1"));
+    s.refund_attempt(&c.id).await.unwrap();
+    s.refund_attempt(&c.id).await.unwrap(); // never below zero
+    let c = s.count_attempt("email", "r@x.io").await.unwrap().unwrap();
+    assert_eq!(c.attempts, 1);
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
             use super::*;
             const B: &str = stringify!($backend);
 
+            #[tokio::test]
+            async fn sessions_codes_and_tickets_are_single_use() {
+                let (s, _db) = open(B).await;
+                super::sessions_codes_and_tickets_are_single_use(&*s).await
+            }
+            #[tokio::test]
+            async fn a_checked_code_gets_its_attempt_back() {
+                let (s, _db) = open(B).await;
+                super::a_checked_code_gets_its_attempt_back(&*s).await
+            }
             #[tokio::test]
             async fn migrations_are_idempotent() {
                 let (s, _db) = open(B).await;

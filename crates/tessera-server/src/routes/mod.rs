@@ -1,10 +1,13 @@
 //! HTTP routes, by surface.
 
+pub mod authorize;
+pub mod co;
 pub mod dev;
 pub mod discovery;
 pub mod passwordless;
 pub mod token;
 pub mod userinfo;
+pub mod verify;
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};

@@ -126,12 +126,7 @@ async fn start_checked(
     .await?;
     let connection = connection_for(st, &p, &client).await?;
     let send = match p.str("send") {
-        Ok(None) | Ok(Some("link")) => {
-            return Err(ApiError::bad_request(
-                "bad.send",
-                "Magic links (send: \"link\") are not available yet on this server; use send: \"code\"",
-            ));
-        }
+        Ok(None) | Ok(Some("link")) => "link",
         Ok(Some("code")) => "code",
         _ => {
             return Err(ApiError::bad_request(
@@ -140,7 +135,7 @@ async fn start_checked(
             ));
         }
     };
-    let auth_params = match p.get("authParams") {
+    let mut auth_params = match p.get("authParams") {
         None => json!({}),
         Some(v @ Value::Object(_)) => v.clone(),
         Some(v) => {
@@ -158,6 +153,9 @@ async fn start_checked(
             "bad.connection",
             "Invalid connection strategy. It must either be a passwordless connection",
         ));
+    }
+    if send == "link" {
+        link_params(&client, &mut auth_params)?;
     }
     let email = match p.str("email") {
         Ok(None) => {
@@ -202,8 +200,7 @@ async fn start_checked(
         issue_code(
             st,
             meta,
-            &client.client_id,
-            &client.settings.name,
+            &client,
             &connection,
             &email,
             &id,
@@ -221,6 +218,81 @@ async fn start_checked(
         "email": email.as_str(),
         "email_verified": false,
     })))
+}
+
+/// Checks what a magic link will carry: `redirect_uri` must be an allowed callback (the
+/// application's only one when absent), `response_type` defaults to `code`, and every value
+/// must be a string.
+fn link_params(client: &Client, auth_params: &mut Value) -> Result<(), ApiError> {
+    let Value::Object(map) = auth_params else {
+        return Ok(());
+    };
+    for (k, v) in map.iter_mut() {
+        match v {
+            Value::String(_) => {}
+            Value::Number(n) => *v = Value::String(n.to_string()),
+            Value::Bool(b) => *v = Value::String(b.to_string()),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "bad.authParams",
+                    format!("error in authParams - {k} must be a string"),
+                ));
+            }
+        }
+    }
+    match map.get("redirect_uri").and_then(Value::as_str) {
+        Some(r) if client.allows_callback(r) => {}
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "bad.redirect_uri",
+                "The redirect_uri is not in the list of allowed callback URLs",
+            ));
+        }
+        None => match client.settings.callbacks.as_slice() {
+            [only] => {
+                map.insert("redirect_uri".into(), Value::String(only.clone()));
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "bad.redirect_uri",
+                    "authParams.redirect_uri is required for magic links",
+                ));
+            }
+        },
+    }
+    map.entry("response_type")
+        .or_insert_with(|| Value::String("code".into()));
+    map.entry("scope")
+        .or_insert_with(|| Value::String("openid".into()));
+    Ok(())
+}
+
+/// The magic link: `verify_redirect` with the stored authParams and the code.
+fn magic_link(
+    issuer: &str,
+    auth_params: &Value,
+    code: &str,
+    connection: &str,
+    client_id: &str,
+    email: &str,
+) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    if let Value::Object(map) = auth_params {
+        for (k, v) in map {
+            let reserved = ["verification_code", "connection", "client_id", "email"];
+            if let (Some(v), false) = (v.as_str(), reserved.contains(&k.as_str())) {
+                ser.append_pair(k, v);
+            }
+        }
+    }
+    ser.append_pair("verification_code", code);
+    ser.append_pair("connection", connection);
+    ser.append_pair("client_id", client_id);
+    ser.append_pair("email", email);
+    format!(
+        "{issuer}passwordless/verify_redirect?{}",
+        ser.finish().replace('+', "%20")
+    )
 }
 
 async fn connection_for(
@@ -258,12 +330,12 @@ async fn connection_for(
     Ok(conn)
 }
 
+/// Stores a new code for `email` and queues its message (a code or a magic link).
 #[allow(clippy::too_many_arguments)]
-async fn issue_code(
+pub async fn issue_code(
     st: &AppState,
     meta: &RequestMeta,
-    client_id: &str,
-    app_name: &str,
+    client: &Client,
     connection: &Connection,
     email: &EmailAddress,
     id: &str,
@@ -272,7 +344,19 @@ async fn issue_code(
 ) -> Result<(), ApiError> {
     let now = st.now();
     let s = &connection.settings;
+    let client_id = client.client_id.as_str();
+    let app_name = client.settings.name.as_str();
     let code = otp::generate(st.rng.as_ref(), s.code_length);
+    let link = (send == "link").then(|| {
+        magic_link(
+            &st.issuer,
+            auth_params,
+            &code,
+            &connection.name,
+            client_id,
+            email.as_str(),
+        )
+    });
     let expires_at = now + s.code_lifetime_secs;
     let domain = st
         .issuer
@@ -282,7 +366,7 @@ async fn issue_code(
         .unwrap_or("tessera");
     let vars = EmailVars {
         code: code.clone(),
-        link: None,
+        link,
         send: send.to_string(),
         application_name: app_name.to_string(),
         client_id: client_id.to_string(),

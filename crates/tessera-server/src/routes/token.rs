@@ -1,4 +1,5 @@
-//! `POST /oauth/token`: the passwordless OTP grant and the refresh-token grant.
+//! `POST /oauth/token`: the passwordless OTP grant, the authorization-code grant and the
+//! refresh-token grant.
 //!
 //! Steps: parse → authenticate the client → check the grant is enabled → run the grant →
 //! issue tokens. The error bodies are Auth0's, word for word.
@@ -8,20 +9,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
-use tessera_core::client::{Client, GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN};
-use tessera_core::connection::Strategy;
+use tessera_core::client::{
+    Client, GRANT_AUTHORIZATION_CODE, GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
+};
 use tessera_core::crypto::sha256;
-use tessera_core::email::EmailAddress;
-use tessera_core::otp::{self, PendingCode, Verdict};
-use tessera_core::rand::hex_id;
 use tessera_core::scope::Scope;
-use tessera_core::user::User;
-use tessera_store::{RefreshUse, SignIn};
+use tessera_store::{AuthCodeUse, RefreshUse};
 
 use crate::clientauth::{self, Endpoint};
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::limits;
+use crate::otpcheck::{self, Accept, Mode};
 use crate::params::Params;
 use crate::routes::{no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
@@ -45,7 +44,11 @@ pub async fn token(
     let p = parse_body(&body, "invalid_request")?;
     let grant_type = req_str(&p, "grant_type")?;
     let client = clientauth::authenticate(&st, &headers, &p, Endpoint::Token).await?;
-    let known = [GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN];
+    let known = [
+        GRANT_PASSWORDLESS_OTP,
+        GRANT_REFRESH_TOKEN,
+        GRANT_AUTHORIZATION_CODE,
+    ];
     if !known.contains(&grant_type.as_str()) {
         return Err(ApiError::bad_request(
             "unsupported_grant_type",
@@ -65,6 +68,7 @@ pub async fn token(
     }
     let body = match grant_type.as_str() {
         GRANT_PASSWORDLESS_OTP => otp_grant(&st, &meta, &client, &p).await?,
+        GRANT_AUTHORIZATION_CODE => code_grant(&st, &meta, &client, &p).await?,
         _ => refresh_grant(&st, &meta, &client, &p).await?,
     };
     Ok(no_store_json(body))
@@ -135,123 +139,22 @@ async fn otp_grant(
             "the connection was disabled",
         ));
     }
-    let wrong = match connection.strategy {
-        Strategy::Email => "Wrong email or verification code.",
-        Strategy::Sms => "Wrong phone number or verification code.",
-    };
-    let conn_name = connection.name.as_str();
-    let rl = &st.rate_limits;
-    // An identifier that cannot be valid has no code: same answer as a wrong code.
-    let Ok(email) = EmailAddress::parse(&username) else {
-        fail_event(st, meta, client, conn_name, "invalid identifier").await;
-        return Err(invalid_grant(wrong));
-    };
-    let identifier = email.as_str();
-    // Failures for one identity are counted across all its codes; past the limit, no code is
-    // even looked at until the window ends.
-    let fail_key = format!("fail:{conn_name}:{identifier}");
-    if rl.failed_attempts_per_identifier > 0 {
-        let w = st
-            .store
-            .peek_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
-            .await?;
-        if w.count >= rl.failed_attempts_per_identifier {
-            st.event("limit_wc", meta, |e| {
-                e.client_id = Some(client.client_id.clone());
-                e.connection = Some(conn_name.to_string());
-                e.description = "Too many failed codes for one identity: attempts blocked".into();
-            })
-            .await;
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "We have detected suspicious login behavior and further attempts will be blocked. Please contact the administrator.",
-            ));
-        }
-    }
-    let fail = |reason: &'static str, desc: &'static str| {
-        let fail_key = fail_key.clone();
-        async move {
-            fail_event(st, meta, client, conn_name, reason).await;
-            if rl.failed_attempts_per_identifier > 0
-                && let Err(e) = st
-                    .store
-                    .hit_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
-                    .await
-            {
-                return ApiError::from(e);
-            }
-            invalid_grant(desc)
-        }
-    };
-    let presented = st.secret.hash_code(&connection.name, identifier, &code);
-    let Some(ch) = st.store.count_attempt(&connection.name, identifier).await? else {
-        return Err(fail("no code pending", wrong).await);
-    };
-    let pending = PendingCode {
-        code_hash: ch.code_hash.clone(),
-        client_id: ch.client_id.clone(),
-        expires_at: ch.expires_at,
-        attempts: ch.attempts,
-        max_attempts: ch.max_attempts,
-    };
-    match otp::judge(&pending, &client.client_id, &presented, st.now()) {
-        Verdict::TooManyAttempts => {
-            return Err(fail(
-                "too many attempts",
-                "You've reached the maximum number of attempts. Please try to login again.",
-            )
-            .await);
-        }
-        Verdict::Expired => {
-            return Err(fail(
-                "code expired",
-                "The verification code has expired. Please try to login again.",
-            )
-            .await);
-        }
-        Verdict::Wrong => return Err(fail("wrong code", wrong).await),
-        Verdict::Accepted if ch.send != "code" => {
-            return Err(fail("link code used as OTP", wrong).await);
-        }
-        Verdict::Accepted => {}
-    }
-    if !st.store.consume_challenge(&ch.id).await? {
-        return Err(fail("code already used", wrong).await);
-    }
-    let candidate = User::new_email_user(
-        &hex_id(st.rng.as_ref()),
-        &connection.name,
-        identifier,
-        st.now(),
-    );
-    let user = match st
-        .store
-        .sign_in(
-            &candidate,
-            identifier,
-            !connection.settings.disable_signup,
-            st.now(),
-        )
+    let strategy = connection.strategy;
+    let ch = otpcheck::check(
+        st,
+        meta,
+        client,
+        &connection,
+        &username,
+        &code,
+        Mode::Consume,
+        Accept::CodesOnly,
+    )
+    .await?
+    .map_err(|f| f.token_error(strategy))?;
+    let user = otpcheck::sign_in(st, meta, client, &connection, &ch, "passwordless OTP")
         .await?
-    {
-        SignIn::Ok { user, .. } => user,
-        SignIn::Blocked => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "user is blocked",
-            ));
-        }
-        SignIn::SignupDisabled => return Err(fail("sign-up disabled", wrong).await),
-    };
-    st.event("s", meta, |e| {
-        e.client_id = Some(client.client_id.clone());
-        e.connection = Some(connection.name.clone());
-        e.user_id = Some(user.user_id.clone());
-        e.description = "Successful login (passwordless OTP)".into();
-    })
-    .await;
+        .map_err(|f| f.token_error(strategy))?;
     tokens::issue(
         st,
         Grant {
@@ -261,24 +164,94 @@ async fn otp_grant(
             audience: api,
             nonce: None,
             refresh: Refresh::IfAllowed,
+            grant_id: None,
+            at_hash: false,
         },
     )
     .await
 }
 
-async fn fail_event(
+/// The authorization-code grant: the code is single-use, short-lived, and bound to the
+/// client, the redirect URI and the PKCE challenge. A replayed code revokes what was issued
+/// from it (RFC 6749 §4.1.2, RFC 9700 §4.5).
+async fn code_grant(
     st: &AppState,
     meta: &RequestMeta,
     client: &Client,
-    connection: &str,
-    reason: &str,
-) {
-    st.event("f", meta, |e| {
-        e.client_id = Some(client.client_id.clone());
-        e.connection = Some(connection.to_string());
-        e.description = reason.into();
-    })
-    .await;
+    p: &Params,
+) -> Result<serde_json::Value, ApiError> {
+    const INVALID: &str = "Invalid authorization code";
+    let code = req_str(p, "code")?;
+    let redirect_uri = opt_str(p, "redirect_uri")?;
+    let verifier = opt_str(p, "code_verifier")?;
+    let now = st.now();
+    let record = match st.store.use_auth_code(&sha256(&code), now).await? {
+        AuthCodeUse::Fresh(c) => c,
+        AuthCodeUse::Reused(c) => {
+            let revoked = st.store.revoke_grant(&c.grant_id, now).await?;
+            tracing::warn!(client_id = %c.client_id, revoked, "authorization code replayed; its tokens were revoked");
+            st.event("fecte", meta, |e| {
+                e.client_id = Some(c.client_id.clone());
+                e.user_id = Some(c.user_id.clone());
+                e.description =
+                    "Authorization code replayed: the tokens issued from it were revoked".into();
+            })
+            .await;
+            return Err(invalid_grant(INVALID));
+        }
+        AuthCodeUse::Unknown => return Err(invalid_grant(INVALID)),
+    };
+    if record.client_id != client.client_id {
+        // Someone else's code: it is burnt now, and what it gave is revoked.
+        st.store.revoke_grant(&record.grant_id, now).await?;
+        return Err(invalid_grant(INVALID));
+    }
+    if redirect_uri.as_deref() != Some(record.redirect_uri.as_str()) {
+        return Err(invalid_grant(
+            "The redirect_uri does not match the one the authorization code was issued to.",
+        ));
+    }
+    match (&record.code_challenge, &verifier) {
+        (Some(challenge), Some(v)) => {
+            let method = record.code_challenge_method.as_deref().unwrap_or("plain");
+            if !crate::authz::pkce_matches(challenge, method, v) {
+                return Err(invalid_grant("Failed to verify code verifier"));
+            }
+        }
+        (Some(_), None) => return Err(invalid_grant("Failed to verify code verifier")),
+        (None, Some(_)) => return Err(invalid_grant("Failed to verify code verifier")),
+        (None, None) if !client.is_confidential() => {
+            // Codes for public clients always carry a challenge (checked at /authorize).
+            return Err(invalid_grant(INVALID));
+        }
+        (None, None) => {}
+    }
+    let user = match st.store.get_user(&record.user_id).await? {
+        Some(u) if !u.blocked => u,
+        _ => return Err(invalid_grant(INVALID)),
+    };
+    let api = match &record.audience {
+        Some(a) => Some(st.api(a).ok_or_else(|| invalid_grant(INVALID))?),
+        None => None,
+    };
+    tokens::issue(
+        st,
+        Grant {
+            user: &user,
+            client,
+            scope: Scope::parse(&record.scope),
+            audience: api,
+            nonce: record.nonce.clone(),
+            refresh: if record.allow_refresh {
+                Refresh::IfAllowed
+            } else {
+                Refresh::No
+            },
+            grant_id: Some(record.grant_id.clone()),
+            at_hash: false,
+        },
+    )
+    .await
 }
 
 async fn refresh_grant(
@@ -355,6 +328,8 @@ async fn refresh_grant(
                 family_id: record.family_id,
                 expires_at: record.expires_at,
             },
+            grant_id: None,
+            at_hash: false,
         },
     )
     .await

@@ -96,6 +96,22 @@ app_type = "regular_web"
 grant_types = ["authorization_code"]
 
 [[applications]]
+name = "Embedded"
+client_id = "embedded"
+client_secret = "embedded-secret-embedded-secret-embedded-01"
+app_type = "regular_web"
+callbacks = ["https://embedded.example.com/callback"]
+web_origins = ["https://embedded.example.com"]
+allowed_logout_urls = ["https://embedded.example.com/"]
+allow_browser_start = true
+
+[[applications]]
+name = "Public Browser App"
+client_id = "pub"
+app_type = "spa"
+callbacks = ["https://pub.example.com/cb"]
+
+[[applications]]
 name = "No Connection"
 client_id = "noconn"
 client_secret = "noconn-secret-noconn-secret-noconn-secret"
@@ -210,6 +226,48 @@ impl H {
             b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
         self.call(b.body(Body::empty()).unwrap()).await
+    }
+
+    /// A request with extra headers (cookies, origin), as if from 127.0.0.1.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<String>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut req = b.body(Body::from(body.into())).unwrap();
+        let addr: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(addr));
+        self.call(req).await
+    }
+
+    /// Runs the outbox worker once and returns every magic link mailed to `to`, oldest first.
+    pub async fn links_for(&self, to: &str) -> Vec<String> {
+        self.worker.run_once().await.unwrap();
+        let mailbox = self.st.mailer.dev_mailbox().expect("dev mailbox");
+        let mut links: Vec<String> = mailbox
+            .messages()
+            .into_iter()
+            .filter(|m| m.to == to)
+            .filter_map(|m| {
+                let start = m
+                    .text
+                    .find("http://localhost:3000/passwordless/verify_redirect?")?;
+                let rest = &m.text[start..];
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == ')' || c == '>')
+                    .unwrap_or(rest.len());
+                Some(rest[..end].to_string())
+            })
+            .collect();
+        links.reverse();
+        links
     }
 
     /// `/passwordless/start` for the regular web app, sending a code.

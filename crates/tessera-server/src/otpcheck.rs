@@ -1,0 +1,252 @@
+//! Checking a one-time code, shared by every endpoint that takes one: the OTP grant,
+//! `/co/authenticate`, `/passwordless/verify`, `/passwordless/verify_redirect` and the hosted
+//! login page. Each endpoint words the failures its own way; the rules are the same
+//! everywhere:
+//! - failures for one identity are counted across all its codes, and past the limit no code is
+//!   even looked at until the window ends;
+//! - an attempt is counted (committed) before the code is compared;
+//! - a code is bound to the application that asked for it, and only the newest one is live;
+//! - consuming is a `DELETE` with one winner. A check that does not consume gives the attempt
+//!   back when the code was right.
+
+use axum::http::StatusCode;
+use tessera_core::client::Client;
+use tessera_core::connection::{Connection, Strategy};
+use tessera_core::email::EmailAddress;
+use tessera_core::otp::{self, PendingCode, Verdict};
+use tessera_core::rand::hex_id;
+use tessera_core::user::User;
+use tessera_store::{Challenge, SignIn};
+
+use crate::error::ApiError;
+use crate::state::{AppState, RequestMeta};
+
+/// Why a code was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Wrong code, no code pending, an unusable identifier, or sign-up closed: one answer.
+    Wrong,
+    Expired,
+    TooManyAttempts,
+    /// Too many failures for this identity in the window.
+    LockedOut,
+    Blocked,
+}
+
+impl Failure {
+    /// Auth0's text for this failure.
+    pub fn description(self, strategy: Strategy) -> &'static str {
+        match self {
+            Failure::Wrong => match strategy {
+                Strategy::Email => "Wrong email or verification code.",
+                Strategy::Sms => "Wrong phone number or verification code.",
+            },
+            Failure::Expired => "The verification code has expired. Please try to login again.",
+            Failure::TooManyAttempts => {
+                "You've reached the maximum number of attempts. Please try to login again."
+            }
+            Failure::LockedOut => {
+                "We have detected suspicious login behavior and further attempts will be blocked. Please contact the administrator."
+            }
+            Failure::Blocked => "user is blocked",
+        }
+    }
+
+    /// The `/oauth/token` answer.
+    pub fn token_error(self, strategy: Strategy) -> ApiError {
+        let d = self.description(strategy);
+        match self {
+            Failure::LockedOut => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", d)
+            }
+            Failure::Blocked => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", d),
+            _ => ApiError::new(StatusCode::FORBIDDEN, "invalid_grant", d),
+        }
+    }
+
+    /// The answer of the browser endpoints (`/co/authenticate`, `/passwordless/verify`).
+    pub fn browser_error(self, strategy: Strategy) -> ApiError {
+        let d = self.description(strategy);
+        match self {
+            Failure::LockedOut => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", d)
+            }
+            Failure::Blocked => {
+                ApiError::new(StatusCode::FORBIDDEN, "blocked_user", "Blocked user")
+            }
+            _ => ApiError::new(StatusCode::FORBIDDEN, "access_denied", d),
+        }
+    }
+
+    /// The OAuth error code for a redirect back to the application.
+    pub fn oauth_error(self) -> &'static str {
+        match self {
+            Failure::Expired => "unauthorized",
+            _ => "access_denied",
+        }
+    }
+}
+
+/// Whether a right code is used up, or only checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Consume,
+    Check,
+}
+
+/// Which codes an endpoint takes: typed ones only, or links too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    CodesOnly,
+    CodesAndLinks,
+}
+
+/// The normalised identifier for a connection, or `None` when it cannot be valid.
+pub fn identifier(connection: &Connection, raw: &str) -> Option<String> {
+    match connection.strategy {
+        Strategy::Email => EmailAddress::parse(raw)
+            .ok()
+            .map(|e| e.as_str().to_string()),
+        Strategy::Sms => None,
+    }
+}
+
+/// Checks `code` for `raw_identifier` on `connection`, for `client`. On success the challenge is
+/// returned (consumed in [`Mode::Consume`]).
+#[allow(clippy::too_many_arguments)]
+pub async fn check(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &Connection,
+    raw_identifier: &str,
+    code: &str,
+    mode: Mode,
+    accept: Accept,
+) -> Result<Result<Challenge, Failure>, ApiError> {
+    let conn_name = connection.name.as_str();
+    let rl = &st.rate_limits;
+    let Some(identifier) = identifier(connection, raw_identifier) else {
+        fail_event(st, meta, client, conn_name, "invalid identifier").await;
+        return Ok(Err(Failure::Wrong));
+    };
+    let fail_key = format!("fail:{conn_name}:{identifier}");
+    if rl.failed_attempts_per_identifier > 0 {
+        let w = st
+            .store
+            .peek_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
+            .await?;
+        if w.count >= rl.failed_attempts_per_identifier {
+            st.event("limit_wc", meta, |e| {
+                e.client_id = Some(client.client_id.clone());
+                e.connection = Some(conn_name.to_string());
+                e.description = "Too many failed codes for one identity: attempts blocked".into();
+            })
+            .await;
+            return Ok(Err(Failure::LockedOut));
+        }
+    }
+    let fail = |reason: &'static str, failure: Failure| {
+        let fail_key = fail_key.clone();
+        async move {
+            fail_event(st, meta, client, conn_name, reason).await;
+            if rl.failed_attempts_per_identifier > 0 {
+                st.store
+                    .hit_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
+                    .await?;
+            }
+            Ok::<_, ApiError>(Err(failure))
+        }
+    };
+    let presented = st.secret.hash_code(conn_name, &identifier, code);
+    let Some(ch) = st.store.count_attempt(conn_name, &identifier).await? else {
+        return fail("no code pending", Failure::Wrong).await;
+    };
+    let pending = PendingCode {
+        code_hash: ch.code_hash.clone(),
+        client_id: ch.client_id.clone(),
+        expires_at: ch.expires_at,
+        attempts: ch.attempts,
+        max_attempts: ch.max_attempts,
+    };
+    match otp::judge(&pending, &client.client_id, &presented, st.now()) {
+        Verdict::TooManyAttempts => {
+            return fail("too many attempts", Failure::TooManyAttempts).await;
+        }
+        Verdict::Expired => return fail("code expired", Failure::Expired).await,
+        Verdict::Wrong => return fail("wrong code", Failure::Wrong).await,
+        Verdict::Accepted if accept == Accept::CodesOnly && ch.send != "code" => {
+            return fail("link code used as OTP", Failure::Wrong).await;
+        }
+        Verdict::Accepted => {}
+    }
+    match mode {
+        Mode::Check => st.store.refund_attempt(&ch.id).await?,
+        Mode::Consume => {
+            if !st.store.consume_challenge(&ch.id).await? {
+                return fail("code already used", Failure::Wrong).await;
+            }
+        }
+    }
+    Ok(Ok(ch))
+}
+
+/// Signs the owner of a consumed challenge in, creating the user when sign-up is open.
+pub async fn sign_in(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &Connection,
+    ch: &Challenge,
+    how: &str,
+) -> Result<Result<User, Failure>, ApiError> {
+    let candidate = User::new_email_user(
+        &hex_id(st.rng.as_ref()),
+        &connection.name,
+        &ch.identifier,
+        st.now(),
+    );
+    let user = match st
+        .store
+        .sign_in(
+            &candidate,
+            &ch.identifier,
+            !connection.settings.disable_signup,
+            st.now(),
+        )
+        .await?
+    {
+        SignIn::Ok { user, .. } => user,
+        SignIn::Blocked => {
+            fail_event(st, meta, client, &connection.name, "blocked user").await;
+            return Ok(Err(Failure::Blocked));
+        }
+        SignIn::SignupDisabled => {
+            fail_event(st, meta, client, &connection.name, "sign-up disabled").await;
+            return Ok(Err(Failure::Wrong));
+        }
+    };
+    st.event("s", meta, |e| {
+        e.client_id = Some(client.client_id.clone());
+        e.connection = Some(connection.name.clone());
+        e.user_id = Some(user.user_id.clone());
+        e.description = format!("Successful login ({how})");
+    })
+    .await;
+    Ok(Ok(user))
+}
+
+async fn fail_event(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &str,
+    reason: &str,
+) {
+    st.event("f", meta, |e| {
+        e.client_id = Some(client.client_id.clone());
+        e.connection = Some(connection.to_string());
+        e.description = reason.into();
+    })
+    .await;
+}

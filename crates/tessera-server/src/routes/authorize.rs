@@ -1,0 +1,500 @@
+//! `GET /authorize`, the hosted login page (`POST /login/start`, `POST /login/verify`) and
+//! logout (`GET /v2/logout`, `GET /oidc/logout`).
+//!
+//! `/authorize` answers at once when it can: a login ticket from `/co/authenticate`, or a live
+//! Tessera session (SSO) unless `prompt=login`. `prompt=none` without either answers
+//! `login_required` in the requested response mode. Otherwise the browser gets Tessera's login
+//! page. The page carries the checked request sealed in a hidden field and is protected by a
+//! CSRF token bound to a cookie.
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use tessera_core::connection::Connection;
+use tessera_core::crypto::{ct_eq, sha256};
+use tessera_core::email::EmailAddress;
+use tessera_core::rand::hex_id;
+
+use crate::authz::{self, AuthError, AuthRequest};
+use crate::error::ApiError;
+use crate::limits;
+use crate::otpcheck::{self, Accept, Mode};
+use crate::pages::{self, Lang};
+use crate::params::Params;
+use crate::routes::passwordless::issue_code;
+use crate::session;
+use crate::state::{AppState, RequestMeta};
+
+fn query_params(q: Option<&str>) -> Result<Params, AuthError> {
+    Params::from_query(q).map_err(|_| {
+        AuthError::page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "The request has a malformed or repeated parameter.",
+        )
+    })
+}
+
+pub async fn authorize(
+    State(st): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let lang_hint = meta.language.clone();
+    match authorize_inner(&st, &meta, &headers, q.as_deref()).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(Lang::pick(None, lang_hint.as_deref())),
+    }
+}
+
+async fn authorize_inner(
+    st: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    q: Option<&str>,
+) -> Result<Response, AuthError> {
+    let p = query_params(q)?;
+    let (client, req) = authz::parse(st, &p).await?;
+    let target = req.target();
+
+    // Embedded login (Lock, auth0-js): the ticket from /co/authenticate, once.
+    if let Some(ticket) = p.str("login_ticket").ok().flatten() {
+        let Some(t) = st
+            .store
+            .take_login_ticket(&sha256(ticket), st.now())
+            .await?
+        else {
+            return Err(AuthError::redirect(
+                &target,
+                "access_denied",
+                "Invalid or expired login ticket",
+            ));
+        };
+        if t.client_id != client.client_id {
+            return Err(AuthError::redirect(
+                &target,
+                "access_denied",
+                "Invalid or expired login ticket",
+            ));
+        }
+        if let Some(realm) = p.str("realm").ok().flatten()
+            && realm != t.connection
+        {
+            return Err(AuthError::redirect(
+                &target,
+                "access_denied",
+                "The login ticket was issued for another connection",
+            ));
+        }
+        // The browser that ran /co/authenticate holds the verifier in a cookie.
+        let cookie = session::cookie(headers, &format!("{}{}", session::CO_PREFIX, t.co_id));
+        if !cookie.is_some_and(|v| ct_eq(&sha256(&v), &t.verifier_hash)) {
+            return Err(AuthError::redirect(
+                &target,
+                "access_denied",
+                "No verifier returned from client.",
+            ));
+        }
+        let Some(user) = st.store.get_user(&t.user_id).await?.filter(|u| !u.blocked) else {
+            return Err(AuthError::redirect(
+                &target,
+                "access_denied",
+                "Blocked user",
+            ));
+        };
+        let mut resp = authz::complete(st, &client, &req, &user, true).await?;
+        session::start(st, meta, &user, &mut resp).await?;
+        session::set_cookie(
+            st,
+            &mut resp,
+            &format!("{}{}", session::CO_PREFIX, t.co_id),
+            "",
+            0,
+        );
+        return Ok(resp);
+    }
+
+    let prompt = req.prompt.clone().unwrap_or_default();
+    let prompts: Vec<&str> = prompt.split(' ').filter(|s| !s.is_empty()).collect();
+    if prompts.contains(&"none") && prompts.len() > 1 {
+        return Err(AuthError::redirect(
+            &target,
+            "invalid_request",
+            "prompt=none cannot be combined with other values",
+        ));
+    }
+    if !prompts.contains(&"login")
+        && let Some(user) = session::current_user(st, headers).await?
+    {
+        return Ok(authz::complete(st, &client, &req, &user, true).await?);
+    }
+    if prompts.contains(&"none") {
+        return Err(AuthError::redirect(
+            &target,
+            "login_required",
+            "Login required",
+        ));
+    }
+    let email_enabled = client.has_connection("email");
+    if !email_enabled {
+        return Err(AuthError::redirect(
+            &target,
+            "invalid_request",
+            "No passwordless connection is enabled for this application",
+        ));
+    }
+    let lang = Lang::pick(req.ui_locales.as_deref(), meta.language.as_deref());
+    let (cookie, csrf, fresh) = session::csrf_token(st, headers);
+    let hint = req
+        .login_hint
+        .as_deref()
+        .and_then(|h| EmailAddress::parse(h).ok())
+        .map(|e| e.as_str().to_string())
+        .unwrap_or_default();
+    let mut resp = pages::login(
+        lang,
+        &client.settings.name,
+        &req.seal(st),
+        &csrf,
+        &hint,
+        None,
+    );
+    if fresh {
+        session::set_cookie(st, &mut resp, session::CSRF, &cookie, 86_400);
+    }
+    Ok(resp)
+}
+
+/// A hosted-page form: the sealed request, checked again, and the CSRF token.
+struct PageForm {
+    params: Params,
+    req: AuthRequest,
+    client: tessera_core::client::Client,
+    lang: Lang,
+    csrf: String,
+}
+
+async fn read_form(
+    st: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<PageForm, AuthError> {
+    let bad = |msg: &str| AuthError::page(StatusCode::BAD_REQUEST, "Invalid request", msg);
+    let params = Params::parse(body).map_err(|_| bad("The form could not be read."))?;
+    let csrf = params.str("csrf").ok().flatten().unwrap_or_default();
+    if !session::csrf_ok(st, headers, csrf) {
+        return Err(AuthError::page(
+            StatusCode::FORBIDDEN,
+            "Session expired",
+            "This page has expired or was not opened by this browser. Go back to the application and sign in again.",
+        ));
+    }
+    let sealed = params.str("req").ok().flatten().unwrap_or_default();
+    let Some(req) = AuthRequest::unseal(st, sealed) else {
+        return Err(bad("The sign-in request is missing or damaged."));
+    };
+    let Some(client) = st.store.get_client(&req.client_id).await? else {
+        return Err(bad("Unknown client."));
+    };
+    // The application may have changed since the page was shown.
+    if !client.allows_callback(&req.redirect_uri) {
+        return Err(AuthError::page(
+            StatusCode::BAD_REQUEST,
+            "Callback URL mismatch",
+            authz::CALLBACK_MISMATCH,
+        ));
+    }
+    let lang = Lang::pick(req.ui_locales.as_deref(), meta.language.as_deref());
+    Ok(PageForm {
+        csrf: csrf.to_string(),
+        params,
+        req,
+        client,
+        lang,
+    })
+}
+
+/// The `/authorize` URL that restarts this request (the "use another address" link).
+fn restart_url(req: &AuthRequest) -> String {
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in req.link_params() {
+        ser.append_pair(k, &v);
+    }
+    ser.append_pair("prompt", "login");
+    format!("/authorize?{}", ser.finish())
+}
+
+async fn email_connection(st: &AppState) -> Result<Connection, AuthError> {
+    st.store
+        .get_connection("email")
+        .await?
+        .ok_or_else(|| AuthError::Api(ApiError::internal("the email connection is missing")))
+}
+
+/// `POST /login/start`: sends a code or a link, with the limits of `/passwordless/start`.
+pub async fn login_start(
+    State(st): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fallback = Lang::pick(None, meta.language.as_deref());
+    match login_start_inner(&st, &meta, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(fallback),
+    }
+}
+
+async fn login_start_inner(
+    st: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, AuthError> {
+    let f = read_form(st, meta, headers, body).await?;
+    let sealed = f.req.seal(st);
+    let raw_email = f.params.str("email").ok().flatten().unwrap_or_default();
+    let again = |msg: &str| {
+        pages::login(
+            f.lang,
+            &f.client.settings.name,
+            &sealed,
+            &f.csrf,
+            raw_email,
+            Some(msg),
+        )
+    };
+    let Ok(email) = EmailAddress::parse(raw_email) else {
+        return Ok(again("Enter a valid email address."));
+    };
+    let send = match f.params.str("send").ok().flatten() {
+        Some("link") => "link",
+        _ => "code",
+    };
+    let rl = &st.rate_limits;
+    let ip = meta.ip_key();
+    for (key, limit, window) in [
+        (
+            format!("start:ip:{ip}"),
+            rl.start_per_ip,
+            rl.start_per_ip_window_secs,
+        ),
+        (
+            format!("start:client:{}", f.client.client_id),
+            rl.start_per_client,
+            rl.start_per_client_window_secs,
+        ),
+        (
+            format!("start:id:email:{}", email.as_str()),
+            rl.start_per_identifier,
+            rl.start_per_identifier_window_secs,
+        ),
+    ] {
+        if let Some(s) = limits::hit(st, &key, limit, window).await?
+            && s.exceeded()
+        {
+            return Ok(again(
+                "Too many attempts. Wait a few minutes, then try again.",
+            ));
+        }
+    }
+    let connection = email_connection(st).await?;
+    let id = hex_id(st.rng.as_ref());
+    let existing = st.store.find_user(&connection.name, email.as_str()).await?;
+    let deliver = match &existing {
+        Some(u) => !u.blocked,
+        None => !connection.settings.disable_signup,
+    };
+    let auth_params: Value = Value::Object(
+        f.req
+            .link_params()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), Value::String(v)))
+            .collect(),
+    );
+    if deliver {
+        issue_code(
+            st,
+            meta,
+            &f.client,
+            &connection,
+            &email,
+            &id,
+            send,
+            &auth_params,
+        )
+        .await?;
+    }
+    let restart = restart_url(&f.req);
+    let mut resp = if send == "link" {
+        pages::check_email(f.lang, email.as_str(), &restart)
+    } else {
+        pages::code(
+            f.lang,
+            &f.client.settings.name,
+            &sealed,
+            &f.csrf,
+            email.as_str(),
+            &restart,
+            None,
+        )
+    };
+    if send == "link" {
+        // This browser asked for the link: opening it here needs no confirmation.
+        session::set_cookie(
+            st,
+            &mut resp,
+            session::LINK_DEVICE,
+            &session::link_device_tag(st, &id),
+            connection.settings.code_lifetime_secs,
+        );
+    }
+    Ok(resp)
+}
+
+/// `POST /login/verify`: checks the code, signs in, and answers the application.
+pub async fn login_verify(
+    State(st): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let fallback = Lang::pick(None, meta.language.as_deref());
+    match login_verify_inner(&st, &meta, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(fallback),
+    }
+}
+
+async fn login_verify_inner(
+    st: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, AuthError> {
+    let f = read_form(st, meta, headers, body).await?;
+    let email = f.params.str("email").ok().flatten().unwrap_or_default();
+    let code = f
+        .params
+        .str("code")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .trim();
+    let connection = email_connection(st).await?;
+    let strategy = connection.strategy;
+    let restart = restart_url(&f.req);
+    let sealed = f.req.seal(st);
+    let checked = otpcheck::check(
+        st,
+        meta,
+        &f.client,
+        &connection,
+        email,
+        code,
+        Mode::Consume,
+        Accept::CodesOnly,
+    )
+    .await?;
+    let user = match checked {
+        Ok(ch) => {
+            otpcheck::sign_in(st, meta, &f.client, &connection, &ch, "hosted login page").await?
+        }
+        Err(e) => Err(e),
+    };
+    let user = match user {
+        Ok(u) => u,
+        Err(failure) => {
+            return Ok(pages::code(
+                f.lang,
+                &f.client.settings.name,
+                &sealed,
+                &f.csrf,
+                email,
+                &restart,
+                Some(failure.description(strategy)),
+            ));
+        }
+    };
+    let mut resp = authz::complete(st, &f.client, &f.req, &user, true).await?;
+    session::start(st, meta, &user, &mut resp).await?;
+    Ok(resp)
+}
+
+/// `GET /v2/logout?client_id&returnTo` (Auth0) and `GET /oidc/logout` (OpenID Connect
+/// RP-initiated logout: `post_logout_redirect_uri`, `id_token_hint`, `state`).
+pub async fn logout(
+    State(st): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    let lang = Lang::pick(None, meta.language.as_deref());
+    match logout_inner(&st, &meta, &headers, q.as_deref(), lang).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(lang),
+    }
+}
+
+async fn logout_inner(
+    st: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    q: Option<&str>,
+    lang: Lang,
+) -> Result<Response, AuthError> {
+    let p = query_params(q)?;
+    let get = |k: &str| p.str(k).ok().flatten().filter(|s| !s.is_empty());
+    let return_to = get("returnTo").or_else(|| get("post_logout_redirect_uri"));
+    let client_id = get("client_id").map(str::to_string);
+    let location = match return_to {
+        None => None,
+        Some(url) => {
+            let Some(cid) = client_id else {
+                return Err(AuthError::page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid request",
+                    "client_id is required with returnTo (or post_logout_redirect_uri)",
+                ));
+            };
+            let client = st.store.get_client(&cid).await?;
+            match client {
+                Some(c) if c.allows_logout_url(url) => {
+                    let mut u = url.to_string();
+                    if let Some(state) = get("state")
+                        && get("post_logout_redirect_uri").is_some()
+                    {
+                        let sep = if u.contains('?') { '&' } else { '?' };
+                        let enc: String =
+                            form_urlencoded::byte_serialize(state.as_bytes()).collect();
+                        u = format!("{u}{sep}state={enc}");
+                    }
+                    Some(u)
+                }
+                _ => {
+                    return Err(AuthError::page(
+                        StatusCode::BAD_REQUEST,
+                        "Logout URL mismatch",
+                        format!(
+                            "The returnTo URL {} is not in the application's allowed logout URLs.",
+                            url.chars().take(200).collect::<String>()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let mut resp = match location {
+        Some(l) => authz::redirect_to(&l),
+        None => pages::logged_out(lang),
+    };
+    session::end(st, headers, &mut resp).await?;
+    st.event("slo", meta, |e| {
+        e.description = "Logout".into();
+    })
+    .await;
+    Ok(resp.into_response())
+}

@@ -1,0 +1,274 @@
+//! Magic links and code checks from the browser:
+//! - `GET|HEAD|POST /passwordless/verify_redirect`: the link in the email (and the hosted-page
+//!   path of auth0-js);
+//! - `POST /passwordless/verify`: checks a code without using it up.
+//!
+//! Link scanners must not burn links. `HEAD` never consumes. In the default `auto` mode a
+//! `GET` from a browser that did not ask for the link (no same-device cookie) gets a one-click
+//! confirmation page whose button POSTs the same parameters; `always` confirms every time;
+//! `never` signs in on `GET`, as Auth0 does. A check that only shows the confirmation page gives
+//! back the attempt it counted when the code was right, so a scanner costs nothing, while a
+//! wrong code always counts.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tessera_core::connection::{Connection, LinkConfirmation};
+
+use crate::authz::{self, AuthError};
+use crate::error::ApiError;
+use crate::limits;
+use crate::otpcheck::{self, Accept, Mode};
+use crate::pages::{self, Lang};
+use crate::params::Params;
+use crate::routes::{no_store_json, parse_body};
+use crate::session;
+use crate::state::{AppState, RequestMeta};
+
+pub async fn verify_redirect(
+    State(st): State<AppState>,
+    meta: RequestMeta,
+    method: Method,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let lang = Lang::pick(None, meta.language.as_deref());
+    let params = if method == Method::POST {
+        Params::parse(&body)
+    } else {
+        Params::from_query(q.as_deref())
+    };
+    let Ok(p) = params else {
+        return pages::error_page(
+            lang,
+            StatusCode::BAD_REQUEST,
+            "Invalid link",
+            "This link is malformed.",
+        );
+    };
+    match verify_redirect_inner(&st, &meta, &method, &headers, &p, lang).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(lang),
+    }
+}
+
+async fn verify_redirect_inner(
+    st: &AppState,
+    meta: &RequestMeta,
+    method: &Method,
+    headers: &HeaderMap,
+    p: &Params,
+    lang: Lang,
+) -> Result<Response, AuthError> {
+    // Per-IP limit shared with the other browser endpoints.
+    let rl = &st.rate_limits;
+    if let Some(s) = limits::hit(
+        st,
+        &format!("browser:ip:{}", meta.ip_key()),
+        rl.browser_per_ip,
+        rl.browser_per_ip_window_secs,
+    )
+    .await?
+        && s.exceeded()
+    {
+        return Err(AuthError::page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many requests from this network. Wait a few minutes, then try again.",
+        ));
+    }
+    let (client, req) = authz::parse(st, p).await?;
+    let target = req.target();
+    let get = |k: &str| p.str(k).ok().flatten().filter(|s| !s.is_empty());
+    let (Some(code), Some(conn_name)) = (get("verification_code"), get("connection")) else {
+        return Err(AuthError::redirect(
+            &target,
+            "invalid_request",
+            "Missing verification_code or connection",
+        ));
+    };
+    let Some(identifier) = get("email").or_else(|| get("phone_number")) else {
+        return Err(AuthError::redirect(
+            &target,
+            "invalid_request",
+            "Missing email or phone_number",
+        ));
+    };
+    let connection: Connection = match st.store.get_connection(conn_name).await? {
+        Some(c) if client.has_connection(&c.name) => c,
+        _ => {
+            return Err(AuthError::redirect(
+                &target,
+                "invalid_request",
+                "Connection does not exist or is disabled",
+            ));
+        }
+    };
+    if *method == Method::HEAD {
+        // Scanners and link previews: nothing is looked at, nothing is used up.
+        return Ok(pages::error_page(lang, StatusCode::OK, "Sign in", ""));
+    }
+    let strategy = connection.strategy;
+    // Check first (a right code costs nothing); decide below whether to consume.
+    let ch = match otpcheck::check(
+        st,
+        meta,
+        &client,
+        &connection,
+        identifier,
+        code,
+        Mode::Check,
+        Accept::CodesAndLinks,
+    )
+    .await?
+    {
+        Ok(ch) => ch,
+        Err(f) => {
+            return Err(AuthError::redirect(
+                &target,
+                f.oauth_error(),
+                f.description(strategy),
+            ));
+        }
+    };
+    let confirm = *method == Method::GET
+        && ch.send != "code"
+        && match connection.settings.magic_link_confirmation {
+            LinkConfirmation::Never => false,
+            LinkConfirmation::Always => true,
+            LinkConfirmation::Auto => !session::is_link_device(st, headers, &ch.id),
+        };
+    if confirm {
+        let params: Vec<(String, String)> =
+            p.0.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                .filter(|(k, _)| k != "auth0Client")
+                .collect();
+        let when = time::OffsetDateTime::from_unix_timestamp(ch.created_at)
+            .ok()
+            .and_then(|t| {
+                t.format(time::macros::format_description!(
+                    "[year]-[month]-[day] [hour]:[minute] UTC"
+                ))
+                .ok()
+            });
+        let lang = Lang::pick(req.ui_locales.as_deref(), meta.language.as_deref());
+        return Ok(pages::confirm(
+            lang,
+            &client.settings.name,
+            &ch.identifier,
+            &pages::describe_device(ch.user_agent.as_deref()),
+            ch.ip.as_deref(),
+            when.as_deref(),
+            &params,
+        ));
+    }
+    let ch = match otpcheck::check(
+        st,
+        meta,
+        &client,
+        &connection,
+        identifier,
+        code,
+        Mode::Consume,
+        Accept::CodesAndLinks,
+    )
+    .await?
+    {
+        Ok(ch) => ch,
+        Err(f) => {
+            return Err(AuthError::redirect(
+                &target,
+                f.oauth_error(),
+                f.description(strategy),
+            ));
+        }
+    };
+    let user = match otpcheck::sign_in(st, meta, &client, &connection, &ch, "magic link").await? {
+        Ok(u) => u,
+        Err(f) => {
+            return Err(AuthError::redirect(
+                &target,
+                f.oauth_error(),
+                f.description(strategy),
+            ));
+        }
+    };
+    // Magic-link logins never get refresh tokens (as on Auth0); typed codes may.
+    let allow_refresh = ch.send == "code";
+    let mut resp = authz::complete(st, &client, &req, &user, allow_refresh).await?;
+    session::start(st, meta, &user, &mut resp).await?;
+    session::set_cookie(st, &mut resp, session::LINK_DEVICE, "", 0);
+    Ok(resp)
+}
+
+/// `POST /passwordless/verify`: `{connection, verification_code, email|phone_number,
+/// client_id}`. Checks without consuming (auth0-js then navigates to `verify_redirect`).
+pub async fn verify(
+    State(st): State<AppState>,
+    meta: RequestMeta,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let rl = &st.rate_limits;
+    limits::enforce(
+        &st,
+        &format!("browser:ip:{}", meta.ip_key()),
+        rl.browser_per_ip,
+        rl.browser_per_ip_window_secs,
+    )
+    .await?;
+    let p = parse_body(&body, "bad.request")?;
+    let get = |k: &str| p.str(k).ok().flatten().filter(|s| !s.is_empty());
+    let Some(conn_name) = get("connection") else {
+        return Err(ApiError::bad_request(
+            "bad.connection",
+            "Missing required property: connection",
+        ));
+    };
+    let Some(code) = get("verification_code") else {
+        return Err(ApiError::bad_request(
+            "bad.verification_code",
+            "Missing required property: verification_code",
+        ));
+    };
+    let Some(identifier) = get("email").or_else(|| get("phone_number")) else {
+        return Err(ApiError::bad_request(
+            "bad.email",
+            "Missing required property: email",
+        ));
+    };
+    let Some(client_id) = get("client_id") else {
+        return Err(ApiError::bad_request(
+            "bad.client_id",
+            "Missing required property: client_id",
+        ));
+    };
+    let Some(client) = st.store.get_client(client_id).await? else {
+        return Err(ApiError::unauthorized_client_credentials());
+    };
+    let connection = match st.store.get_connection(conn_name).await? {
+        Some(c) if client.has_connection(&c.name) => c,
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad.connection",
+                "Connection does not exist or is disabled",
+            ));
+        }
+    };
+    let strategy = connection.strategy;
+    otpcheck::check(
+        &st,
+        &meta,
+        &client,
+        &connection,
+        identifier,
+        code,
+        Mode::Check,
+        Accept::CodesOnly,
+    )
+    .await?
+    .map_err(|f| f.browser_error(strategy))?;
+    Ok(no_store_json(serde_json::json!({})).into_response())
+}
