@@ -1,6 +1,7 @@
 //! Two `tessera` processes on different ports share one PostgreSQL database, as several nodes
 //! behind a load balancer do. A code started on one node is exchanged on the other; a key
-//! rotated through one node's configuration is published by the other's JWKS; and a thousand
+//! rotated through one node's configuration is published by the other's JWKS; a browser session
+//! (and its login ticket and authorization code) made on one node works on the other; and a thousand
 //! queued emails are all delivered while both outbox workers run and one node is killed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -306,4 +307,98 @@ async fn a_thousand_emails_are_delivered_while_a_node_is_killed_halfway() {
     // original Message-ID. While both nodes were alive no message was sent twice.
     assert!(duplicates <= 50, "{duplicates} duplicates");
     drop(b);
+}
+
+/// Browser state is in the shared database too: a login ticket made on A is redeemed on B, the
+/// session B starts is honoured by A (SSO), and the code A then issues is exchanged on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_made_on_one_node_is_honoured_by_the_other() {
+    let db = TestDb::postgres().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let (_smtp, smtp_port) = smtp_server(&maildir);
+    let a = node(dir.path(), "a", &db.url, smtp_port, "");
+    let b = node(dir.path(), "b", &db.url, smtp_port, "");
+    wait_healthy(&a.base, &a.log).await;
+    wait_healthy(&b.base, &b.log).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    assert_eq!(start(&http, &a.base, "sso@acme.test").await, 200);
+    wait_for("the code email", Duration::from_secs(30), || {
+        code_in(&maildir, "sso@acme.test").is_some()
+    });
+    let code = code_in(&maildir, "sso@acme.test").unwrap();
+    let r = http
+        .post(format!("{}/co/authenticate", a.base))
+        .json(&json!({"client_id": "acme-web", "username": "sso@acme.test", "otp": code,
+                      "realm": "email", "credential_type": "http://auth0.com/oauth/grant-type/passwordless/otp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let co_cookie = set_cookie(&r);
+    let ticket: Value = r.json().await.unwrap();
+    let authorize = |base: &str, extra: &str| {
+        format!(
+            "{base}/authorize?client_id=acme-web&response_type=code&redirect_uri=https%3A%2F%2Facme.test%2Fcallback&scope=openid%20email&state=s{extra}"
+        )
+    };
+    let r = http
+        .get(authorize(
+            &b.base,
+            &format!(
+                "&realm=email&login_ticket={}",
+                ticket["login_ticket"].as_str().unwrap()
+            ),
+        ))
+        .header("cookie", &co_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "the ticket from A is redeemed on B");
+    let session = set_cookie(&r)
+        .split("; ")
+        .find(|c| c.starts_with("tessera_session="))
+        .unwrap()
+        .to_string();
+    let r = http
+        .get(authorize(&a.base, "&prompt=none"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let code = reqwest::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("A honours B's session: {location}"));
+    let r = http
+        .post(format!("{}/oauth/token", b.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "acme-web"),
+            ("client_secret", CLIENT_SECRET),
+            ("code", &code),
+            ("redirect_uri", "https://acme.test/callback"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "A's code is exchanged on B");
+}
+
+/// Every `name=value` of a response's Set-Cookie headers, joined as a Cookie header.
+fn set_cookie(r: &reqwest::Response) -> String {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

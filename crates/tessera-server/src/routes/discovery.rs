@@ -16,14 +16,17 @@ pub async fn openid_configuration(State(st): State<AppState>) -> Response {
         "userinfo_endpoint": format!("{i}userinfo"),
         "jwks_uri": format!("{i}.well-known/jwks.json"),
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "end_session_endpoint": format!("{i}oidc/logout"),
+        "response_types_supported": ["code", "id_token", "token id_token"],
+        "response_modes_supported": ["query", "fragment", "form_post", "web_message"],
+        "code_challenge_methods_supported": ["S256", "plain"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "grant_types_supported": ["http://auth0.com/oauth/grant-type/passwordless/otp", "refresh_token"],
+        "grant_types_supported": ["authorization_code", "implicit", "refresh_token",
+                                  "http://auth0.com/oauth/grant-type/passwordless/otp"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "name", "nickname", "picture",
-                             "updated_at", "email", "email_verified"],
+                             "updated_at", "email", "email_verified", "nonce", "at_hash"],
     });
     public(axum::Json(doc).into_response(), 300)
 }
