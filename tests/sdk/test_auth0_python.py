@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -392,3 +393,67 @@ def test_wrong_client_secret_at_start_is_401_access_denied(tessera, smtp):
         "mallory@example.org" in p.read_text(errors="replace").lower()
         for p in mail_files(smtp["maildir"]) - before
     ), "no mail may be sent for a request with a wrong client secret"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: D401
+        return None
+
+
+def test_magic_link_then_authorization_code_grant(tessera, smtp):
+    """A back end sends a magic link with the SDK; the person confirms it in a browser; the back
+    end exchanges the code with the SDK's authorization_code grant. Links give no refresh token."""
+    t = tessera
+    address = "Link.User@Example.org"
+    callback = "https://acme.test/callback"
+    before = mail_files(smtp["maildir"])
+    resp = passwordless(t).email(
+        email=address,
+        send="link",
+        auth_params={"redirect_uri": callback, "response_type": "code", "state": "st-py",
+                     "scope": SCOPE},
+    )
+    assert resp.get("email") == "link.user@example.org", resp
+    msg = wait_for_mail(smtp["maildir"], before, "link.user@example.org")
+    # The text part shows a link as "label (URL)".
+    m = re.search(r"(https?://[^\s()<>]+/passwordless/verify_redirect\?[^\s()<>]+)", body_text(msg))
+    assert m, f"the mail should carry the link: {body_text(msg)!r}"
+    link = m.group(1)
+
+    opener = urllib.request.build_opener(_NoRedirect)
+    # Opened without Tessera's same-device cookie (as a scanner, or another browser, would):
+    # a confirmation page, nothing used up.
+    try:
+        first = opener.open(link, timeout=5)
+    except urllib.error.HTTPError as e:
+        pytest.fail(f"GET {link} -> {e.code} {e.headers.get('Location')}")
+    with first as r:
+        page = r.read().decode()
+        assert r.status == 200
+    assert 'id="confirm"' in page, page
+    # The person presses the button: the same parameters, POSTed.
+    query = link.split("?", 1)[1].encode()
+    req = urllib.request.Request(
+        f"{t['issuer']}passwordless/verify_redirect", data=query,
+        headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(req, timeout=5)
+    assert redirect.value.code == 302
+    location = redirect.value.headers["Location"]
+    assert location.startswith(callback + "?"), location
+    params = dict(urllib.parse.parse_qsl(location.split("?", 1)[1]))
+    assert params["state"] == "st-py", params
+
+    tokens = get_token(t).authorization_code(code=params["code"], redirect_uri=callback)
+    claims = id_token_verifier(t).verify(tokens["id_token"])
+    assert claims["email"] == "link.user@example.org", claims
+    assert "refresh_token" not in tokens, f"magic links never give refresh tokens: {tokens}"
+    assert users(t).userinfo(tokens["access_token"])["sub"] == claims["sub"]
+
+    # The code is single-use.
+    with pytest.raises(Auth0Error) as err:
+        get_token(t).authorization_code(code=params["code"], redirect_uri=callback)
+    assert (err.value.status_code, err.value.error_code, err.value.message) == (
+        403, "invalid_grant", "Invalid authorization code"
+    )
