@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure what the tests talk to is there: PostgreSQL on 127.0.0.1:5432 (trust auth for
-# user postgres) and the aiosmtpd SMTP server from PyPI. Installs and starts what is missing.
+# user postgres), the aiosmtpd SMTP server and the Auth0 Python SDK from PyPI, Chromium, and the
+# npm packages of the browser tests. Installs and starts what is missing.
 set -euo pipefail
 
 log() { printf '[ensure-services] %s\n' "$*"; }
@@ -13,6 +14,24 @@ if ! python3 -m pip install --quiet --disable-pip-version-check -r "$here/tests/
   echo "could not install the Python test requirements (tests/sdk/requirements.txt)" >&2
   exit 1
 fi
+
+# --- The browser tests: Debian's Chromium (driven by playwright-core; no browser download) and
+# the npm packages pinned in tests/browser/package-lock.json (the real auth0-lock and auth0-js) ---
+if [ ! -x /usr/bin/chromium ]; then
+  log "installing Chromium from Debian's packages"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -x /usr/bin/chromium ]; then
+  echo "Chromium is not installed (/usr/bin/chromium); the browser tests cannot run" >&2
+  exit 1
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "installing Node.js and npm from Debian's packages"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq nodejs npm >/dev/null
+fi
+( cd "$here/tests/browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null )
 
 # --- PostgreSQL ---
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
@@ -38,4 +57,4 @@ if ! pg_up; then
   exit 1
 fi
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null
-log "PostgreSQL $version is up; Python test requirements are installed"
+log "PostgreSQL $version is up; Python and npm test requirements and Chromium are installed"

@@ -2,7 +2,8 @@
 # Runs Tessera's whole test suite: formatting, lints, unit tests, the storage and HTTP suites on
 # SQLite and on PostgreSQL, the multi-node and database-restart tests, the full flow over real
 # SMTP, and the official Auth0 Python SDK against the real binary. Installs and starts what it
-# needs.
+# needs. Last, the browser end-to-end tests: headless Chromium, the real auth0-lock and auth0-js
+# from npm, and the example app (examples/rwa).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +24,5 @@ echo "== Auth0 SDK compatibility (auth0-python against the tessera binary)"
 # differently and rebuild everything): it leaves target/debug/tessera in place.
 cargo test --workspace --no-run --locked
 python3 -m pytest -q tests/sdk
+echo "== browser end-to-end tests (Chromium: Lock, auth0-js, the hosted page, the example app)"
+bash tests/browser/run.sh
