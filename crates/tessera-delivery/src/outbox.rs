@@ -20,6 +20,10 @@ use crate::mailer::{DeliveryError, Mailer};
 use crate::message::EmailMessage;
 
 /// The sealing purpose for outbox payloads.
+/// The channel of a message that must not be sent (see `/passwordless/start`: an unknown address
+/// with sign-up disabled, or a blocked user, costs the same work as a real send).
+pub const VOID_CHANNEL: &str = "void";
+
 pub const SEAL_PURPOSE: &str = "tessera/outbox/v1";
 
 #[derive(Debug, Clone)]
@@ -113,6 +117,13 @@ impl Worker {
 
     async fn deliver(&self, msg: OutboxMessage) -> anyhow::Result<()> {
         let now = self.clock.now();
+        if msg.channel == VOID_CHANNEL {
+            // Queued only so that a request that sends nothing costs what one that sends does.
+            self.store
+                .settle_outbox(&msg.id, &OutboxOutcome::Delivered)
+                .await?;
+            return Ok(());
+        }
         if msg.not_after.is_some_and(|t| now >= t) {
             self.store
                 .settle_outbox(

@@ -117,6 +117,7 @@ pub async fn build(
 
 /// The HTTP surface.
 pub fn router(state: AppState) -> Router {
+    let hsts = state.issuer.starts_with("https://");
     // Endpoints browser SDKs call from the application's origin.
     let cors = Router::new()
         .route("/passwordless/start", post(routes::passwordless::start))
@@ -129,6 +130,10 @@ pub fn router(state: AppState) -> Router {
         .route("/user/geoloc/country", get(routes::co::geoloc_country))
         .route(
             "/passwordless/challenge",
+            post(routes::co::passwordless_challenge),
+        )
+        .route(
+            "/usernamepassword/challenge",
             post(routes::co::passwordless_challenge),
         )
         .layer(middleware::from_fn_with_state(
@@ -161,7 +166,9 @@ pub fn router(state: AppState) -> Router {
     }
     r.fallback(not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(middleware::from_fn(observe))
+        .layer(middleware::from_fn(move |req, next| {
+            observe(hsts, req, next)
+        }))
         .with_state(state)
 }
 
@@ -170,7 +177,7 @@ async fn not_found() -> ApiError {
 }
 
 /// Logs each request (path only: query strings may carry codes) and sets security headers.
-async fn observe(req: Request, next: Next) -> Response {
+async fn observe(hsts: bool, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = Instant::now();
@@ -188,6 +195,12 @@ async fn observe(req: Request, next: Next) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    if hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     if !framable {
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }

@@ -640,6 +640,22 @@ fn web_message(redirect_uri: &str, params: &[(String, String)]) -> Response {
     r
 }
 
+/// The CSP of Tessera's own pages whose forms end in a redirect to the application: Chromium
+/// applies `form-action` to the redirects that follow a form submission, so the application's
+/// origin is allowed next to `'self'`.
+pub fn page_csp_for(resp: &mut Response, redirect_uri: &str) {
+    let target = origin_of(redirect_uri)
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'{target}"
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
 /// An HTML response with its own Content-Security-Policy.
 pub fn html_with_csp(body: String, csp: &str, framable: bool) -> Response {
     let mut r = ([(header::CONTENT_TYPE, "text/html;charset=UTF-8")], body).into_response();

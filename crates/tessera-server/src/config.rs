@@ -90,6 +90,13 @@ pub struct RateLimitConfig {
     /// further attempts with `429 too_many_attempts` until the window ends.
     pub failed_attempts_per_identifier: i64,
     pub failed_attempts_window_secs: i64,
+    /// Wrong codes for one identity from one IP (counted in the same window) before that IP
+    /// is blocked for that identity. Lower than the per-identity limit, so an attacker blocks
+    /// themselves long before they can lock the real user out.
+    pub failed_attempts_per_ip_identifier: i64,
+    /// The first block after a limit is reached; each further one doubles, up to the maximum.
+    pub lockout_base_secs: i64,
+    pub lockout_max_secs: i64,
     /// `/oauth/token` requests per client IP (every grant). Past it: `429 too_many_requests`.
     pub token_per_ip: i64,
     pub token_per_ip_window_secs: i64,
@@ -110,6 +117,9 @@ impl Default for RateLimitConfig {
             start_per_client_window_secs: 3600,
             failed_attempts_per_identifier: 10,
             failed_attempts_window_secs: 3600,
+            failed_attempts_per_ip_identifier: 8,
+            lockout_base_secs: 900,
+            lockout_max_secs: 86_400,
             token_per_ip: 600,
             token_per_ip_window_secs: 60,
             browser_per_ip: 300,
@@ -151,12 +161,26 @@ impl RateLimitConfig {
                 self.browser_per_ip,
                 self.browser_per_ip_window_secs,
             ),
+            (
+                "failed_attempts_per_ip_identifier",
+                self.failed_attempts_per_ip_identifier,
+                self.failed_attempts_window_secs,
+            ),
         ] {
             if limit < 0 || !(1..=30 * 86_400).contains(&window) {
                 return Err(format!(
                     "rate_limits.{name}: the limit must be 0 (off) or more, and its window 1-2592000 seconds"
                 ));
             }
+        }
+        if !(1..=30 * 86_400).contains(&self.lockout_base_secs)
+            || self.lockout_max_secs < self.lockout_base_secs
+            || self.lockout_max_secs > 30 * 86_400
+        {
+            return Err(
+                "rate_limits: lockout_base_secs must be 1-2592000 and lockout_max_secs between it and 2592000"
+                    .into(),
+            );
         }
         Ok(())
     }

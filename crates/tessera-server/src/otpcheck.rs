@@ -130,13 +130,12 @@ pub async fn check(
         fail_event(st, meta, client, conn_name, "invalid identifier").await;
         return Ok(Err(Failure::Wrong));
     };
-    let fail_key = format!("fail:{conn_name}:{identifier}");
-    if rl.failed_attempts_per_identifier > 0 {
-        let w = st
-            .store
-            .peek_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
-            .await?;
-        if w.count >= rl.failed_attempts_per_identifier {
+    // Failures for the identity, and for this IP on the identity, are counted across codes;
+    // reaching a limit blocks for a growing time. Blocked: no code is even looked at.
+    let id_key = format!("fail:{conn_name}:{identifier}");
+    let ip_key = format!("fail:{}:{conn_name}:{identifier}", meta.ip_key());
+    for key in [&id_key, &ip_key] {
+        if st.store.blocked_until(key, st.now()).await?.is_some() {
             st.event("limit_wc", meta, |e| {
                 e.client_id = Some(client.client_id.clone());
                 e.connection = Some(conn_name.to_string());
@@ -147,13 +146,33 @@ pub async fn check(
         }
     }
     let fail = |reason: &'static str, failure: Failure| {
-        let fail_key = fail_key.clone();
+        let (id_key, ip_key) = (id_key.clone(), ip_key.clone());
         async move {
             fail_event(st, meta, client, conn_name, reason).await;
-            if rl.failed_attempts_per_identifier > 0 {
-                st.store
-                    .hit_rate_limit(&fail_key, rl.failed_attempts_window_secs, st.now())
+            let now = st.now();
+            for (key, limit) in [
+                (&id_key, rl.failed_attempts_per_identifier),
+                (&ip_key, rl.failed_attempts_per_ip_identifier),
+            ] {
+                if limit <= 0 {
+                    continue;
+                }
+                let w = st
+                    .store
+                    .hit_rate_limit(key, rl.failed_attempts_window_secs, now)
                     .await?;
+                if w.count >= limit {
+                    let until = st
+                        .store
+                        .add_strike(key, now, rl.lockout_base_secs, rl.lockout_max_secs)
+                        .await?;
+                    tracing::warn!(
+                        connection = conn_name,
+                        per_ip = key == &ip_key,
+                        blocked_secs = until - now,
+                        "repeated failed codes: attempts blocked"
+                    );
+                }
             }
             Ok::<_, ApiError>(Err(failure))
         }

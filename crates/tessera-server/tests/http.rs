@@ -612,13 +612,12 @@ async fn failures_on_one_identity_never_touch_another(h: H) {
     h.start("victim@example.com").await;
     let code = h.last_code("victim@example.com").await;
     h.start("attacker@example.com").await;
-    for _ in 0..5 {
+    for i in 0..5 {
         h.otp("attacker@example.com", "123456", "openid").await;
-        // the victim's own code, presented for another identity, is wrong too
-        assert_eq!(
-            h.otp("attacker@example.com", &code, "openid").await.status,
-            403
-        );
+        // the victim's own code, presented for another identity, is wrong too (and after enough
+        // failures from this IP the attacker's identity is blocked for it: 429)
+        let status = h.otp("attacker@example.com", &code, "openid").await.status;
+        assert!(matches!(status.as_u16(), 403 | 429), "round {i}: {status}");
     }
     assert_eq!(
         h.otp("victim@example.com", &code, "openid").await.status,

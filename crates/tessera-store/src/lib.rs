@@ -224,6 +224,19 @@ pub trait Store: Send + Sync + 'static {
         now: UnixTime,
     ) -> Result<WindowCount>;
 
+    /// Adds a strike against `key` and blocks it for `base_secs` doubled per earlier strike
+    /// (at most `max_secs`). Strikes older than `max_secs` are forgotten. Returns the end of
+    /// the block.
+    async fn add_strike(
+        &self,
+        key: &str,
+        now: UnixTime,
+        base_secs: i64,
+        max_secs: i64,
+    ) -> Result<UnixTime>;
+    /// When the block on `key` ends, if it is blocked now.
+    async fn blocked_until(&self, key: &str, now: UnixTime) -> Result<Option<UnixTime>>;
+
     // Audit events.
     async fn record_event(&self, event: &Event) -> Result<()>;
     async fn list_events(&self, limit: i64) -> Result<Vec<Event>>;

@@ -22,6 +22,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "browser",
         sql: include_str!("../migrations/sqlite/0003_browser.sql"),
     },
+    Migration {
+        version: 4,
+        name: "blocks",
+        sql: include_str!("../migrations/sqlite/0004_blocks.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -39,6 +44,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "browser",
         sql: include_str!("../migrations/postgres/0003_browser.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "blocks",
+        sql: include_str!("../migrations/postgres/0004_blocks.sql"),
     },
 ];
 

@@ -943,6 +943,56 @@ macro_rules! sql_store {
                 Ok($crate::WindowCount { count, resets_at: start + window })
             }
 
+            async fn add_strike(
+                &self,
+                key: &str,
+                now: tessera_core::UnixTime,
+                base_secs: i64,
+                max_secs: i64,
+            ) -> $crate::Result<tessera_core::UnixTime> {
+                use sqlx::Row as _;
+                let mut tx = self.pool.begin().await?;
+                let row = sqlx::query(
+                    "INSERT INTO blocks (key, strikes, blocked_until, updated_at) VALUES ($1, 1, $2, $2) \
+                     ON CONFLICT (key) DO UPDATE SET strikes = CASE WHEN blocks.updated_at < $2 - $3 \
+                     THEN 1 ELSE blocks.strikes + 1 END, updated_at = $2 RETURNING strikes",
+                )
+                .bind(key)
+                .bind(now)
+                .bind(max_secs)
+                .fetch_one(&mut *tx)
+                .await?;
+                let strikes: i64 = row.try_get("strikes")?;
+                let factor = 1i64 << (strikes - 1).clamp(0, 30);
+                let until = now + base_secs.saturating_mul(factor).min(max_secs);
+                sqlx::query("UPDATE blocks SET blocked_until = $2 WHERE key = $1")
+                    .bind(key)
+                    .bind(until)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(until)
+            }
+
+            async fn blocked_until(
+                &self,
+                key: &str,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<Option<tessera_core::UnixTime>> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT blocked_until FROM blocks WHERE key = $1 AND blocked_until > $2",
+                )
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(r) => Some(r.try_get("blocked_until")?),
+                    None => None,
+                })
+            }
+
             async fn record_event(&self, e: &$crate::Event) -> $crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, user_agent, description) \
@@ -985,6 +1035,8 @@ macro_rules! sql_store {
                     // Used codes are kept a day so a replay is still recognised and revokes.
                     ("DELETE FROM auth_codes WHERE expires_at < $1", now - 86_400),
                     ("DELETE FROM login_tickets WHERE expires_at < $1", now),
+                    // Strikes are forgotten a day after the last one (the longest block).
+                    ("DELETE FROM blocks WHERE updated_at < $1", now - 2 * 86_400),
                 ] {
                     n += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
                 }

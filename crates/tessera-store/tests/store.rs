@@ -726,12 +726,37 @@ async fn a_checked_code_gets_its_attempt_back(s: &dyn Store) {
     assert_eq!(c.attempts, 1);
 }
 
+async fn strikes_grow_the_block_and_are_forgotten(s: &dyn Store) {
+    assert_eq!(s.blocked_until("k", 1000).await.unwrap(), None);
+    assert_eq!(s.add_strike("k", 1000, 60, 3600).await.unwrap(), 1060);
+    assert_eq!(s.blocked_until("k", 1059).await.unwrap(), Some(1060));
+    assert_eq!(s.blocked_until("k", 1060).await.unwrap(), None);
+    assert_eq!(s.add_strike("k", 1100, 60, 3600).await.unwrap(), 1220);
+    assert_eq!(s.add_strike("k", 1300, 60, 3600).await.unwrap(), 1540);
+    // capped
+    for _ in 0..10 {
+        s.add_strike("k", 1600, 60, 3600).await.unwrap();
+    }
+    assert_eq!(s.blocked_until("k", 1600).await.unwrap(), Some(5200));
+    // other keys are untouched; old strikes are forgotten
+    assert_eq!(s.blocked_until("other", 1600).await.unwrap(), None);
+    assert_eq!(
+        s.add_strike("k", 1600 + 3601, 60, 3600).await.unwrap(),
+        1600 + 3601 + 60
+    );
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
             use super::*;
             const B: &str = stringify!($backend);
 
+            #[tokio::test]
+            async fn strikes_grow_the_block_and_are_forgotten() {
+                let (s, _db) = open(B).await;
+                super::strikes_grow_the_block_and_are_forgotten(&*s).await
+            }
             #[tokio::test]
             async fn sessions_codes_and_tickets_are_single_use() {
                 let (s, _db) = open(B).await;

@@ -64,6 +64,24 @@ enum Cmd {
         #[arg(long, global = true)]
         dev: bool,
     },
+    /// The audit log, newest first: sign-ins, failures, codes sent, limits hit, token reuse.
+    Logs {
+        /// How many events to show.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Only events of this type (Auth0's codes: s, f, cls, fcls, limit_wc, limit_mu, ferrt, …).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Use the dev-mode defaults (as `tessera dev` does).
+        #[arg(long)]
+        dev: bool,
+        /// Folder for the SQLite database and the server secret (overrides `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Apply pending database migrations, then exit.
     Migrate {
         /// Use the dev-mode database location when no database URL is configured.
@@ -117,6 +135,16 @@ fn main() -> ExitCode {
             (true, Action::Serve)
         }
         Cmd::Migrate { dev } => (dev, Action::Migrate),
+        Cmd::Logs {
+            limit,
+            kind,
+            json,
+            dev,
+            data_dir,
+        } => {
+            override_paths(&mut cfg, None, data_dir);
+            (dev, Action::Logs { limit, kind, json })
+        }
         Cmd::Templates { cmd, dev } => (dev, Action::Templates(cmd)),
         Cmd::Keys {
             cmd,
@@ -141,6 +169,9 @@ fn main() -> ExitCode {
         other => match Settings::from_config(cfg, dev) {
             Ok(settings) => match other {
                 Action::Keys(cmd, json) => runtime.block_on(keys(settings, cmd, json)),
+                Action::Logs { limit, kind, json } => {
+                    runtime.block_on(logs(settings, limit, kind, json))
+                }
                 Action::Templates(TemplatesCmd::Preview {
                     connection,
                     send,
@@ -162,6 +193,58 @@ enum Action {
     Migrate,
     Keys(KeysCmd, bool),
     Templates(TemplatesCmd),
+    Logs {
+        limit: i64,
+        kind: Option<String>,
+        json: bool,
+    },
+}
+
+/// Prints the audit log (codes, tokens and secrets are never in it).
+async fn logs(
+    settings: Settings,
+    limit: i64,
+    kind: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    use tessera_core::rand::SystemRandom;
+    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
+    // Filtering happens here, so ask for more than shown when a type is given.
+    let fetch = if kind.is_some() {
+        limit.saturating_mul(20)
+    } else {
+        limit
+    };
+    let events: Vec<_> = store
+        .list_events(fetch.clamp(1, 100_000))
+        .await?
+        .into_iter()
+        .filter(|e| kind.as_ref().is_none_or(|k| &e.kind == k))
+        .take(limit.max(0) as usize)
+        .collect();
+    let clean = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    for e in &events {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"id": e.id, "date": tessera_core::clock::rfc3339(e.at), "type": e.kind,
+                    "client_id": e.client_id, "connection": e.connection, "user_id": e.user_id,
+                    "ip": e.ip, "user_agent": e.user_agent, "description": e.description})
+            );
+        } else {
+            println!(
+                "{} {:<9} {:<16} {:<10} {:<34} {:<15} {}",
+                tessera_core::clock::rfc3339(e.at),
+                e.kind,
+                clean(&e.client_id),
+                clean(&e.connection),
+                clean(&e.user_id),
+                clean(&e.ip),
+                e.description
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The same rendering `/passwordless/start` uses, with sample values.

@@ -182,6 +182,49 @@ async fn email_code_sign_in_over_real_smtp() {
     ] {
         assert!(!text.contains(secret), "{what} appears in the log");
     }
+
+    // 7. The audit log lists the code sent and the sign-in, and holds no secret either.
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["logs", "--json", "--config"])
+        .arg(dir.path().join("tessera.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"cls") && kinds.contains(&"s"), "{kinds:?}");
+    let s = events.iter().find(|e| e["type"] == "s").unwrap();
+    assert_eq!(s["client_id"], "acme-web");
+    assert_eq!(s["user_id"], claims["sub"]);
+    assert_eq!(s["ip"], "127.0.0.1");
+    let dump = serde_json::to_string(&events).unwrap();
+    for secret in [
+        code.as_str(),
+        access_token.as_str(),
+        refresh_token.as_str(),
+        SECRET,
+    ] {
+        assert!(!dump.contains(secret), "a secret in the audit log");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["logs", "--type", "s", "--config"])
+        .arg(dir.path().join("tessera.toml"))
+        .output()
+        .unwrap();
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(table.lines().count(), 1, "{table}");
+    assert!(
+        table.contains("acme-web") && table.contains("Successful login"),
+        "{table}"
+    );
 }
 
 #[test]

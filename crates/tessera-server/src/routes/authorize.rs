@@ -164,6 +164,7 @@ async fn authorize_inner(
     if fresh {
         session::set_cookie(st, &mut resp, session::CSRF, &cookie, 86_400);
     }
+    authz::page_csp_for(&mut resp, &req.redirect_uri);
     Ok(resp)
 }
 
@@ -315,19 +316,18 @@ async fn login_start_inner(
             .map(|(k, v)| (k.to_string(), Value::String(v)))
             .collect(),
     );
-    if deliver {
-        issue_code(
-            st,
-            meta,
-            &f.client,
-            &connection,
-            &email,
-            &id,
-            send,
-            &auth_params,
-        )
-        .await?;
-    }
+    issue_code(
+        st,
+        meta,
+        &f.client,
+        &connection,
+        &email,
+        &id,
+        send,
+        &auth_params,
+        deliver,
+    )
+    .await?;
     let restart = restart_url(&f.req);
     let mut resp = if send == "link" {
         pages::check_email(f.lang, email.as_str(), &restart)
@@ -342,6 +342,7 @@ async fn login_start_inner(
             None,
         )
     };
+    authz::page_csp_for(&mut resp, &f.req.redirect_uri);
     if send == "link" {
         // This browser asked for the link: opening it here needs no confirmation.
         session::set_cookie(
@@ -408,7 +409,7 @@ async fn login_verify_inner(
     let user = match user {
         Ok(u) => u,
         Err(failure) => {
-            return Ok(pages::code(
+            let mut resp = pages::code(
                 f.lang,
                 &f.client.settings.name,
                 &sealed,
@@ -416,7 +417,9 @@ async fn login_verify_inner(
                 email,
                 &restart,
                 Some(failure.description(strategy)),
-            ));
+            );
+            authz::page_csp_for(&mut resp, &f.req.redirect_uri);
+            return Ok(resp);
         }
     };
     let mut resp = authz::complete(st, &f.client, &f.req, &user, true).await?;

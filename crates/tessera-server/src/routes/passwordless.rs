@@ -15,7 +15,7 @@ use tessera_core::connection::{Connection, Strategy};
 use tessera_core::email::EmailAddress;
 use tessera_core::otp;
 use tessera_core::rand::hex_id;
-use tessera_delivery::outbox::SEAL_PURPOSE;
+use tessera_delivery::outbox::{SEAL_PURPOSE, VOID_CHANNEL};
 use tessera_delivery::templates::{self, EmailVars};
 use tessera_store::{NewChallenge, NewOutboxMessage};
 
@@ -196,21 +196,23 @@ async fn start_checked(
         Some(u) => !u.blocked,
         None => !connection.settings.disable_signup,
     };
-    if deliver {
-        issue_code(
-            st,
-            meta,
-            &client,
-            &connection,
-            &email,
-            &id,
-            send,
-            &auth_params,
-        )
-        .await?;
-    } else {
+    // The same work either way (rendering, sealing, one transaction), so the time taken does
+    // not tell known addresses from unknown ones; only the outbox channel differs.
+    if !deliver {
         tracing::info!(connection = %connection.name, email = %email.masked(), "no code sent (blocked user or sign-up disabled)");
     }
+    issue_code(
+        st,
+        meta,
+        &client,
+        &connection,
+        &email,
+        &id,
+        send,
+        &auth_params,
+        deliver,
+    )
+    .await?;
     // `email_verified` is always false: answering true for known users would tell anyone
     // which addresses have accounts. Clients only check the status.
     Ok(no_store_json(json!({
@@ -341,6 +343,7 @@ pub async fn issue_code(
     id: &str,
     send: &str,
     auth_params: &Value,
+    deliver: bool,
 ) -> Result<(), ApiError> {
     let now = st.now();
     let s = &connection.settings;
@@ -400,7 +403,7 @@ pub async fn issue_code(
     };
     let outbox = NewOutboxMessage {
         id: hex_id(st.rng.as_ref()),
-        channel: "email".into(),
+        channel: if deliver { "email" } else { VOID_CHANNEL }.into(),
         payload: st
             .secret
             .seal(st.rng.as_ref(), SEAL_PURPOSE, &message.to_bytes()),
@@ -409,7 +412,20 @@ pub async fn issue_code(
     };
     st.store.issue_challenge(&challenge, &outbox).await?;
     st.outbox_wake.notify_one();
-    tracing::info!(connection = %connection.name, email = %email.masked(), client_id, "code issued");
+    if deliver {
+        tracing::info!(connection = %connection.name, email = %email.masked(), client_id, send, "code issued");
+    }
+    // Recorded either way (the operator sees which), so both paths do the same writes.
+    st.event(if deliver { "cls" } else { "fcls" }, meta, |e| {
+        e.client_id = Some(client_id.to_string());
+        e.connection = Some(connection.name.clone());
+        e.description = if deliver {
+            format!("Passwordless {send} sent")
+        } else {
+            format!("Passwordless {send} not sent: blocked user, or unknown address with sign-up disabled")
+        };
+    })
+    .await;
     Ok(())
 }
 

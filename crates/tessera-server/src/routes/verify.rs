@@ -155,7 +155,7 @@ async fn verify_redirect_inner(
                 .ok()
             });
         let lang = Lang::pick(req.ui_locales.as_deref(), meta.language.as_deref());
-        return Ok(pages::confirm(
+        let mut resp = pages::confirm(
             lang,
             &client.settings.name,
             &ch.identifier,
@@ -163,7 +163,9 @@ async fn verify_redirect_inner(
             ch.ip.as_deref(),
             when.as_deref(),
             &params,
-        ));
+        );
+        authz::page_csp_for(&mut resp, &req.redirect_uri);
+        return Ok(resp);
     }
     let ch = match otpcheck::check(
         st,

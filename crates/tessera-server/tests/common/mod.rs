@@ -126,6 +126,11 @@ impl H {
 
     /// `extra` is TOML appended to the standard test configuration.
     pub async fn with(backend: &str, extra: &str) -> H {
+        H::with_env(backend, extra, &[]).await
+    }
+
+    /// As [`H::with`], with `TESSERA_*` environment overrides (e.g. another issuer).
+    pub async fn with_env(backend: &str, extra: &str, env: &[(&str, &str)]) -> H {
         let db = TestDb::new(backend).await.expect("test database");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tessera.toml");
@@ -142,7 +147,11 @@ impl H {
             db.url
         );
         std::fs::write(&path, text).unwrap();
-        let cfg = config::load(Some(&path), &[]).expect("config");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let cfg = config::load(Some(&path), &env).expect("config");
         let settings = Settings::from_config(cfg, true).expect("settings");
         let clock = Arc::new(TestClock(AtomicI64::new(1_800_000_000)));
         let t = tessera_server::build(&settings, clock.clone(), Arc::new(SystemRandom))
