@@ -11,6 +11,7 @@ pub mod email;
 pub mod jwt;
 pub mod net;
 pub mod otp;
+pub mod phone;
 pub mod rand;
 pub mod scope;
 pub mod user;

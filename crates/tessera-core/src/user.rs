@@ -52,6 +52,26 @@ impl User {
         }
     }
 
+    /// The profile a new SMS user gets on first sign-in: named by the number.
+    pub fn new_sms_user(hex_id: &str, connection: &str, phone: &str, now: UnixTime) -> User {
+        User {
+            user_id: format!("sms|{hex_id}"),
+            connection: connection.to_string(),
+            email: None,
+            email_verified: false,
+            phone_number: Some(phone.to_string()),
+            phone_verified: true,
+            name: phone.to_string(),
+            nickname: phone.to_string(),
+            picture: gravatar(phone),
+            created_at: now,
+            updated_at: now,
+            last_login: Some(now),
+            logins_count: 1,
+            blocked: false,
+        }
+    }
+
     /// OpenID Connect claims for this user, filtered by scope (`profile`, `email`, `phone`).
     pub fn claims(&self, scope: &Scope) -> Map<String, Value> {
         let mut m = Map::new();

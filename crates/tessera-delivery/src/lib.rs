@@ -8,8 +8,10 @@
 pub mod mailer;
 pub mod message;
 pub mod outbox;
+pub mod sms;
 pub mod smtp;
 pub mod templates;
 
 pub use mailer::{DeliveryError, DevMailbox, Mailer};
 pub use message::EmailMessage;
+pub use sms::{SmsMessage, SmsProvider, SmsSender};

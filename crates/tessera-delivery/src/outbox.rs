@@ -18,13 +18,19 @@ use tokio::task::JoinSet;
 
 use crate::mailer::{DeliveryError, Mailer};
 use crate::message::EmailMessage;
+use crate::sms::{SmsMessage, SmsSender};
 
-/// The sealing purpose for outbox payloads.
 /// The channel of a message that must not be sent (see `/passwordless/start`: an unknown address
 /// with sign-up disabled, or a blocked user, costs the same work as a real send).
 pub const VOID_CHANNEL: &str = "void";
 
+/// The sealing purpose for outbox payloads.
 pub const SEAL_PURPOSE: &str = "tessera/outbox/v1";
+
+enum Payload {
+    Email(EmailMessage),
+    Sms(SmsMessage),
+}
 
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -51,6 +57,7 @@ pub struct Worker {
     pub store: Arc<dyn Store>,
     pub secret: ServerSecret,
     pub mailer: Arc<Mailer>,
+    pub sms: Arc<SmsSender>,
     pub clock: Arc<dyn Clock>,
     pub rng: Arc<dyn Random>,
     /// This worker's lease owner name (node id).
@@ -141,13 +148,19 @@ impl Worker {
             .await;
             return Ok(());
         }
-        let email = match self
-            .secret
-            .open(SEAL_PURPOSE, &msg.payload)
-            .map_err(|e| e.to_string())
-            .and_then(|p| EmailMessage::from_bytes(&p).map_err(|e| e.to_string()))
-        {
-            Ok(e) => e,
+        let opened = self.secret.open(SEAL_PURPOSE, &msg.payload);
+        let payload = match (msg.channel.as_str(), opened) {
+            ("email", Ok(p)) => EmailMessage::from_bytes(&p)
+                .map(Payload::Email)
+                .map_err(|e| e.to_string()),
+            ("sms", Ok(p)) => SmsMessage::from_bytes(&p)
+                .map(Payload::Sms)
+                .map_err(|e| e.to_string()),
+            (_, Err(e)) => Err(e.to_string()),
+            (other, Ok(_)) => Err(format!("unknown channel {other:?}")),
+        };
+        let payload = match payload {
+            Ok(p) => p,
             Err(e) => {
                 self.store
                     .settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: e.clone() })
@@ -158,7 +171,12 @@ impl Worker {
             }
         };
         let started = std::time::Instant::now();
-        match self.mailer.send(&email).await {
+        let sent = match &payload {
+            Payload::Email(email) => self.mailer.send(email).await,
+            Payload::Sms(sms) => self.sms.send(sms, now).await,
+        };
+        let what = &msg.channel;
+        match sent {
             Ok(()) => {
                 self.store
                     .settle_outbox(&msg.id, &OutboxOutcome::Delivered)
@@ -168,18 +186,19 @@ impl Worker {
                     attempts = msg.attempts,
                     queued_secs = now - msg.created_at,
                     send_ms = started.elapsed().as_millis() as u64,
-                    "email delivered"
+                    channel = %what,
+                    "message delivered"
                 );
             }
             Err(DeliveryError::Transient(e)) if msg.attempts < self.options.max_attempts => {
                 let at = now + self.backoff(msg.attempts);
-                tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, retry_at = at, error = %e, "email delivery failed; will retry");
+                tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, retry_at = at, error = %e, channel = %what, "delivery failed; will retry");
                 self.store
                     .settle_outbox(&msg.id, &OutboxOutcome::Retry { at, error: e })
                     .await?;
             }
             Err(e) => {
-                tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, error = %e, "email delivery given up");
+                tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, error = %e, channel = %what, "delivery given up");
                 self.store
                     .settle_outbox(
                         &msg.id,

@@ -18,7 +18,7 @@ use tessera_core::rand::{Random, SystemRandom, hex_id};
 use tessera_delivery::outbox::{Worker, WorkerOptions};
 
 use tessera_delivery::smtp::SmtpMailer;
-use tessera_delivery::{DevMailbox, Mailer};
+use tessera_delivery::{DevMailbox, Mailer, SmsProvider, SmsSender};
 use tokio::sync::{Notify, watch};
 
 use crate::error::ApiError;
@@ -68,6 +68,14 @@ pub async fn build(
         settings: s.email_connection.clone(),
     };
     store.upsert_connection(&email, now).await?;
+    if let Some((settings, _)) = &s.sms_connection {
+        let sms = Connection {
+            name: "sms".into(),
+            strategy: Strategy::Sms,
+            settings: settings.clone(),
+        };
+        store.upsert_connection(&sms, now).await?;
+    }
     for c in &s.clients {
         store.upsert_client(c, now).await?;
     }
@@ -78,11 +86,23 @@ pub async fn build(
         }
         EmailTransport::DevMailbox => Mailer::Dev(DevMailbox::default()),
     });
+    let sms = Arc::new(
+        SmsSender::new(
+            match (&s.sms_provider, mailer.dev_mailbox()) {
+                (Some(p), _) => p.clone(),
+                (None, Some(dev)) => SmsProvider::Dev(dev.clone()),
+                (None, None) => SmsProvider::None,
+            },
+            Duration::from_secs(30),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     let wake = Arc::new(Notify::new());
     let worker = Arc::new(Worker {
         store: Arc::clone(&store),
         secret: secret.clone(),
         mailer: Arc::clone(&mailer),
+        sms: Arc::clone(&sms),
         clock: Arc::clone(&clock),
         rng: Arc::clone(&rng),
         owner: format!("node-{}", hex_id(rng.as_ref())),
@@ -109,6 +129,7 @@ pub async fn build(
         mailer,
         outbox_wake: wake,
         email_from: s.email_from.clone(),
+        sms: s.sms_connection.as_ref().map(|(_, o)| o.clone()),
         tenant: s.tenant.clone(),
         dev: s.dev,
     }));

@@ -275,6 +275,99 @@ fn default_dkim_algorithm() -> String {
 pub struct ConnectionsConfig {
     #[serde(default)]
     pub email: EmailConnectionConfig,
+    /// The `sms` connection exists only when this section does.
+    pub sms: Option<SmsConnectionConfig>,
+}
+
+/// The `sms` connection: codes, the template, the provider, and toll-fraud limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsConnectionConfig {
+    pub code_length: u8,
+    pub code_lifetime_secs: i64,
+    pub max_attempts: i64,
+    pub disable_signup: bool,
+    /// Liquid (`{{ code }}`) or `md_with_macros` (`@@password@@`); absent: built-in, translated.
+    pub template: Option<tessera_delivery::templates::SmsTemplate>,
+    /// The sender: Twilio's `From`, the gateway's `sender`.
+    pub from: Option<String>,
+    /// Appends `@<issuer host> #<code>` so phones offer the code for autofill.
+    pub autofill_line: bool,
+    /// Country calling codes that may receive codes (`[1, 44]`); empty: every country.
+    pub allowed_countries: Vec<u16>,
+    /// Codes sent to one number per hour.
+    pub per_number_per_hour: i64,
+    /// Codes sent to one prefix (the number without its last four digits) per hour.
+    pub per_prefix_per_hour: i64,
+    /// Codes sent in all per hour.
+    pub budget_per_hour: i64,
+    /// Alarm (an `sms_pumping` event) when a prefix got at least this many codes in the hour…
+    pub alarm_min_sent: i64,
+    /// …and fewer than this share of them were used to sign in.
+    pub alarm_verified_ratio: f64,
+    pub twilio: Option<TwilioConfig>,
+    pub gateway: Option<GatewayConfig>,
+}
+
+impl Default for SmsConnectionConfig {
+    fn default() -> Self {
+        let d = ConnectionSettings::default();
+        SmsConnectionConfig {
+            code_length: d.code_length,
+            code_lifetime_secs: d.code_lifetime_secs,
+            max_attempts: d.max_attempts,
+            disable_signup: false,
+            template: None,
+            from: None,
+            autofill_line: true,
+            allowed_countries: Vec::new(),
+            per_number_per_hour: 3,
+            per_prefix_per_hour: 30,
+            budget_per_hour: 1_000,
+            alarm_min_sent: 20,
+            alarm_verified_ratio: 0.2,
+            twilio: None,
+            gateway: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    pub messaging_service_sid: Option<String>,
+    #[serde(default = "twilio_api")]
+    pub api_base: String,
+}
+
+fn twilio_api() -> String {
+    "https://api.twilio.com".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub url: String,
+    #[serde(default)]
+    pub forward_req_info: bool,
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_subject: Option<String>,
+    pub jwt_audience: Option<String>,
+}
+
+/// What the request path needs of the `sms` connection (no credentials).
+#[derive(Debug, Clone)]
+pub struct SmsOptions {
+    pub template: Option<tessera_delivery::templates::SmsTemplate>,
+    pub autofill_line: bool,
+    pub allowed_countries: Vec<u16>,
+    pub per_number_per_hour: i64,
+    pub per_prefix_per_hour: i64,
+    pub budget_per_hour: i64,
+    pub alarm_min_sent: i64,
+    pub alarm_verified_ratio: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -637,11 +730,7 @@ pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> 
     for c in &connections {
         match c.as_str() {
             "email" => {}
-            "sms" => {
-                return Err(format!(
-                    "application {name:?}: the sms connection is not available yet"
-                ));
-            }
+            "sms" => {}
             other => {
                 return Err(format!(
                     "application {name:?}: unknown connection {other:?}"

@@ -107,7 +107,9 @@ pub fn identifier(connection: &Connection, raw: &str) -> Option<String> {
         Strategy::Email => EmailAddress::parse(raw)
             .ok()
             .map(|e| e.as_str().to_string()),
-        Strategy::Sms => None,
+        Strategy::Sms => tessera_core::phone::PhoneNumber::parse(raw.trim())
+            .ok()
+            .map(|p| p.as_str().to_string()),
     }
 }
 
@@ -219,12 +221,11 @@ pub async fn sign_in(
     ch: &Challenge,
     how: &str,
 ) -> Result<Result<User, Failure>, ApiError> {
-    let candidate = User::new_email_user(
-        &hex_id(st.rng.as_ref()),
-        &connection.name,
-        &ch.identifier,
-        st.now(),
-    );
+    let hex = hex_id(st.rng.as_ref());
+    let candidate = match connection.strategy {
+        Strategy::Email => User::new_email_user(&hex, &connection.name, &ch.identifier, st.now()),
+        Strategy::Sms => User::new_sms_user(&hex, &connection.name, &ch.identifier, st.now()),
+    };
     let user = match st
         .store
         .sign_in(
@@ -245,6 +246,14 @@ pub async fn sign_in(
             return Ok(Err(Failure::Wrong));
         }
     };
+    if connection.strategy == Strategy::Sms
+        && let Ok(p) = tessera_core::phone::PhoneNumber::parse(&ch.identifier)
+    {
+        // For the SMS-pumping alarm: codes to this prefix that were used.
+        st.store
+            .hit_rate_limit(&format!("sms:verified:{}", p.prefix()), 3600, st.now())
+            .await?;
+    }
     st.event("s", meta, |e| {
         e.client_id = Some(client.client_id.clone());
         e.connection = Some(connection.name.clone());

@@ -59,6 +59,10 @@ pub struct Settings {
     pub email: EmailTransport,
     pub email_from: String,
     pub email_connection: ConnectionSettings,
+    /// The `sms` connection, when configured: its code settings and options.
+    pub sms_connection: Option<(ConnectionSettings, crate::config::SmsOptions)>,
+    /// Where SMS goes (credentials included); `None` in dev mode means the dev mailbox.
+    pub sms_provider: Option<tessera_delivery::SmsProvider>,
     pub tokens: TokenConfig,
     pub apis: Vec<ApiConfig>,
     pub clients: Vec<Client>,
@@ -152,6 +156,7 @@ impl Settings {
         email_connection
             .validate()
             .map_err(|e| format!("connections.email: {e}"))?;
+        let (sms_connection, sms_provider) = sms_settings(&c, dev)?;
         check_tokens(&c.tokens)?;
         c.outbox.validate()?;
         c.rate_limits.validate()?;
@@ -251,6 +256,8 @@ impl Settings {
             email,
             email_from,
             email_connection,
+            sms_connection,
+            sms_provider,
             tokens: c.tokens,
             apis: c.apis,
             clients,
@@ -309,6 +316,128 @@ fn dkim_settings(d: &config::DkimConfig) -> Result<tessera_delivery::smtp::DkimS
     };
     s.config().map_err(|e| format!("email.dkim: {e}"))?;
     Ok(s)
+}
+
+type SmsParts = (
+    Option<(ConnectionSettings, crate::config::SmsOptions)>,
+    Option<tessera_delivery::SmsProvider>,
+);
+
+/// The `sms` connection: checked, and split into what requests need and the provider.
+fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
+    use tessera_delivery::sms::{GatewaySettings, TwilioSettings};
+    let uses_sms = c.applications.iter().any(|a| {
+        a.connections
+            .as_ref()
+            .is_some_and(|cs| cs.iter().any(|x| x == "sms"))
+    });
+    let Some(s) = &c.connections.sms else {
+        if uses_sms {
+            return Err(
+                "an application uses the sms connection, but [connections.sms] is not configured"
+                    .into(),
+            );
+        }
+        return Ok((None, None));
+    };
+    let settings = ConnectionSettings {
+        code_length: s.code_length,
+        code_lifetime_secs: s.code_lifetime_secs,
+        max_attempts: s.max_attempts,
+        disable_signup: s.disable_signup,
+        email_template: None,
+        magic_link_confirmation: Default::default(),
+    };
+    settings
+        .validate()
+        .map_err(|e| format!("connections.sms: {e}"))?;
+    if let Some(t) = &s.template {
+        tessera_delivery::templates::validate_sms(t)
+            .map_err(|e| format!("connections.sms.template: {}", e.reason))?;
+    }
+    if !(0.0..=1.0).contains(&s.alarm_verified_ratio) {
+        return Err("connections.sms.alarm_verified_ratio must be between 0 and 1".into());
+    }
+    let provider = match (&s.twilio, &s.gateway) {
+        (Some(_), Some(_)) => {
+            return Err(
+                "connections.sms: configure either [connections.sms.twilio] or [connections.sms.gateway], not both"
+                    .into(),
+            );
+        }
+        (Some(t), None) => {
+            if t.messaging_service_sid.is_none() && s.from.is_none() {
+                return Err(
+                    "connections.sms: Twilio needs `from` (a number) or `twilio.messaging_service_sid`"
+                        .into(),
+                );
+            }
+            check_provider_url("connections.sms.twilio.api_base", &t.api_base)?;
+            Some(tessera_delivery::SmsProvider::Twilio(TwilioSettings {
+                api_base: t.api_base.clone(),
+                account_sid: t.account_sid.clone(),
+                auth_token: t.auth_token.expose_secret().to_string(),
+                from: s.from.clone(),
+                messaging_service_sid: t.messaging_service_sid.clone(),
+            }))
+        }
+        (None, Some(g)) => {
+            check_provider_url("connections.sms.gateway.url", &g.url)?;
+            let jwt = match (&g.jwt_secret, &g.jwt_subject, &g.jwt_audience) {
+                (Some(k), sub, aud) => Some((
+                    k.expose_secret().to_string(),
+                    sub.clone().unwrap_or_default(),
+                    aud.clone().unwrap_or_default(),
+                )),
+                (None, None, None) => None,
+                (None, _, _) => {
+                    return Err(
+                        "connections.sms.gateway: jwt_subject and jwt_audience need jwt_secret"
+                            .into(),
+                    );
+                }
+            };
+            Some(tessera_delivery::SmsProvider::Gateway(GatewaySettings {
+                url: g.url.clone(),
+                from: s.from.clone(),
+                forward_req_info: g.forward_req_info,
+                jwt,
+            }))
+        }
+        (None, None) if dev => None,
+        (None, None) => {
+            return Err(
+                "connections.sms needs a provider: [connections.sms.twilio] or [connections.sms.gateway]"
+                    .into(),
+            );
+        }
+    };
+    let options = crate::config::SmsOptions {
+        template: s.template.clone(),
+        autofill_line: s.autofill_line,
+        allowed_countries: s.allowed_countries.clone(),
+        per_number_per_hour: s.per_number_per_hour,
+        per_prefix_per_hour: s.per_prefix_per_hour,
+        budget_per_hour: s.budget_per_hour,
+        alarm_min_sent: s.alarm_min_sent,
+        alarm_verified_ratio: s.alarm_verified_ratio,
+    };
+    Ok((Some((settings, options)), provider))
+}
+
+/// Provider URLs: https, or http to a loopback host (tests and local relays).
+fn check_provider_url(name: &str, u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("{name}: {e}"))?;
+    let loopback = parsed
+        .host_str()
+        .is_some_and(crate::config::is_loopback_host);
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(format!(
+            "{name} must be https (http only to a loopback host)"
+        )),
+    }
 }
 
 fn check_tokens(t: &TokenConfig) -> Result<(), String> {

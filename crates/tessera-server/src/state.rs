@@ -35,6 +35,8 @@ pub struct Inner {
     pub mailer: Arc<Mailer>,
     pub outbox_wake: Arc<Notify>,
     pub email_from: String,
+    /// The `sms` connection's options, when it is configured.
+    pub sms: Option<crate::config::SmsOptions>,
     pub tenant: tessera_delivery::templates::Tenant,
     pub dev: bool,
 }

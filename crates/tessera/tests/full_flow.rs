@@ -169,7 +169,7 @@ async fn email_code_sign_in_over_real_smtp() {
     drop(_server);
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("email delivered"),
+        text.contains("message delivered"),
         "the log shows the delivery:\n{text}"
     );
     for (what, secret) in [

@@ -321,7 +321,7 @@ async fn login_start_inner(
         meta,
         &f.client,
         &connection,
-        &email,
+        crate::routes::passwordless::Recipient::Email(&email),
         &id,
         send,
         &auth_params,

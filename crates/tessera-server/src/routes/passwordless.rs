@@ -14,9 +14,11 @@ use serde_json::{Value, json};
 use tessera_core::connection::{Connection, Strategy};
 use tessera_core::email::EmailAddress;
 use tessera_core::otp;
+use tessera_core::phone::{PhoneError, PhoneNumber};
 use tessera_core::rand::hex_id;
+use tessera_delivery::SmsMessage;
 use tessera_delivery::outbox::{SEAL_PURPOSE, VOID_CHANNEL};
-use tessera_delivery::templates::{self, EmailVars};
+use tessera_delivery::templates::{self, EmailVars, SmsVars};
 use tessera_store::{NewChallenge, NewOutboxMessage};
 
 use crate::clientauth::{self, Endpoint};
@@ -125,9 +127,18 @@ async fn start_checked(
     )
     .await?;
     let connection = connection_for(st, &p, &client).await?;
+    let sms = connection.strategy == Strategy::Sms;
     let send = match p.str("send") {
-        Ok(None) | Ok(Some("link")) => "link",
+        // Auth0's defaults: a link by email, a code by SMS.
+        Ok(None) if sms => "code",
+        Ok(None) | Ok(Some("link")) if !sms => "link",
         Ok(Some("code")) => "code",
+        _ if sms => {
+            return Err(ApiError::bad_request(
+                "bad.send",
+                "error in send - must be code for the sms connection",
+            ));
+        }
         _ => {
             return Err(ApiError::bad_request(
                 "bad.send",
@@ -148,28 +159,80 @@ async fn start_checked(
             ));
         }
     };
-    if connection.strategy != Strategy::Email {
-        return Err(ApiError::bad_request(
-            "bad.connection",
-            "Invalid connection strategy. It must either be a passwordless connection",
-        ));
-    }
     if send == "link" {
         link_params(&client, &mut auth_params)?;
     }
-    let email = match p.str("email") {
-        Ok(None) => {
-            return Err(ApiError::bad_request(
-                "bad.email",
-                "Missing required property: email",
-            ));
-        }
-        Err(_) => {
-            return Err(ApiError::bad_request(
-                "bad.email",
-                "error in email - invalid type (expected string)",
-            ));
-        }
+    let (email, phone);
+    let to = if sms {
+        phone = phone_for(st, &p)?;
+        Recipient::Phone(&phone)
+    } else {
+        email = email_for(&p)?;
+        Recipient::Email(&email)
+    };
+
+    // Per identifier: counted for every address, known or not, so the answer stays the same.
+    let key = format!("start:id:{}:{}", connection.name, to.as_str());
+    limits::enforce(
+        st,
+        &key,
+        rl.start_per_identifier,
+        rl.start_per_identifier_window_secs,
+    )
+    .await?;
+    if let Recipient::Phone(phone) = to {
+        sms_limits(st, meta, &client, phone).await?;
+    }
+    let id = hex_id(st.rng.as_ref());
+    let existing = st.store.find_user(&connection.name, to.as_str()).await?;
+    let deliver = match &existing {
+        Some(u) => !u.blocked,
+        None => !connection.settings.disable_signup,
+    };
+    // The same work either way (rendering, sealing, one transaction), so the time taken does
+    // not tell known addresses from unknown ones; only the outbox channel differs.
+    if !deliver {
+        tracing::info!(connection = %connection.name, to = %to.masked(), "no code sent (blocked user or sign-up disabled)");
+    }
+    issue_code(
+        st,
+        meta,
+        &client,
+        &connection,
+        to,
+        &id,
+        send,
+        &auth_params,
+        deliver,
+    )
+    .await?;
+    // `email_verified` / `phone_verified` is always false: answering true for known users would
+    // tell anyone which addresses have accounts. Clients only check the status.
+    Ok(no_store_json(match to {
+        Recipient::Email(e) => json!({
+            "_id": id,
+            "email": e.as_str(),
+            "email_verified": false,
+        }),
+        Recipient::Phone(ph) => json!({
+            "_id": id,
+            "phone_number": ph.as_str(),
+            "phone_verified": false,
+            "request_language": meta.language,
+        }),
+    }))
+}
+
+fn email_for(p: &Params) -> Result<EmailAddress, ApiError> {
+    match p.str("email") {
+        Ok(None) => Err(ApiError::bad_request(
+            "bad.email",
+            "Missing required property: email",
+        )),
+        Err(_) => Err(ApiError::bad_request(
+            "bad.email",
+            "error in email - invalid type (expected string)",
+        )),
         Ok(Some(raw)) => EmailAddress::parse(raw).map_err(|_| {
             ApiError::bad_request(
                 "bad.email",
@@ -178,48 +241,103 @@ async fn start_checked(
                     raw.chars().take(254).collect::<String>()
                 ),
             )
-        })?,
-    };
-
-    // Per identifier: counted for every address, known or not, so the answer stays the same.
-    let key = format!("start:id:{}:{}", connection.name, email.as_str());
-    limits::enforce(
-        st,
-        &key,
-        rl.start_per_identifier,
-        rl.start_per_identifier_window_secs,
-    )
-    .await?;
-    let id = hex_id(st.rng.as_ref());
-    let existing = st.store.find_user(&connection.name, email.as_str()).await?;
-    let deliver = match &existing {
-        Some(u) => !u.blocked,
-        None => !connection.settings.disable_signup,
-    };
-    // The same work either way (rendering, sealing, one transaction), so the time taken does
-    // not tell known addresses from unknown ones; only the outbox channel differs.
-    if !deliver {
-        tracing::info!(connection = %connection.name, email = %email.masked(), "no code sent (blocked user or sign-up disabled)");
+        }),
     }
-    issue_code(
-        st,
-        meta,
-        &client,
-        &connection,
-        &email,
-        &id,
-        send,
-        &auth_params,
-        deliver,
-    )
-    .await?;
-    // `email_verified` is always false: answering true for known users would tell anyone
-    // which addresses have accounts. Clients only check the status.
-    Ok(no_store_json(json!({
-        "_id": id,
-        "email": email.as_str(),
-        "email_verified": false,
-    })))
+}
+
+/// An E.164 number that exists, in a country the connection allows.
+fn phone_for(st: &AppState, p: &Params) -> Result<PhoneNumber, ApiError> {
+    let bad = |d: &str| ApiError::bad_request("bad.phone_number", d);
+    let raw = match p.str("phone_number") {
+        Ok(None) => return Err(bad("Missing required property: phone_number")),
+        Err(_) => {
+            return Err(bad(
+                "error in phone_number - invalid type (expected string)",
+            ));
+        }
+        Ok(Some(raw)) => raw,
+    };
+    let phone = PhoneNumber::parse(raw).map_err(|e| match e {
+        PhoneError::NotE164 => bad("String does not match pattern: ^\\+[0-9]{1,15}$"),
+        PhoneError::Invalid => bad("The phone number is not a valid number for its country"),
+    })?;
+    let allowed = st
+        .sms
+        .as_ref()
+        .map(|o| o.allowed_countries.as_slice())
+        .unwrap_or_default();
+    if !allowed.is_empty() && !allowed.contains(&phone.country_code()) {
+        return Err(bad("Sending codes to this country is not allowed"));
+    }
+    Ok(phone)
+}
+
+/// Toll-fraud limits: per number, per prefix, and a global hourly budget. Counted for every
+/// request, sent or not; an alarm event when a prefix receives many codes that nobody uses.
+async fn sms_limits(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    phone: &PhoneNumber,
+) -> Result<(), ApiError> {
+    let Some(o) = &st.sms else { return Ok(()) };
+    let prefix = phone.prefix();
+    for (key, limit, what) in [
+        (
+            format!("sms:number:{}", phone.as_str()),
+            o.per_number_per_hour,
+            "number",
+        ),
+        (
+            format!("sms:prefix:{prefix}"),
+            o.per_prefix_per_hour,
+            "prefix",
+        ),
+        ("sms:budget".to_string(), o.budget_per_hour, "hourly budget"),
+    ] {
+        if let Some(state) = limits::hit(st, &key, limit, 3600).await?
+            && state.exceeded()
+        {
+            st.event("limit_sms", meta, |e| {
+                e.client_id = Some(client.client_id.clone());
+                e.connection = Some("sms".into());
+                e.description = format!("SMS {what} limit reached (prefix {prefix})");
+            })
+            .await;
+            return Err(limits::too_many_requests(&state));
+        }
+    }
+    let sent = st
+        .store
+        .hit_rate_limit(&format!("sms:sent:{prefix}"), 3600, st.now())
+        .await?
+        .count;
+    let verified = st
+        .store
+        .peek_rate_limit(&format!("sms:verified:{prefix}"), 3600, st.now())
+        .await?
+        .count;
+    if o.alarm_min_sent > 0
+        && sent >= o.alarm_min_sent
+        && (verified as f64) < o.alarm_verified_ratio * sent as f64
+        && (sent == o.alarm_min_sent || sent % 10 == 0)
+    {
+        tracing::warn!(
+            prefix,
+            sent,
+            verified,
+            "possible SMS pumping: many codes, few sign-ins"
+        );
+        st.event("sms_pumping", meta, |e| {
+            e.client_id = Some(client.client_id.clone());
+            e.connection = Some("sms".into());
+            e.description = format!(
+                "Possible SMS pumping: {sent} codes to {prefix}… this hour, {verified} used"
+            );
+        })
+        .await;
+    }
+    Ok(())
 }
 
 /// Checks what a magic link will carry: `redirect_uri` must be an allowed callback (the
@@ -339,12 +457,13 @@ pub async fn issue_code(
     meta: &RequestMeta,
     client: &Client,
     connection: &Connection,
-    email: &EmailAddress,
+    to: Recipient<'_>,
     id: &str,
     send: &str,
     auth_params: &Value,
     deliver: bool,
 ) -> Result<(), ApiError> {
+    let identifier = to.as_str();
     let now = st.now();
     let s = &connection.settings;
     let client_id = client.client_id.as_str();
@@ -357,7 +476,7 @@ pub async fn issue_code(
             &code,
             &connection.name,
             client_id,
-            email.as_str(),
+            identifier,
         )
     });
     let expires_at = now + s.code_lifetime_secs;
@@ -367,32 +486,60 @@ pub async fn issue_code(
         .nth(1)
         .and_then(|h| h.split(['/', ':']).next())
         .unwrap_or("tessera");
-    let vars = EmailVars {
-        code: code.clone(),
-        link,
-        send: send.to_string(),
-        application_name: app_name.to_string(),
-        client_id: client_id.to_string(),
-        connection: connection.name.clone(),
-        request_language: meta.language.clone(),
-        user_email: email.as_str().to_string(),
-        lifetime_minutes: (s.code_lifetime_secs + 59) / 60,
-        tenant: st.tenant.clone(),
+    let lifetime_minutes = (s.code_lifetime_secs + 59) / 60;
+    let (channel, payload) = match to {
+        Recipient::Email(email) => {
+            let vars = EmailVars {
+                code: code.clone(),
+                link,
+                send: send.to_string(),
+                application_name: app_name.to_string(),
+                client_id: client_id.to_string(),
+                connection: connection.name.clone(),
+                request_language: meta.language.clone(),
+                user_email: email.as_str().to_string(),
+                lifetime_minutes,
+                tenant: st.tenant.clone(),
+            };
+            let message_id = format!("{}@{}", hex_id(st.rng.as_ref()), domain);
+            let message = templates::render(
+                s.email_template.as_ref(),
+                &vars,
+                &st.email_from,
+                &message_id,
+            )
+            .map_err(ApiError::internal)?;
+            ("email", message.to_bytes())
+        }
+        Recipient::Phone(phone) => {
+            let options = st.sms.as_ref();
+            let vars = SmsVars {
+                code: code.clone(),
+                phone_number: phone.as_str().to_string(),
+                application_name: app_name.to_string(),
+                request_language: meta.language.clone(),
+                lifetime_minutes,
+                autofill_host: options
+                    .is_none_or(|o| o.autofill_line)
+                    .then(|| domain.to_string()),
+            };
+            let body = templates::render_sms(options.and_then(|o| o.template.as_ref()), &vars)
+                .map_err(ApiError::internal)?;
+            let sms = SmsMessage {
+                to: phone.as_str().to_string(),
+                body,
+                ip: meta.ip.map(|i| i.to_string()),
+                user_agent: meta.user_agent.clone(),
+            };
+            ("sms", sms.to_bytes())
+        }
     };
-    let message_id = format!("{}@{}", hex_id(st.rng.as_ref()), domain);
-    let message = templates::render(
-        s.email_template.as_ref(),
-        &vars,
-        &st.email_from,
-        &message_id,
-    )
-    .map_err(ApiError::internal)?;
     let challenge = NewChallenge {
         id: id.to_string(),
         connection: connection.name.clone(),
-        identifier: email.as_str().to_string(),
+        identifier: identifier.to_string(),
         client_id: client_id.to_string(),
-        code_hash: st.secret.hash_code(&connection.name, email.as_str(), &code),
+        code_hash: st.secret.hash_code(&connection.name, identifier, &code),
         send: send.to_string(),
         auth_params: auth_params.to_string(),
         created_at: now,
@@ -403,17 +550,15 @@ pub async fn issue_code(
     };
     let outbox = NewOutboxMessage {
         id: hex_id(st.rng.as_ref()),
-        channel: if deliver { "email" } else { VOID_CHANNEL }.into(),
-        payload: st
-            .secret
-            .seal(st.rng.as_ref(), SEAL_PURPOSE, &message.to_bytes()),
+        channel: if deliver { channel } else { VOID_CHANNEL }.into(),
+        payload: st.secret.seal(st.rng.as_ref(), SEAL_PURPOSE, &payload),
         created_at: now,
         not_after: Some(expires_at),
     };
     st.store.issue_challenge(&challenge, &outbox).await?;
     st.outbox_wake.notify_one();
     if deliver {
-        tracing::info!(connection = %connection.name, email = %email.masked(), client_id, send, "code issued");
+        tracing::info!(connection = %connection.name, to = %to.masked(), client_id, send, "code issued");
     }
     // Recorded either way (the operator sees which), so both paths do the same writes.
     st.event(if deliver { "cls" } else { "fcls" }, meta, |e| {
@@ -427,6 +572,29 @@ pub async fn issue_code(
     })
     .await;
     Ok(())
+}
+
+/// Who a code goes to.
+#[derive(Clone, Copy)]
+pub enum Recipient<'a> {
+    Email(&'a EmailAddress),
+    Phone(&'a PhoneNumber),
+}
+
+impl Recipient<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Recipient::Email(e) => e.as_str(),
+            Recipient::Phone(p) => p.as_str(),
+        }
+    }
+
+    fn masked(&self) -> String {
+        match self {
+            Recipient::Email(e) => e.masked(),
+            Recipient::Phone(p) => p.masked(),
+        }
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
