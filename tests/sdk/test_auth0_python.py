@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 import os
 import re
 import secrets
@@ -431,11 +432,23 @@ def test_magic_link_then_authorization_code_grant(tessera, smtp):
         page = r.read().decode()
         assert r.status == 200
     assert 'id="confirm"' in page, page
-    # The person presses the button: the same parameters, POSTed.
-    query = link.split("?", 1)[1].encode()
+    # The person presses the button: the page's hidden fields (the link's parameters and a
+    # CSRF token bound to the cookie the page set), POSTed.
+    cookie = "; ".join(
+        c.split(";", 1)[0] for c in first.headers.get_all("Set-Cookie") or []
+    )
+    fields = {
+        html.unescape(name): html.unescape(value)
+        for name, value in re.findall(
+            r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page
+        )
+    }
+    assert "csrf" in fields and "verification_code" in fields, fields
     req = urllib.request.Request(
-        f"{t['issuer']}passwordless/verify_redirect", data=query,
-        headers={"Content-Type": "application/x-www-form-urlencoded"}, method="POST",
+        f"{t['issuer']}passwordless/verify_redirect",
+        data=urllib.parse.urlencode(fields).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+        method="POST",
     )
     with pytest.raises(urllib.error.HTTPError) as redirect:
         opener.open(req, timeout=5)

@@ -110,6 +110,9 @@ pub struct AuthRequest {
     pub login_hint: Option<String>,
     pub connection: Option<String>,
     pub ui_locales: Option<String>,
+    /// When the request was checked: a hosted page older than an hour is not accepted.
+    #[serde(default)]
+    pub issued_at: i64,
 }
 
 /// Where errors and results go once the redirect URI is trusted.
@@ -372,6 +375,7 @@ pub async fn parse(st: &AppState, p: &Params) -> Result<(Client, AuthRequest), A
         login_hint: text(p, "login_hint")?,
         connection: text(p, "connection")?,
         ui_locales: text(p, "ui_locales")?,
+        issued_at: st.now(),
     };
     Ok((client, req))
 }

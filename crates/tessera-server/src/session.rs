@@ -20,15 +20,26 @@ pub const CSRF: &str = "tessera_csrf";
 pub const LINK_DEVICE: &str = "tessera_link";
 pub const CO_PREFIX: &str = "tessera_co_";
 
-/// The value of the named cookie.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+/// A cookie's full name: with the `__Host-` prefix when the issuer is https, so that no other
+/// host of the site (a sibling subdomain) can set or shadow it (RFC 6265bis §4.1.3.2).
+fn full_name(st: &AppState, name: &str) -> String {
+    if st.issuer.starts_with("https://") {
+        format!("__Host-{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The value of the named Tessera cookie.
+pub fn cookie(st: &AppState, headers: &HeaderMap, name: &str) -> Option<String> {
+    let name = full_name(st, name);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
+        .find(|(k, _)| *k == name.as_str())
         .map(|(_, v)| v.trim_matches('"').to_string())
 }
 
@@ -39,6 +50,7 @@ pub fn set_cookie(st: &AppState, resp: &mut Response, name: &str, value: &str, m
     } else {
         ""
     };
+    let name = full_name(st, name);
     let v = format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
     if let Ok(v) = HeaderValue::from_str(&v) {
         resp.headers_mut().append(header::SET_COOKIE, v);
@@ -71,7 +83,7 @@ pub async fn start(
 
 /// The signed-in user of this browser, if its session is live and the user not blocked.
 pub async fn current_user(st: &AppState, headers: &HeaderMap) -> Result<Option<User>, ApiError> {
-    let Some(id) = cookie(headers, SESSION) else {
+    let Some(id) = cookie(st, headers, SESSION) else {
         return Ok(None);
     };
     let Some(s) = st.store.get_session(&sha256(&id), st.now()).await? else {
@@ -82,7 +94,7 @@ pub async fn current_user(st: &AppState, headers: &HeaderMap) -> Result<Option<U
 
 /// Ends this browser's session (server side) and clears the cookie.
 pub async fn end(st: &AppState, headers: &HeaderMap, resp: &mut Response) -> Result<(), ApiError> {
-    if let Some(id) = cookie(headers, SESSION) {
+    if let Some(id) = cookie(st, headers, SESSION) {
         st.store.delete_session(&sha256(&id)).await?;
     }
     set_cookie(st, resp, SESSION, "", 0);
@@ -92,7 +104,7 @@ pub async fn end(st: &AppState, headers: &HeaderMap, resp: &mut Response) -> Res
 /// The CSRF token for this browser's CSRF cookie (the cookie is made when missing: the bool
 /// says whether it must be set).
 pub fn csrf_token(st: &AppState, headers: &HeaderMap) -> (String, String, bool) {
-    let (cookie_value, fresh) = match cookie(headers, CSRF).filter(|c| c.len() >= 32) {
+    let (cookie_value, fresh) = match cookie(st, headers, CSRF).filter(|c| c.len() >= 32) {
         Some(c) => (c, false),
         None => (token(st.rng.as_ref()), true),
     };
@@ -102,7 +114,7 @@ pub fn csrf_token(st: &AppState, headers: &HeaderMap) -> (String, String, bool) 
 
 /// Whether a posted CSRF token belongs to this browser's CSRF cookie.
 pub fn csrf_ok(st: &AppState, headers: &HeaderMap, presented: &str) -> bool {
-    let Some(c) = cookie(headers, CSRF) else {
+    let Some(c) = cookie(st, headers, CSRF) else {
         return false;
     };
     let expected = hex::encode(st.secret.mac("csrf", c.as_bytes()));
@@ -116,6 +128,6 @@ pub fn link_device_tag(st: &AppState, challenge_id: &str) -> String {
 
 /// Whether this browser asked for the link of `challenge_id`.
 pub fn is_link_device(st: &AppState, headers: &HeaderMap, challenge_id: &str) -> bool {
-    cookie(headers, LINK_DEVICE)
+    cookie(st, headers, LINK_DEVICE)
         .is_some_and(|c| ct_eq(c.as_bytes(), link_device_tag(st, challenge_id).as_bytes()))
 }

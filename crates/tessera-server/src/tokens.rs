@@ -49,6 +49,26 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
     let keys = st.keys.get();
     let mut body = Map::new();
 
+    let family = match g.refresh {
+        Refresh::No => None,
+        Refresh::IfAllowed if offline_allowed(g.client, &g.scope, g.audience) => Some((
+            g.grant_id
+                .clone()
+                .unwrap_or_else(|| hex_id(st.rng.as_ref())),
+            now + st.tokens.refresh_token_lifetime_secs,
+        )),
+        Refresh::IfAllowed => None,
+        Refresh::Rotate {
+            family_id,
+            expires_at,
+        } => Some((family_id, expires_at)),
+    };
+    // Opaque access tokens carry the grant they come from (the authorization code, else the
+    // refresh-token family), so a replayed code or refresh token revokes them too.
+    let access_grant = g
+        .grant_id
+        .clone()
+        .or_else(|| family.as_ref().map(|(f, _)| f.clone()));
     let (access_token, expires_in) = match g.audience {
         Some(api) => {
             let lifetime = api
@@ -81,7 +101,7 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
                     scope: g.scope.as_string(),
                     created_at: now,
                     expires_at: now + lifetime,
-                    grant_id: g.grant_id.clone(),
+                    grant_id: access_grant,
                 })
                 .await?;
             (t, lifetime)
@@ -114,20 +134,6 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
         );
     }
 
-    let family = match g.refresh {
-        Refresh::No => None,
-        Refresh::IfAllowed if offline_allowed(g.client, &g.scope, g.audience) => Some((
-            g.grant_id
-                .clone()
-                .unwrap_or_else(|| hex_id(st.rng.as_ref())),
-            now + st.tokens.refresh_token_lifetime_secs,
-        )),
-        Refresh::IfAllowed => None,
-        Refresh::Rotate {
-            family_id,
-            expires_at,
-        } => Some((family_id, expires_at)),
-    };
     if let Some((family_id, expires_at)) = family {
         let t = token(st.rng.as_ref());
         let inserted = st

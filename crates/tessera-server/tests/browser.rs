@@ -74,6 +74,54 @@ fn hidden(page: &str, name: &str) -> String {
     page[start..end].replace("&amp;", "&")
 }
 
+fn unescape(v: &str) -> String {
+    v.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// Every hidden input of a page's form, as a form body.
+fn hidden_form(page: &str) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    let mut rest = page;
+    while let Some(i) = rest.find("<input type=\"hidden\" name=\"") {
+        rest = &rest[i + 27..];
+        let name_end = rest.find('"').unwrap();
+        let name = unescape(&rest[..name_end]);
+        let v = rest.find("value=\"").unwrap() + 7;
+        let v_end = rest[v..].find('"').unwrap() + v;
+        ser.append_pair(&name, &unescape(&rest[v..v_end]));
+        rest = &rest[v_end..];
+    }
+    ser.finish()
+}
+
+/// Opens a link as another browser would (no Tessera cookie: the confirmation page), then
+/// presses its button. Returns the answer to the button and the form it posted.
+async fn open_and_confirm(h: &H, link: &str) -> (Resp, String, String) {
+    let r = h.send("GET", &path_and_query(link), &[], "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let page = html(&r);
+    assert!(page.contains("id=\"confirm\""), "{page}");
+    let jar = cookie_header(&cookies(&r));
+    let body = hidden_form(&page);
+    let r = h
+        .send(
+            "POST",
+            "/passwordless/verify_redirect",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", &jar),
+            ],
+            body.clone(),
+        )
+        .await;
+    (r, body, jar)
+}
+
 fn path_and_query(url: &str) -> String {
     url.trim_start_matches("http://localhost:3000").to_string()
 }
@@ -139,16 +187,20 @@ async fn magic_link_is_safe_from_scanners_and_signs_in_once(h: H) {
         assert!(page.contains("Regular App"));
         assert!(cookies(&r).iter().all(|(k, _)| k != "tessera_session"));
     }
-    // The person clicks the button: the same parameters, POSTed.
+    // Another site posting the link's parameters (the site owner's own link, to sign the
+    // visitor into the owner's account) is refused: no CSRF token, no cookie.
     let query = link.split_once('?').unwrap().1.to_string();
     let r = h
         .send(
             "POST",
             "/passwordless/verify_redirect",
             &[("content-type", "application/x-www-form-urlencoded")],
-            query.clone(),
+            query,
         )
         .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    // The person clicks the button: the same parameters, POSTed from the page.
+    let (r, form_body, form_jar) = open_and_confirm(&h, &link).await;
     assert_eq!(r.status, 302, "{r:?}");
     let loc = location(&r);
     assert!(loc.starts_with(&format!("{CB}?")), "{loc}");
@@ -165,8 +217,11 @@ async fn magic_link_is_safe_from_scanners_and_signs_in_once(h: H) {
         .send(
             "POST",
             "/passwordless/verify_redirect",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            query,
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", &form_jar),
+            ],
+            form_body,
         )
         .await;
     let p = params_of(&location(&r), '?');
@@ -781,14 +836,7 @@ async fn embedded_login_with_cors_and_login_tickets(h: H) {
 async fn response_modes_and_lock_endpoints(h: H) {
     // Sign in once through a link (never mode is not needed: POST confirms).
     let link = start_link(&h, "modes@example.com", json!({"redirect_uri": CB})).await;
-    let r = h
-        .send(
-            "POST",
-            "/passwordless/verify_redirect",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            link.split_once('?').unwrap().1.to_string(),
-        )
-        .await;
+    let (r, _, _) = open_and_confirm(&h, &link).await;
     let jar = cookie_header(&cookies(&r));
     let base = format!(
         "/authorize?client_id=rwa&redirect_uri={}&state=m&nonce=mn&scope=openid",

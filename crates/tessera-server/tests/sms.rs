@@ -376,7 +376,11 @@ async fn toll_fraud_limits_and_the_pumping_alarm(backend: &str) {
     h.worker.run_once().await.unwrap();
     assert_eq!(f.bodies().len(), 6, "refused requests sent nothing");
     h.advance(3600);
-    assert_eq!(start_sms(&h, "+12125550124").await.status, 200, "a new hour");
+    assert_eq!(
+        start_sms(&h, "+12125550124").await.status,
+        200,
+        "a new hour"
+    );
 }
 
 async fn provider_errors_are_retried_or_given_up_as_they_should(backend: &str) {

@@ -616,7 +616,7 @@ macro_rules! sql_store {
                 grant_id: &str,
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<u64> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 let a = sqlx::query("DELETE FROM access_tokens WHERE grant_id = $1")
                     .bind(grant_id)
                     .execute(&mut *tx)
@@ -951,7 +951,7 @@ macro_rules! sql_store {
                 max_secs: i64,
             ) -> $crate::Result<tessera_core::UnixTime> {
                 use sqlx::Row as _;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 let row = sqlx::query(
                     "INSERT INTO blocks (key, strikes, blocked_until, updated_at) VALUES ($1, 1, $2, $2) \
                      ON CONFLICT (key) DO UPDATE SET strikes = CASE WHEN blocks.updated_at < $2 - $3 \

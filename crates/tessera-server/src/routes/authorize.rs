@@ -89,7 +89,7 @@ async fn authorize_inner(
             ));
         }
         // The browser that ran /co/authenticate holds the verifier in a cookie.
-        let cookie = session::cookie(headers, &format!("{}{}", session::CO_PREFIX, t.co_id));
+        let cookie = session::cookie(st, headers, &format!("{}{}", session::CO_PREFIX, t.co_id));
         if !cookie.is_some_and(|v| ct_eq(&sha256(&v), &t.verifier_hash)) {
             return Err(AuthError::redirect(
                 &target,
@@ -168,6 +168,9 @@ async fn authorize_inner(
     Ok(resp)
 }
 
+/// How long a hosted login page (its sealed request) can be used.
+const PAGE_LIFETIME_SECS: i64 = 3600;
+
 /// A hosted-page form: the sealed request, checked again, and the CSRF token.
 struct PageForm {
     params: Params,
@@ -197,6 +200,13 @@ async fn read_form(
     let Some(req) = AuthRequest::unseal(st, sealed) else {
         return Err(bad("The sign-in request is missing or damaged."));
     };
+    if st.now() - req.issued_at > PAGE_LIFETIME_SECS {
+        return Err(AuthError::page(
+            StatusCode::FORBIDDEN,
+            "Session expired",
+            "This sign-in page is more than an hour old. Go back to the application and sign in again.",
+        ));
+    }
     let Some(client) = st.store.get_client(&req.client_id).await? else {
         return Err(bad("Unknown client."));
     };

@@ -17,7 +17,7 @@ pub async fn openid_configuration(State(st): State<AppState>) -> Response {
         "jwks_uri": format!("{i}.well-known/jwks.json"),
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
         "end_session_endpoint": format!("{i}oidc/logout"),
-        "response_types_supported": ["code", "id_token", "token id_token"],
+        "response_types_supported": ["code", "id_token", "token", "token id_token"],
         "response_modes_supported": ["query", "fragment", "form_post", "web_message"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "subject_types_supported": ["public"],

@@ -56,9 +56,10 @@ pub async fn start(
     let rl = &st.rate_limits;
     let authed = parse_and_authenticate(&st, &headers, &body).await;
     let mut meta = meta;
-    if let (Ok((_, client)), Some(fwd)) = (&authed, meta.forwarded_for)
+    if let (Ok((p, client)), Some(fwd)) = (&authed, meta.forwarded_for)
         && client.is_confidential()
         && client.settings.trust_forwarded_for
+        && proved_secret(&headers, p)
     {
         meta.ip = Some(fwd);
     }
@@ -92,6 +93,17 @@ pub async fn start(
         }
         (other, _) => other,
     }
+}
+
+/// Whether the request carried the client secret (which `authenticate` then checked): a
+/// browser call let in by its origin (`allow_browser_start`) did not, and its
+/// `auth0-forwarded-for` header is not believed.
+fn proved_secret(headers: &HeaderMap, p: &Params) -> bool {
+    matches!(p.str("client_secret"), Ok(Some(_)))
+        || headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("basic "))
 }
 
 /// Reads the body, refuses unknown properties, and authenticates the application.

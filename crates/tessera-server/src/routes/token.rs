@@ -270,7 +270,8 @@ async fn refresh_grant(
     {
         RefreshUse::Fresh(r) => r,
         RefreshUse::Reused(r) => {
-            let revoked = st.store.revoke_refresh_family(&r.family_id, now).await?;
+            // The family's refresh tokens and the opaque access tokens issued with them.
+            let revoked = st.store.revoke_grant(&r.family_id, now).await?;
             tracing::warn!(client_id = %r.client_id, revoked, "refresh token reuse detected; family revoked");
             st.event("ferrt", meta, |e| {
                 e.client_id = Some(r.client_id.clone());

@@ -79,6 +79,22 @@ async fn verify_redirect_inner(
             "Too many requests from this network. Wait a few minutes, then try again.",
         ));
     }
+    // The confirmation page's button: only from the page Tessera showed in this browser (its
+    // CSRF token, bound to a cookie a cross-site POST does not carry). This stops a site from
+    // signing a visitor into the site owner's account with the owner's own link.
+    if *method == Method::POST
+        && !session::csrf_ok(
+            st,
+            headers,
+            p.str("csrf").ok().flatten().unwrap_or_default(),
+        )
+    {
+        return Err(AuthError::page(
+            StatusCode::FORBIDDEN,
+            "Link expired",
+            "This confirmation page has expired or was not opened in this browser. Open the link from your email again.",
+        ));
+    }
     let (client, req) = authz::parse(st, p).await?;
     let target = req.target();
     let get = |k: &str| p.str(k).ok().flatten().filter(|s| !s.is_empty());
@@ -141,11 +157,13 @@ async fn verify_redirect_inner(
             LinkConfirmation::Auto => !session::is_link_device(st, headers, &ch.id),
         };
     if confirm {
-        let params: Vec<(String, String)> =
+        let (csrf_cookie, csrf, fresh) = session::csrf_token(st, headers);
+        let mut params: Vec<(String, String)> =
             p.0.iter()
                 .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .filter(|(k, _)| k != "auth0Client")
+                .filter(|(k, _)| k != "auth0Client" && k != "csrf")
                 .collect();
+        params.push(("csrf".into(), csrf));
         let when = time::OffsetDateTime::from_unix_timestamp(ch.created_at)
             .ok()
             .and_then(|t| {
@@ -165,6 +183,9 @@ async fn verify_redirect_inner(
             &params,
         );
         authz::page_csp_for(&mut resp, &req.redirect_uri);
+        if fresh {
+            session::set_cookie(st, &mut resp, session::CSRF, &csrf_cookie, 86_400);
+        }
         return Ok(resp);
     }
     let ch = match otpcheck::check(
