@@ -174,6 +174,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/passwordless/verify", post(routes::verify::verify))
         .route("/client/{file}", get(routes::co::client_js))
+        .route("/static/webotp.js", get(webotp_js))
         .route(
             "/.well-known/openid-configuration",
             get(routes::discovery::openid_configuration),
@@ -191,6 +192,19 @@ pub fn router(state: AppState) -> Router {
             observe(hsts, req, next)
         }))
         .with_state(state)
+}
+
+/// The hosted code page's WebOTP helper (the page's CSP allows scripts from 'self' only).
+async fn webotp_js() -> Response {
+    let mut r = axum::response::IntoResponse::into_response((
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("routes/webotp.js"),
+    ));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
 }
 
 async fn not_found() -> ApiError {

@@ -652,7 +652,7 @@ pub fn page_csp_for(resp: &mut Response, redirect_uri: &str) {
         .map(|o| format!(" {o}"))
         .unwrap_or_default();
     let csp = format!(
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'{target}"
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'{target}"
     );
     if let Ok(v) = HeaderValue::from_str(&csp) {
         resp.headers_mut()

@@ -45,6 +45,9 @@ struct Words {
     confirm: &'static str,
     not_you: &'static str,
     logged_out: &'static str,
+    phone_label: &'static str,
+    send_sms: &'static str,
+    or: &'static str,
 }
 
 const EN: Words = Words {
@@ -64,6 +67,9 @@ const EN: Words = Words {
     confirm: "Sign in",
     not_you: "If you did not ask for this link, close this page: nothing happens.",
     logged_out: "You are signed out.",
+    phone_label: "Phone number",
+    send_sms: "Text me a code",
+    or: "or",
 };
 
 const DE: Words = Words {
@@ -83,6 +89,9 @@ const DE: Words = Words {
     confirm: "Anmelden",
     not_you: "Wenn Sie diesen Link nicht angefordert haben, schließen Sie diese Seite: Es passiert nichts.",
     logged_out: "Sie sind abgemeldet.",
+    phone_label: "Telefonnummer",
+    send_sms: "Code per SMS senden",
+    or: "oder",
 };
 
 const FR: Words = Words {
@@ -102,6 +111,9 @@ const FR: Words = Words {
     confirm: "Se connecter",
     not_you: "Si vous n'avez pas demandé ce lien, fermez cette page : rien ne se passera.",
     logged_out: "Vous êtes déconnecté.",
+    phone_label: "Numéro de téléphone",
+    send_sms: "Recevoir un code par SMS",
+    or: "ou",
 };
 
 const ES: Words = Words {
@@ -121,6 +133,9 @@ const ES: Words = Words {
     confirm: "Iniciar sesión",
     not_you: "Si no pediste este enlace, cierra esta página: no pasará nada.",
     logged_out: "Has cerrado la sesión.",
+    phone_label: "Número de teléfono",
+    send_sms: "Enviarme un código por SMS",
+    or: "o",
 };
 
 const NL: Words = Words {
@@ -140,6 +155,9 @@ const NL: Words = Words {
     confirm: "Inloggen",
     not_you: "Heb je deze link niet aangevraagd? Sluit deze pagina: er gebeurt niets.",
     logged_out: "Je bent uitgelogd.",
+    phone_label: "Telefoonnummer",
+    send_sms: "Stuur mij een code per sms",
+    or: "of",
 };
 
 fn words(lang: Lang) -> &'static Words {
@@ -160,7 +178,8 @@ fn words_value(lang: Lang) -> Value {
         verify => w.verify, use_other => w.use_other, check_email => w.check_email,
         link_sent => w.link_sent, confirm_title => w.confirm_title, confirm_text => w.confirm_text,
         requested_from => w.requested_from, confirm => w.confirm, not_you => w.not_you,
-        logged_out => w.logged_out,
+        logged_out => w.logged_out, phone_label => w.phone_label, send_sms => w.send_sms,
+        or => w.or,
     }
 }
 
@@ -191,6 +210,7 @@ const LOGIN: &str = r#"{% extends "layout.html" %}
 {% block body %}
 <h1>{{ w.sign_in_to }} {{ app }}</h1>
 {% if error %}<div class="error" id="error" role="alert">{{ error }}</div>{% endif %}
+{% if email_enabled %}
 <form method="post" action="/login/start">
   <input type="hidden" name="req" value="{{ req }}">
   <input type="hidden" name="csrf" value="{{ csrf }}">
@@ -199,6 +219,17 @@ const LOGIN: &str = r#"{% extends "layout.html" %}
   <button type="submit" id="send-code" name="send" value="code">{{ w.send_code }}</button>
   <button type="submit" id="send-link" name="send" value="link" class="secondary">{{ w.send_link }}</button>
 </form>
+{% endif %}
+{% if email_enabled and sms_enabled %}<p class="muted" style="text-align:center">{{ w.or }}</p>{% endif %}
+{% if sms_enabled %}
+<form method="post" action="/login/start">
+  <input type="hidden" name="req" value="{{ req }}">
+  <input type="hidden" name="csrf" value="{{ csrf }}">
+  <label for="phone">{{ w.phone_label }}</label>
+  <input type="tel" id="phone" name="phone" value="{{ phone }}" autocomplete="tel" inputmode="tel" placeholder="+14155552671" required{% if not email_enabled %} autofocus{% endif %}>
+  <button type="submit" id="send-sms" name="send" value="sms">{{ w.send_sms }}</button>
+</form>
+{% endif %}
 {% endblock %}"#;
 
 const CODE: &str = r#"{% extends "layout.html" %}
@@ -210,12 +241,14 @@ const CODE: &str = r#"{% extends "layout.html" %}
 <form method="post" action="/login/verify">
   <input type="hidden" name="req" value="{{ req }}">
   <input type="hidden" name="csrf" value="{{ csrf }}">
-  <input type="hidden" name="email" value="{{ email }}">
+  <input type="hidden" name="connection" value="{{ connection }}">
+  <input type="hidden" name="{{ 'phone' if connection == 'sms' else 'email' }}" value="{{ email }}">
   <label for="code">{{ w.code_label }}</label>
   <input type="text" id="code" name="code" autocomplete="one-time-code" inputmode="numeric" pattern="[0-9]*" maxlength="10" required autofocus>
   <button type="submit" id="verify">{{ w.verify }}</button>
 </form>
 <p class="muted"><a href="{{ restart }}">{{ w.use_other }}</a></p>
+{% if connection == 'sms' %}<script src="/static/webotp.js"></script>{% endif %}
 {% endblock %}"#;
 
 const CHECK_EMAIL: &str = r#"{% extends "layout.html" %}
@@ -295,24 +328,29 @@ fn render(name: &str, lang: Lang, status: StatusCode, ctx: Value) -> Response {
 }
 
 /// The first step of the hosted login page: the email address.
-pub fn login(
-    lang: Lang,
-    app: &str,
-    req: &str,
-    csrf: &str,
-    email: &str,
-    error: Option<&str>,
-) -> Response {
+pub struct LoginPage<'a> {
+    pub app: &'a str,
+    pub req: &'a str,
+    pub csrf: &'a str,
+    pub email: &'a str,
+    pub phone: &'a str,
+    pub email_enabled: bool,
+    pub sms_enabled: bool,
+}
+
+pub fn login(lang: Lang, page: &LoginPage<'_>, error: Option<&str>) -> Response {
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
+    let p = page;
     render(
         "login.html",
         lang,
         status,
-        context! { app, req, csrf, email, error },
+        context! { app => p.app, req => p.req, csrf => p.csrf, email => p.email, phone => p.phone,
+        email_enabled => p.email_enabled, sms_enabled => p.sms_enabled, error },
     )
 }
 
@@ -323,7 +361,7 @@ pub fn code(
     app: &str,
     req: &str,
     csrf: &str,
-    email: &str,
+    (connection, email): (&str, &str),
     restart: &str,
     error: Option<&str>,
 ) -> Response {
@@ -336,7 +374,7 @@ pub fn code(
         "code.html",
         lang,
         status,
-        context! { app, req, csrf, email, restart, error },
+        context! { app, req, csrf, connection, email, restart, error },
     )
 }
 
@@ -429,21 +467,44 @@ mod tests {
 
     #[tokio::test]
     async fn pages_escape_and_translate() {
-        let html = body(login(
-            Lang("de"),
-            "<script>alert(1)</script>",
-            "r",
-            "c",
-            "\"><img>",
-            None,
-        ))
-        .await;
+        let page = LoginPage {
+            app: "<script>alert(1)</script>",
+            req: "r",
+            csrf: "c",
+            email: "\"><img>",
+            phone: "",
+            email_enabled: true,
+            sms_enabled: true,
+        };
+        let html = body(login(Lang("de"), &page, None)).await;
+        assert!(html.contains("id=\"phone\"") && html.contains("Code per SMS senden"));
         assert!(html.contains("Anmelden bei"));
         assert!(!html.contains("<script>alert"));
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("\"><img>"));
-        let html = body(code(Lang("en"), "App", "r", "c", "a@b.co", "/x", None)).await;
+        let html = body(code(
+            Lang("en"),
+            "App",
+            "r",
+            "c",
+            ("email", "a@b.co"),
+            "/x",
+            None,
+        ))
+        .await;
         assert!(html.contains("autocomplete=\"one-time-code\""));
+        assert!(!html.contains("webotp.js"));
+        let html = body(code(
+            Lang("en"),
+            "App",
+            "r",
+            "c",
+            ("sms", "+14155552671"),
+            "/x",
+            None,
+        ))
+        .await;
+        assert!(html.contains("webotp.js") && html.contains("name=\"phone\""));
         for l in ["en", "de", "fr", "es", "nl"] {
             let html = body(check_email(Lang(l), "a@b.co", "/x")).await;
             assert!(html.contains("id=\"check-email\""), "{l}");

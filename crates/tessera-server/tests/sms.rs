@@ -468,6 +468,125 @@ async fn a_custom_gateway_gets_json_a_jwt_and_the_request_info(backend: &str) {
     );
 }
 
+fn cookies(r: &Resp) -> String {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn hidden(page: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    let start = page.find(&needle).unwrap_or_else(|| panic!("no {name}")) + needle.len();
+    let end = page[start..].find('"').unwrap() + start;
+    page[start..end].to_string()
+}
+
+/// The hosted login page offers the phone number when the application has the sms
+/// connection, sends the code by SMS, and loads the WebOTP helper on the code page.
+async fn hosted_page_signs_in_with_a_phone_number(backend: &str) {
+    let f = Arc::new(Fake::default());
+    let h = with_twilio(backend, f.clone(), "").await;
+    let cb = "https%3A%2F%2Fphone.example.com%2Fcallback";
+    let url = format!(
+        "/authorize?client_id=phone&response_type=code&redirect_uri={cb}&state=ps&scope=openid%20phone"
+    );
+    let r = h.send("GET", &url, &[], "").await;
+    let page = r.body.as_str().unwrap().to_string();
+    assert!(
+        page.contains("id=\"phone\"") && page.contains("id=\"email\""),
+        "{page}"
+    );
+    let r2 = h
+        .send("GET", &format!("{url}&connection=sms"), &[], "")
+        .await;
+    let only = r2.body.as_str().unwrap();
+    assert!(only.contains("id=\"phone\"") && !only.contains("id=\"email\""));
+    let jar = cookies(&r);
+    let form_hdr = ("content-type", "application/x-www-form-urlencoded");
+    let start = |phone: &str| {
+        form(&[
+            ("req", &hidden(&page, "req")),
+            ("csrf", &hidden(&page, "csrf")),
+            ("phone", phone),
+            ("send", "sms"),
+        ])
+    };
+    let r = h
+        .send(
+            "POST",
+            "/login/start",
+            &[form_hdr, ("cookie", &jar)],
+            start("0415 555 2671"),
+        )
+        .await;
+    assert_eq!(r.status, 400, "not international format");
+    let r = h
+        .send(
+            "POST",
+            "/login/start",
+            &[form_hdr, ("cookie", &jar)],
+            start(PHONE),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let code_page = r.body.as_str().unwrap().to_string();
+    assert!(code_page.contains("/static/webotp.js"));
+    assert!(code_page.contains("autocomplete=\"one-time-code\""));
+    let csp = r.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert_eq!(
+        h.send("GET", "/static/webotp.js", &[], "").await.status,
+        200
+    );
+    h.worker.run_once().await.unwrap();
+    let sent = f.bodies();
+    let form_sent: Vec<(String, String)> = url::form_urlencoded::parse(sent[0].as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let body = &form_sent.iter().find(|(k, _)| k == "Body").unwrap().1;
+    let code = code_in(body);
+    let verify = form(&[
+        ("req", &hidden(&code_page, "req")),
+        ("csrf", &hidden(&code_page, "csrf")),
+        ("connection", "sms"),
+        ("phone", PHONE),
+        ("code", &code),
+    ]);
+    let r = h
+        .send(
+            "POST",
+            "/login/verify",
+            &[form_hdr, ("cookie", &jar)],
+            verify,
+        )
+        .await;
+    assert_eq!(r.status, 302, "{r:?}");
+    let loc = r.headers["location"].to_str().unwrap().to_string();
+    let q: Vec<(String, String)> =
+        url::form_urlencoded::parse(loc.split_once('?').unwrap().1.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let auth_code = &q.iter().find(|(k, _)| k == "code").unwrap().1;
+    let t = h
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "phone"),
+                ("client_secret", SMS_SECRET),
+                ("code", auth_code),
+                ("redirect_uri", "https://phone.example.com/callback"),
+            ],
+        )
+        .await;
+    assert_eq!(t.status, 200, "{t:?}");
+    let claims = verify_jwt(&h, t.body["id_token"].as_str().unwrap(), "phone").await;
+    assert_eq!(claims["phone_number"], PHONE);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -485,4 +604,5 @@ both_backends!(
     toll_fraud_limits_and_the_pumping_alarm,
     provider_errors_are_retried_or_given_up_as_they_should,
     a_custom_gateway_gets_json_a_jwt_and_the_request_info,
+    hosted_page_signs_in_with_a_phone_number,
 );

@@ -22,9 +22,10 @@ use crate::limits;
 use crate::otpcheck::{self, Accept, Mode};
 use crate::pages::{self, Lang};
 use crate::params::Params;
-use crate::routes::passwordless::issue_code;
+use crate::routes::passwordless::{Recipient, issue_code};
 use crate::session;
 use crate::state::{AppState, RequestMeta};
+use tessera_core::phone::PhoneNumber;
 
 fn query_params(q: Option<&str>) -> Result<Params, AuthError> {
     Params::from_query(q).map_err(|_| {
@@ -137,8 +138,8 @@ async fn authorize_inner(
             "Login required",
         ));
     }
-    let email_enabled = client.has_connection("email");
-    if !email_enabled {
+    let (email_enabled, sms_enabled) = enabled_connections(st, &client, &req);
+    if !email_enabled && !sms_enabled {
         return Err(AuthError::redirect(
             &target,
             "invalid_request",
@@ -153,14 +154,23 @@ async fn authorize_inner(
         .and_then(|h| EmailAddress::parse(h).ok())
         .map(|e| e.as_str().to_string())
         .unwrap_or_default();
-    let mut resp = pages::login(
-        lang,
-        &client.settings.name,
-        &req.seal(st),
-        &csrf,
-        &hint,
-        None,
-    );
+    let phone_hint = req
+        .login_hint
+        .as_deref()
+        .and_then(|h| PhoneNumber::parse(h).ok())
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let sealed = req.seal(st);
+    let page = pages::LoginPage {
+        app: &client.settings.name,
+        req: &sealed,
+        csrf: &csrf,
+        email: &hint,
+        phone: &phone_hint,
+        email_enabled,
+        sms_enabled,
+    };
+    let mut resp = pages::login(lang, &page, None);
     if fresh {
         session::set_cookie(st, &mut resp, session::CSRF, &cookie, 86_400);
     }
@@ -170,6 +180,20 @@ async fn authorize_inner(
 
 /// How long a hosted login page (its sealed request) can be used.
 const PAGE_LIFETIME_SECS: i64 = 3600;
+
+/// Which of the page's forms to show: the application's connections that exist, narrowed by
+/// the request's `connection` parameter.
+fn enabled_connections(
+    st: &AppState,
+    client: &tessera_core::client::Client,
+    req: &AuthRequest,
+) -> (bool, bool) {
+    let wanted = |name: &str| req.connection.as_deref().is_none_or(|c| c == name);
+    (
+        client.has_connection("email") && wanted("email"),
+        client.has_connection("sms") && st.sms.is_some() && wanted("sms"),
+    )
+}
 
 /// A hosted-page form: the sealed request, checked again, and the CSRF token.
 struct PageForm {
@@ -238,11 +262,12 @@ fn restart_url(req: &AuthRequest) -> String {
     format!("/authorize?{}", ser.finish())
 }
 
-async fn email_connection(st: &AppState) -> Result<Connection, AuthError> {
-    st.store
-        .get_connection("email")
-        .await?
-        .ok_or_else(|| AuthError::Api(ApiError::internal("the email connection is missing")))
+async fn connection_named(st: &AppState, name: &str) -> Result<Connection, AuthError> {
+    st.store.get_connection(name).await?.ok_or_else(|| {
+        AuthError::Api(ApiError::internal(format!(
+            "the {name} connection is missing"
+        )))
+    })
 }
 
 /// `POST /login/start`: sends a code or a link, with the limits of `/passwordless/start`.
@@ -268,23 +293,62 @@ async fn login_start_inner(
     let f = read_form(st, meta, headers, body).await?;
     let sealed = f.req.seal(st);
     let raw_email = f.params.str("email").ok().flatten().unwrap_or_default();
+    let raw_phone = f.params.str("phone").ok().flatten().unwrap_or_default();
+    let (email_enabled, sms_enabled) = enabled_connections(st, &f.client, &f.req);
     let again = |msg: &str| {
-        pages::login(
-            f.lang,
-            &f.client.settings.name,
-            &sealed,
-            &f.csrf,
-            raw_email,
-            Some(msg),
-        )
+        let page = pages::LoginPage {
+            app: &f.client.settings.name,
+            req: &sealed,
+            csrf: &f.csrf,
+            email: raw_email,
+            phone: raw_phone,
+            email_enabled,
+            sms_enabled,
+        };
+        let mut resp = pages::login(f.lang, &page, Some(msg));
+        authz::page_csp_for(&mut resp, &f.req.redirect_uri);
+        resp
     };
-    let Ok(email) = EmailAddress::parse(raw_email) else {
-        return Ok(again("Enter a valid email address."));
+    let by_sms = f.params.str("send").ok().flatten() == Some("sms");
+    let (email, phone);
+    let to = if by_sms {
+        if !sms_enabled {
+            return Ok(again("Sign-in by text message is not available here."));
+        }
+        phone = match PhoneNumber::parse(raw_phone.trim()) {
+            Ok(p) => p,
+            Err(_) => {
+                return Ok(again(
+                    "Enter your mobile number in international format, like +14155552671.",
+                ));
+            }
+        };
+        let allowed = st
+            .sms
+            .as_ref()
+            .map(|o| o.allowed_countries.as_slice())
+            .unwrap_or_default();
+        if !allowed.is_empty() && !allowed.contains(&phone.country_code()) {
+            return Ok(again(
+                "Sign-in by text message is not available in this country.",
+            ));
+        }
+        Recipient::Phone(&phone)
+    } else {
+        if !email_enabled {
+            return Ok(again("Sign-in by email is not available here."));
+        }
+        let Ok(e) = EmailAddress::parse(raw_email) else {
+            return Ok(again("Enter a valid email address."));
+        };
+        email = e;
+        Recipient::Email(&email)
     };
     let send = match f.params.str("send").ok().flatten() {
-        Some("link") => "link",
+        Some("link") if !by_sms => "link",
         _ => "code",
     };
+    let conn_name = if by_sms { "sms" } else { "email" };
     let rl = &st.rate_limits;
     let ip = meta.ip_key();
     for (key, limit, window) in [
@@ -299,7 +363,7 @@ async fn login_start_inner(
             rl.start_per_client_window_secs,
         ),
         (
-            format!("start:id:email:{}", email.as_str()),
+            format!("start:id:{conn_name}:{}", to.as_str()),
             rl.start_per_identifier,
             rl.start_per_identifier_window_secs,
         ),
@@ -312,9 +376,18 @@ async fn login_start_inner(
             ));
         }
     }
-    let connection = email_connection(st).await?;
+    if let Recipient::Phone(p) = to
+        && crate::routes::passwordless::sms_limits(st, meta, &f.client, p)
+            .await
+            .is_err()
+    {
+        return Ok(again(
+            "Too many text messages. Wait a while, then try again.",
+        ));
+    }
+    let connection = connection_named(st, conn_name).await?;
     let id = hex_id(st.rng.as_ref());
-    let existing = st.store.find_user(&connection.name, email.as_str()).await?;
+    let existing = st.store.find_user(&connection.name, to.as_str()).await?;
     let deliver = match &existing {
         Some(u) => !u.blocked,
         None => !connection.settings.disable_signup,
@@ -331,7 +404,7 @@ async fn login_start_inner(
         meta,
         &f.client,
         &connection,
-        crate::routes::passwordless::Recipient::Email(&email),
+        to,
         &id,
         send,
         &auth_params,
@@ -340,14 +413,14 @@ async fn login_start_inner(
     .await?;
     let restart = restart_url(&f.req);
     let mut resp = if send == "link" {
-        pages::check_email(f.lang, email.as_str(), &restart)
+        pages::check_email(f.lang, to.as_str(), &restart)
     } else {
         pages::code(
             f.lang,
             &f.client.settings.name,
             &sealed,
             &f.csrf,
-            email.as_str(),
+            (conn_name, to.as_str()),
             &restart,
             None,
         )
@@ -387,7 +460,12 @@ async fn login_verify_inner(
     body: &[u8],
 ) -> Result<Response, AuthError> {
     let f = read_form(st, meta, headers, body).await?;
-    let email = f.params.str("email").ok().flatten().unwrap_or_default();
+    let conn_name = match f.params.str("connection").ok().flatten() {
+        Some("sms") => "sms",
+        _ => "email",
+    };
+    let field = if conn_name == "sms" { "phone" } else { "email" };
+    let email = f.params.str(field).ok().flatten().unwrap_or_default();
     let code = f
         .params
         .str("code")
@@ -395,7 +473,14 @@ async fn login_verify_inner(
         .flatten()
         .unwrap_or_default()
         .trim();
-    let connection = email_connection(st).await?;
+    if !f.client.has_connection(conn_name) {
+        return Err(AuthError::page(
+            StatusCode::BAD_REQUEST,
+            "Invalid request",
+            "This connection is not enabled for the application.",
+        ));
+    }
+    let connection = connection_named(st, conn_name).await?;
     let strategy = connection.strategy;
     let restart = restart_url(&f.req);
     let sealed = f.req.seal(st);
@@ -424,7 +509,7 @@ async fn login_verify_inner(
                 &f.client.settings.name,
                 &sealed,
                 &f.csrf,
-                email,
+                (conn_name, email),
                 &restart,
                 Some(failure.description(strategy)),
             );

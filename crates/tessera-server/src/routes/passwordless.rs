@@ -286,7 +286,7 @@ fn phone_for(st: &AppState, p: &Params) -> Result<PhoneNumber, ApiError> {
 
 /// Toll-fraud limits: per number, per prefix, and a global hourly budget. Counted for every
 /// request, sent or not; an alarm event when a prefix receives many codes that nobody uses.
-async fn sms_limits(
+pub async fn sms_limits(
     st: &AppState,
     meta: &RequestMeta,
     client: &Client,
@@ -594,7 +594,7 @@ pub enum Recipient<'a> {
 }
 
 impl Recipient<'_> {
-    fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         match self {
             Recipient::Email(e) => e.as_str(),
             Recipient::Phone(p) => p.as_str(),
