@@ -22,7 +22,7 @@ use tessera_store::AuthCode;
 use crate::error::ApiError;
 use crate::pages::{self, Lang};
 use crate::params::Params;
-use crate::state::AppState;
+use crate::state::{AppState, RequestMeta};
 use crate::tokens::{self, Grant, Refresh};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,7 +211,11 @@ fn text(p: &Params, name: &str) -> Result<Option<String>, AuthError> {
 
 /// Looks the client up and checks the redirect URI: the two checks whose failure must not
 /// redirect.
-pub async fn client_and_redirect(st: &AppState, p: &Params) -> Result<(Client, String), AuthError> {
+pub async fn client_and_redirect(
+    st: &AppState,
+    meta: &RequestMeta,
+    p: &Params,
+) -> Result<(Client, String), AuthError> {
     let Some(client_id) = text(p, "client_id")? else {
         return Err(AuthError::page(
             StatusCode::BAD_REQUEST,
@@ -235,6 +239,14 @@ pub async fn client_and_redirect(st: &AppState, p: &Params) -> Result<(Client, S
     };
     if !client.allows_callback(&redirect_uri) {
         tracing::info!(client_id = %client.client_id, "redirect_uri not in the allowed callbacks");
+        st.event("f", meta, |e| {
+            e.client_id = Some(client.client_id.clone());
+            e.description = format!(
+                "Callback URL mismatch: {} is not an allowed callback URL",
+                clip(&redirect_uri)
+            );
+        })
+        .await;
         return Err(AuthError::page(
             StatusCode::BAD_REQUEST,
             "Callback URL mismatch",
@@ -249,8 +261,12 @@ fn clip(s: &str) -> String {
 }
 
 /// Checks an authorization request (from `/authorize` or a magic link's query).
-pub async fn parse(st: &AppState, p: &Params) -> Result<(Client, AuthRequest), AuthError> {
-    let (client, redirect_uri) = client_and_redirect(st, p).await?;
+pub async fn parse(
+    st: &AppState,
+    meta: &RequestMeta,
+    p: &Params,
+) -> Result<(Client, AuthRequest), AuthError> {
+    let (client, redirect_uri) = client_and_redirect(st, meta, p).await?;
     let state = text(p, "state")?;
     let raw_type = text(p, "response_type")?;
     let parsed_type = raw_type.as_deref().and_then(ResponseType::parse);

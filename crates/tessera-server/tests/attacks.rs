@@ -232,6 +232,16 @@ async fn look_alike_redirect_uris_are_refused_without_redirecting(h: H) {
             .await;
         assert_eq!(r.err().1, "bad.redirect_uri", "{b:?}");
     }
+    // Each refusal is an audit event.
+    let refused =
+        h.st.store
+            .list_events(500)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "f" && e.description.starts_with("Callback URL mismatch"))
+            .count();
+    assert!(refused >= 40, "{refused} refusals recorded");
     // Parameter pollution: a second redirect_uri is refused, not picked.
     let r = h
         .get(

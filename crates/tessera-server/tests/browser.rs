@@ -244,6 +244,11 @@ async fn magic_link_is_safe_from_scanners_and_signs_in_once(h: H) {
         (403, "invalid_grant", "Invalid authorization code")
     );
     assert_eq!(h.get("/userinfo", Some(&at)).await.status, 401);
+    // Both are in the audit log, without the code.
+    let events = h.st.store.list_events(200).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "seacft"));
+    assert!(events.iter().any(|e| e.kind == "fecte"));
+    assert!(events.iter().all(|e| !e.description.contains(&code)));
 
     // The session gives SSO: prompt=none answers at once.
     let sso = format!(

@@ -57,7 +57,7 @@ async fn authorize_inner(
     q: Option<&str>,
 ) -> Result<Response, AuthError> {
     let p = query_params(q)?;
-    let (client, req) = authz::parse(st, &p).await?;
+    let (client, req) = authz::parse(st, meta, &p).await?;
     let target = req.target();
 
     // Embedded login (Lock, auth0-js): the ticket from /co/authenticate, once.

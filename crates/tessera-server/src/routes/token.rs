@@ -234,6 +234,12 @@ async fn code_grant(
         Some(a) => Some(st.api(a).ok_or_else(|| invalid_grant(INVALID))?),
         None => None,
     };
+    st.event("seacft", meta, |e| {
+        e.client_id = Some(client.client_id.clone());
+        e.user_id = Some(user.user_id.clone());
+        e.description = "Authorization code exchanged for tokens".into();
+    })
+    .await;
     tokens::issue(
         st,
         Grant {
@@ -317,6 +323,12 @@ async fn refresh_grant(
         }
         None => return Err(invalid_grant(INVALID)),
     };
+    st.event("sertft", meta, |e| {
+        e.client_id = Some(client.client_id.clone());
+        e.user_id = Some(user.user_id.clone());
+        e.description = "Refresh token exchanged (rotated)".into();
+    })
+    .await;
     tokens::issue(
         st,
         Grant {

@@ -95,7 +95,7 @@ async fn verify_redirect_inner(
             "This confirmation page has expired or was not opened in this browser. Open the link from your email again.",
         ));
     }
-    let (client, req) = authz::parse(st, p).await?;
+    let (client, req) = authz::parse(st, meta, p).await?;
     let target = req.target();
     let get = |k: &str| p.str(k).ok().flatten().filter(|s| !s.is_empty());
     let (Some(code), Some(conn_name)) = (get("verification_code"), get("connection")) else {
