@@ -79,3 +79,16 @@ pub fn too_many_requests(state: &RateState) -> ApiError {
     e.headers = state.headers();
     e
 }
+
+/// The per-IP limit shared by the browser endpoints (`/co/authenticate`,
+/// `/passwordless/verify`): `429 too_many_requests` past it.
+pub async fn browser(st: &AppState, meta: &crate::state::RequestMeta) -> Result<(), ApiError> {
+    let rl = &st.rate_limits;
+    enforce(
+        st,
+        &format!("browser:ip:{}", meta.ip_key()),
+        rl.browser_per_ip,
+        rl.browser_per_ip_window_secs,
+    )
+    .await
+}

@@ -387,11 +387,6 @@ async fn login_start_inner(
     }
     let connection = connection_named(st, conn_name).await?;
     let id = hex_id(st.rng.as_ref());
-    let existing = st.store.find_user(&connection.name, to.as_str()).await?;
-    let deliver = match &existing {
-        Some(u) => !u.blocked,
-        None => !connection.settings.disable_signup,
-    };
     let auth_params: Value = Value::Object(
         f.req
             .link_params()
@@ -408,7 +403,6 @@ async fn login_start_inner(
         &id,
         send,
         &auth_params,
-        deliver,
     )
     .await?;
     let restart = restart_url(&f.req);

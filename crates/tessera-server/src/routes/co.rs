@@ -33,14 +33,7 @@ pub async fn authenticate(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let rl = &st.rate_limits;
-    limits::enforce(
-        &st,
-        &format!("browser:ip:{}", meta.ip_key()),
-        rl.browser_per_ip,
-        rl.browser_per_ip_window_secs,
-    )
-    .await?;
+    limits::browser(&st, &meta).await?;
     let p = parse_body(&body, "invalid_request")?;
     let all_strings = CO_FIELDS
         .iter()

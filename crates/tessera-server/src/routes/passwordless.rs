@@ -196,28 +196,7 @@ async fn start_checked(
         sms_limits(st, meta, &client, phone).await?;
     }
     let id = hex_id(st.rng.as_ref());
-    let existing = st.store.find_user(&connection.name, to.as_str()).await?;
-    let deliver = match &existing {
-        Some(u) => !u.blocked,
-        None => !connection.settings.disable_signup,
-    };
-    // The same work either way (rendering, sealing, one transaction), so the time taken does
-    // not tell known addresses from unknown ones; only the outbox channel differs.
-    if !deliver {
-        tracing::info!(connection = %connection.name, to = %to.masked(), "no code sent (blocked user or sign-up disabled)");
-    }
-    issue_code(
-        st,
-        meta,
-        &client,
-        &connection,
-        to,
-        &id,
-        send,
-        &auth_params,
-        deliver,
-    )
-    .await?;
+    issue_code(st, meta, &client, &connection, to, &id, send, &auth_params).await?;
     // `email_verified` / `phone_verified` is always false: answering true for known users would
     // tell anyone which addresses have accounts. Clients only check the status.
     Ok(no_store_json(match to {
@@ -462,7 +441,10 @@ async fn connection_for(
     Ok(conn)
 }
 
-/// Stores a new code for `email` and queues its message (a code or a magic link).
+/// Stores a new code for `to` and queues its message (a code or a magic link). Blocked users,
+/// and unknown identities when sign-up is disabled, are sent nothing, but the work is the same
+/// (rendering, sealing, one transaction), so the time taken does not tell known identities
+/// from unknown ones; only the outbox channel differs.
 #[allow(clippy::too_many_arguments)]
 pub async fn issue_code(
     st: &AppState,
@@ -473,9 +455,15 @@ pub async fn issue_code(
     id: &str,
     send: &str,
     auth_params: &Value,
-    deliver: bool,
 ) -> Result<(), ApiError> {
     let identifier = to.as_str();
+    let deliver = match st.store.find_user(&connection.name, identifier).await? {
+        Some(u) => !u.blocked,
+        None => !connection.settings.disable_signup,
+    };
+    if !deliver {
+        tracing::info!(connection = %connection.name, to = %to.masked(), "no code sent (blocked user or sign-up disabled)");
+    }
     let now = st.now();
     let s = &connection.settings;
     let client_id = client.client_id.as_str();

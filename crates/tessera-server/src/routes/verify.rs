@@ -127,28 +127,24 @@ async fn verify_redirect_inner(
         return Ok(pages::error_page(lang, StatusCode::OK, "Sign in", ""));
     }
     let strategy = connection.strategy;
-    // Check first (a right code costs nothing); decide below whether to consume.
-    let ch = match otpcheck::check(
-        st,
-        meta,
-        &client,
-        &connection,
-        identifier,
-        code,
-        Mode::Check,
-        Accept::CodesAndLinks,
-    )
-    .await?
-    {
-        Ok(ch) => ch,
-        Err(f) => {
-            return Err(AuthError::redirect(
-                &target,
-                f.oauth_error(),
-                f.description(strategy),
-            ));
-        }
+    // A refusal goes back to the application, in its response mode.
+    let refused = |f: otpcheck::Failure| {
+        AuthError::redirect(&target, f.oauth_error(), f.description(strategy))
     };
+    let check = |mode| {
+        otpcheck::check(
+            st,
+            meta,
+            &client,
+            &connection,
+            identifier,
+            code,
+            mode,
+            Accept::CodesAndLinks,
+        )
+    };
+    // Check first (a right code costs nothing); decide below whether to consume.
+    let ch = check(Mode::Check).await?.map_err(refused)?;
     let confirm = *method == Method::GET
         && ch.send != "code"
         && match connection.settings.magic_link_confirmation {
@@ -188,37 +184,10 @@ async fn verify_redirect_inner(
         }
         return Ok(resp);
     }
-    let ch = match otpcheck::check(
-        st,
-        meta,
-        &client,
-        &connection,
-        identifier,
-        code,
-        Mode::Consume,
-        Accept::CodesAndLinks,
-    )
-    .await?
-    {
-        Ok(ch) => ch,
-        Err(f) => {
-            return Err(AuthError::redirect(
-                &target,
-                f.oauth_error(),
-                f.description(strategy),
-            ));
-        }
-    };
-    let user = match otpcheck::sign_in(st, meta, &client, &connection, &ch, "magic link").await? {
-        Ok(u) => u,
-        Err(f) => {
-            return Err(AuthError::redirect(
-                &target,
-                f.oauth_error(),
-                f.description(strategy),
-            ));
-        }
-    };
+    let ch = check(Mode::Consume).await?.map_err(refused)?;
+    let user = otpcheck::sign_in(st, meta, &client, &connection, &ch, "magic link")
+        .await?
+        .map_err(refused)?;
     // Magic-link logins never get refresh tokens (as on Auth0); typed codes may.
     let allow_refresh = ch.send == "code";
     let mut resp = authz::complete(st, &client, &req, &user, allow_refresh).await?;
@@ -234,14 +203,7 @@ pub async fn verify(
     meta: RequestMeta,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let rl = &st.rate_limits;
-    limits::enforce(
-        &st,
-        &format!("browser:ip:{}", meta.ip_key()),
-        rl.browser_per_ip,
-        rl.browser_per_ip_window_secs,
-    )
-    .await?;
+    limits::browser(&st, &meta).await?;
     let p = parse_body(&body, "bad.request")?;
     let get = |k: &str| p.str(k).ok().flatten().filter(|s| !s.is_empty());
     let Some(conn_name) = get("connection") else {
