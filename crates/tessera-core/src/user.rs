@@ -7,6 +7,10 @@ use crate::UnixTime;
 use crate::clock::rfc3339;
 use crate::scope::Scope;
 
+/// The picture of SMS users: Gravatar's generic silhouette, which says nothing about the user.
+pub const SMS_PICTURE: &str =
+    "https://s.gravatar.com/avatar/00000000000000000000000000000000?s=480&d=mp";
+
 /// A stored user. `user_id` is `<provider>|<24 hex>` (`email|…` or `sms|…`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct User {
@@ -63,7 +67,8 @@ impl User {
             phone_verified: true,
             name: phone.to_string(),
             nickname: phone.to_string(),
-            picture: gravatar(phone),
+            // Not a hash of the number: an md5 of a phone number is easy to reverse.
+            picture: SMS_PICTURE.to_string(),
             created_at: now,
             updated_at: now,
             last_login: Some(now),

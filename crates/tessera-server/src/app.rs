@@ -254,6 +254,20 @@ async fn observe(hsts: bool, req: Request, next: Next) -> Response {
 
 /// Runs Tessera until SIGINT or SIGTERM.
 pub async fn serve(s: Settings) -> anyhow::Result<()> {
+    // The certificate is checked before anything listens: a bad one stops the start at once.
+    let tls_config = match &s.tls {
+        Some(tls) => {
+            if tls.self_signed {
+                crate::tls::ensure_self_signed(&tls.cert_file, &tls.key_file)
+                    .map_err(anyhow::Error::msg)?;
+            }
+            Some(
+                crate::tls::server_config(&tls.cert_file, &tls.key_file)
+                    .map_err(anyhow::Error::msg)?,
+            )
+        }
+        None => None,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let rng: Arc<dyn Random> = Arc::new(SystemRandom);
     let t = build(&s, clock, rng).await?;
@@ -289,10 +303,35 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
         println!("                  callback      = {}", d.callback);
         println!("  data folder:    {}\n", s.data_dir.display());
     }
-    let app = router(t.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let app = router(t.state.clone());
+    match &s.tls {
+        None => {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        Some(tls) => {
+            let config = tls_config.ok_or_else(|| anyhow::anyhow!("TLS configuration missing"))?;
+            if let Some(plain) = &tls.redirect_http_listen {
+                let l = tokio::net::TcpListener::bind(plain)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {plain}: {e}"))?;
+                tracing::info!(addr = %plain, "redirecting plain HTTP to the issuer");
+                let redirect = crate::tls::redirect_router(s.issuer.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(l, redirect).await {
+                        tracing::error!(error = %e, "the HTTP redirect listener stopped");
+                    }
+                });
+            }
+            let tls_listener = crate::tls::TlsListener::new(listener, config)?;
+            let app = app.into_make_service_with_connect_info::<crate::tls::PeerAddr>();
+            axum::serve(tls_listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(5), worker).await;
     Ok(())

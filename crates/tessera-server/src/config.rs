@@ -59,6 +59,22 @@ pub struct Config {
     pub tenant: TenantConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// HTTPS served by Tessera itself.
+    pub tls: Option<TlsConfig>,
+}
+
+/// HTTPS on `listen`, from a PEM certificate chain and key (or, in dev mode, a self-signed
+/// certificate made on first start).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Dev mode only: make (once) and use a self-signed certificate for localhost.
+    #[serde(default)]
+    pub self_signed: bool,
+    /// A plain-HTTP address whose every request is redirected (308) to the issuer.
+    pub redirect_http_listen: Option<String>,
 }
 
 /// Tenant-wide values that email templates can show (`tenant`, `friendly_name`,

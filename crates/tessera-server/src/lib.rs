@@ -16,6 +16,7 @@ pub mod routes;
 pub mod session;
 pub mod settings;
 pub mod state;
+pub mod tls;
 pub mod tokens;
 
 pub use app::{Tessera, build, router, serve};

@@ -194,7 +194,7 @@ body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;marg
 main{max-width:400px;margin:8vh auto;padding:32px 28px;background:#fff;border-radius:12px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
 h1{font-size:22px;margin:0 0 20px}
 label{display:block;font-size:14px;margin:0 0 6px;color:#374151}
-input[type=email],input[type=text]{width:100%;font-size:18px;padding:12px;border:1px solid #d1d5db;border-radius:8px;margin-bottom:16px}
+input[type=email],input[type=text],input[type=tel]{width:100%;font-size:18px;padding:12px;border:1px solid #d1d5db;border-radius:8px;margin-bottom:16px}
 input#code{letter-spacing:.3em;text-align:center;font-size:24px}
 button{width:100%;font-size:16px;padding:12px;border:0;border-radius:8px;background:#1f2937;color:#fff;cursor:pointer;margin-bottom:10px}
 button.secondary{background:#fff;color:#1f2937;border:1px solid #d1d5db}

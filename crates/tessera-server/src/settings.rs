@@ -72,14 +72,26 @@ pub struct Settings {
     pub tenant: tessera_delivery::templates::Tenant,
     pub log: LogConfig,
     pub demo_app: Option<DemoApp>,
+    /// HTTPS: the certificate and key files, and the optional HTTP redirect listener.
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Make a self-signed certificate in those files when they are missing (dev mode).
+    pub self_signed: bool,
+    pub redirect_http_listen: Option<String>,
 }
 
 impl Settings {
     pub fn from_config(c: Config, dev: bool) -> Result<Settings, String> {
         let listen = c.listen.clone().unwrap_or_else(|| DEV_LISTEN.to_string());
+        let scheme = if c.tls.is_some() { "https" } else { "http" };
         let issuer = match (&c.issuer, dev) {
             (Some(i), _) => config::normalise_issuer(i, dev)?,
-            (None, true) => format!("http://{}/", listen.replace("127.0.0.1", "localhost")),
+            (None, true) => format!("{scheme}://{}/", listen.replace("127.0.0.1", "localhost")),
             (None, false) => {
                 return Err(
                     "issuer is required (e.g. issuer = \"https://login.example.com/\")".into(),
@@ -87,6 +99,41 @@ impl Settings {
             }
         };
         let (data_dir, database_url) = storage_location(&c, dev);
+        let tls = match &c.tls {
+            None => None,
+            Some(t) => {
+                if !issuer.starts_with("https://") {
+                    return Err(format!(
+                        "with [tls], the issuer must be https:// (it is {issuer})"
+                    ));
+                }
+                if t.self_signed && !dev {
+                    return Err(
+                        "tls.self_signed is for dev mode only: configure tls.cert_file and tls.key_file"
+                            .into(),
+                    );
+                }
+                let (cert_file, key_file) = match (&t.cert_file, &t.key_file, t.self_signed) {
+                    (Some(c), Some(k), _) => (c.clone(), k.clone()),
+                    (None, None, true) => (
+                        data_dir.join("tls").join("cert.pem"),
+                        data_dir.join("tls").join("key.pem"),
+                    ),
+                    _ => {
+                        return Err(
+                            "[tls] needs both cert_file and key_file (or self_signed = true in dev mode)"
+                                .into(),
+                        );
+                    }
+                };
+                Some(TlsSettings {
+                    cert_file,
+                    key_file,
+                    self_signed: t.self_signed,
+                    redirect_http_listen: t.redirect_http_listen.clone(),
+                })
+            }
+        };
         let is_postgres =
             database_url.starts_with("postgres:") || database_url.starts_with("postgresql:");
         let secret = match &c.secret_key {
@@ -272,6 +319,7 @@ impl Settings {
             },
             log: c.log,
             demo_app,
+            tls,
         })
     }
 }

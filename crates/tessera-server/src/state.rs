@@ -106,10 +106,17 @@ impl FromRequestParts<AppState> for RequestMeta {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let ip = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| client_ip(c.0.ip(), header("x-forwarded-for"), &st.trusted_proxies));
+            .map(|c| c.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<crate::tls::PeerAddr>>()
+                    .map(|c| c.0.0)
+            });
+        let ip = peer.map(|p| client_ip(p.ip(), header("x-forwarded-for"), &st.trusted_proxies));
         let forwarded_for = header("auth0-forwarded-for").and_then(|v| v.trim().parse().ok());
         let user_agent = header("user-agent").map(|s| s.chars().take(256).collect());
         let language = header("x-request-language")

@@ -259,6 +259,8 @@ async fn sms_sign_in_over_twilio_gives_phone_claims(backend: &str) {
     assert_eq!(claims["phone_number_verified"], true);
     assert_eq!(claims["name"], PHONE);
     assert!(claims.get("email").is_none());
+    // Not a Gravatar hash of the number (an md5 of a phone number is easy to reverse).
+    assert_eq!(claims["picture"], tessera_core::user::SMS_PICTURE);
     let me = h.get("/userinfo", t.body["access_token"].as_str()).await;
     assert_eq!(me.body["phone_number"], PHONE);
     assert_eq!(me.body["phone_number_verified"], true);
@@ -528,7 +530,8 @@ async fn hosted_page_signs_in_with_a_phone_number(backend: &str) {
             "POST",
             "/login/start",
             &[form_hdr, ("cookie", &jar)],
-            start(PHONE),
+            // As people type it: spaces, brackets and dashes are fine.
+            start("+1 (415) 555-2671"),
         )
         .await;
     assert_eq!(r.status, 200, "{r:?}");

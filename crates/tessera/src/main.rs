@@ -41,6 +41,10 @@ enum Cmd {
         listen: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve HTTPS with a self-signed certificate for localhost (made once, in the data
+        /// folder), for the old widgets that only speak https.
+        #[arg(long)]
+        tls: bool,
     },
     /// Signing keys: list them, or rotate (works on the database; no server needs to run).
     Keys {
@@ -130,8 +134,18 @@ fn main() -> ExitCode {
             override_paths(&mut cfg, listen, data_dir);
             (dev, Action::Serve)
         }
-        Cmd::Dev { listen, data_dir } => {
+        Cmd::Dev {
+            listen,
+            data_dir,
+            tls,
+        } => {
             override_paths(&mut cfg, listen, data_dir);
+            if tls && cfg.tls.is_none() {
+                cfg.tls = Some(config::TlsConfig {
+                    self_signed: true,
+                    ..Default::default()
+                });
+            }
             (true, Action::Serve)
         }
         Cmd::Migrate { dev } => (dev, Action::Migrate),

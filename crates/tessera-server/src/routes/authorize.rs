@@ -315,7 +315,12 @@ async fn login_start_inner(
         if !sms_enabled {
             return Ok(again("Sign-in by text message is not available here."));
         }
-        phone = match PhoneNumber::parse(raw_phone.trim()) {
+        // People type numbers with spaces, dashes, dots and brackets: keep the digits and '+'.
+        let typed: String = raw_phone
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}'))
+            .collect();
+        phone = match PhoneNumber::parse(&typed) {
             Ok(p) => p,
             Err(_) => {
                 return Ok(again(
