@@ -28,7 +28,14 @@ test('the home page offers every way to sign in', { timeout: 60_000 }, () =>
     const csp = response.headers()['content-security-policy'];
     assert.match(csp, /script-src 'self';/);
     assert.equal(await page.getAttribute('a#login', 'href'), '/login');
-    for (const href of ['/lock?method=code', '/lock?method=link', '/custom?send=code', '/custom?send=link']) {
+    for (const href of [
+      '/lock?method=code',
+      '/lock?method=link',
+      '/lock?connection=sms',
+      '/custom?send=code',
+      '/custom?send=link',
+      '/login?connection=sms',
+    ]) {
       assert.equal(await page.locator(`a[href="${href}"]`).count(), 1, href);
     }
     await t.shot(page, 'home');
@@ -43,8 +50,9 @@ test('/login redirects to Tessera /authorize with state, nonce and PKCE S256', {
   assert.match(r.headers.get('set-cookie'), /SameSite=Lax/);
   const location = r.headers.get('location');
   assert.ok(location.startsWith(`${stack.tessera}/authorize?`), location);
-  assert.match(location, /scope=openid%20profile%20email/);
+  assert.match(location, /scope=openid%20profile%20email%20phone&/);
   const q = new URL(location).searchParams;
+  assert.equal(q.get('connection'), null, 'no connection: the hosted page shows every form');
   assert.equal(q.get('response_type'), 'code');
   assert.equal(q.get('client_id'), 'example-rwa');
   assert.equal(q.get('redirect_uri'), `${stack.app}/callback`);
@@ -57,6 +65,39 @@ test('/login redirects to Tessera /authorize with state, nonce and PKCE S256', {
   const q2 = new URL(again.headers.get('location')).searchParams;
   assert.notEqual(q2.get('state'), q.get('state'));
   assert.notEqual(q2.get('code_challenge'), q.get('code_challenge'));
+});
+
+test('/login?connection=sms or email goes on to /authorize; other connections are refused', { timeout: 60_000 }, async () => {
+  for (const connection of ['sms', 'email']) {
+    const r = await get(`/login?connection=${connection}`);
+    assert.equal(r.status, 302, connection);
+    const q = new URL(r.headers.get('location')).searchParams;
+    assert.equal(q.get('connection'), connection);
+    assert.equal(q.get('scope'), 'openid profile email phone');
+    assert.equal(q.get('code_challenge_method'), 'S256');
+  }
+  for (const bad of ['google-oauth2', 'SMS', '']) {
+    const r = await get(`/login?connection=${encodeURIComponent(bad)}`);
+    assert.equal(r.status, 400, `connection=${bad}`);
+    assert.equal(cookieOf(r), null, 'a refused sign-in starts no session');
+    assert.match(await r.text(), /connection is email or sms/);
+  }
+});
+
+test('/lock?connection=sms is Lock with codes by text message; links by text are refused', { timeout: 60_000 }, async () => {
+  const r = await get('/lock?connection=sms');
+  assert.equal(r.status, 200);
+  const html = await r.text();
+  const config = JSON.parse(/<script type="application\/json" id="config">([^<]*)<\/script>/.exec(html)[1]);
+  assert.equal(config.connection, 'sms');
+  assert.equal(config.method, 'code');
+  assert.equal(config.scope, 'openid profile email phone');
+  assert.match(html, /by text message/);
+  assert.equal(JSON.parse(/id="config">([^<]*)</.exec(await (await get('/lock?connection=sms&method=code')).text())[1]).method, 'code');
+  for (const bad of ['/lock?connection=sms&method=link', '/lock?connection=phone', '/lock?method=sms']) {
+    const refused = await get(bad);
+    assert.equal(refused.status, 400, bad);
+  }
 });
 
 for (const [path, template] of [['/lock?method=code', 'lock'], ['/custom?send=link', 'custom']]) {
@@ -76,6 +117,8 @@ for (const [path, template] of [['/lock?method=code', 'lock'], ['/custom?send=li
     assert.equal(config.tessera, stack.tessera);
     assert.equal(config.redirectUri, `${stack.app}/callback`);
     assert.equal(config.method, path.endsWith('link') ? 'link' : 'code');
+    assert.equal(config.connection, 'email');
+    assert.equal(config.scope, 'openid profile email phone');
     assert.ok(config.state && config.nonce);
     assert.match(html, new RegExp(`src="/static/${template}-page.js"`));
   });

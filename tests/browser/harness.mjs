@@ -1,8 +1,9 @@
 // The shared harness of the browser tests.
 //
-// Each test file makes one Stack: a real SMTP server (aiosmtpd, writing a Maildir), a real
-// Tessera process configured for it, the example app (examples/rwa) registered at Tessera as a
-// regular web app, and headless Chromium. Every process runs in its own process group and is
+// Each test file makes one Stack: a real SMTP server (aiosmtpd, writing a Maildir), a fake
+// Twilio (Messages API, in this process) for the text messages, a real Tessera process
+// configured for both, the example app (examples/rwa) registered at Tessera as a regular web app
+// with the email and sms connections, and headless Chromium. Every process runs in its own process group and is
 // ended (by its id) when the file's tests finish, when they fail, and when Node exits.
 //
 // Everything a run leaves goes to tests/browser/artifacts/<run>/<file>/: each process's log,
@@ -19,6 +20,7 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +40,9 @@ export const ARTIFACTS = path.join(HERE, 'artifacts', RUN);
 export const CLIENT_ID = 'example-rwa';
 const STARTUP_MS = 30_000;
 const MAIL_MS = 20_000;
+
+/** The sender Tessera's sms connection is configured with (Twilio's magic test number). */
+export const SMS_FROM = '+15005550006';
 
 // ------------------------------------------------------------------------------------------
 // Processes
@@ -295,11 +300,198 @@ export function oneTimeCode(message) {
 }
 
 // ------------------------------------------------------------------------------------------
+// Text messages: a fake Twilio
+// ------------------------------------------------------------------------------------------
+
+const TWILIO_PATH = /^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/;
+const E164 = /^\+[1-9][0-9]{1,14}$/;
+
+/**
+ * Twilio's Messages API (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`), checking each
+ * request as Twilio does: the account in the path and HTTP basic auth (`sid:token`), a form body
+ * (application/x-www-form-urlencoded) with `To`, `Body`, and exactly one of `From` and
+ * `MessagingServiceSid`, and a `To` in E.164. It answers Twilio's error JSON
+ * (`{code, message, more_info, status}`) for what Twilio refuses, 201 with the message resource
+ * otherwise, and keeps every accepted message (and every refused request) for the tests.
+ *
+ * It has the shape of a Proc (name, log, tail(), stop()), so the Stack logs and stops it too.
+ */
+export class FakeTwilio {
+  constructor({ log, accountSid, authToken }) {
+    this.name = 'fake-twilio';
+    this.log = log;
+    this.accountSid = accountSid ?? `AC${crypto.randomBytes(16).toString('hex')}`;
+    this.authToken = authToken ?? crypto.randomBytes(16).toString('hex');
+    /** Accepted messages: {sid, to, from, messagingServiceSid, body, at}. */
+    this.messages = [];
+    /** Refused requests: {status, code, message, method, path, form}. */
+    this.refused = [];
+    this.seen = new Set();
+    this.server = null;
+    this.url = null;
+  }
+
+  async start() {
+    fs.writeFileSync(this.log, '');
+    this.server = http.createServer((req, res) => {
+      const chunks = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        try {
+          this.handle(req, Buffer.concat(chunks).toString('utf8'), res);
+        } catch (e) {
+          this.write(`!! ${req.method} ${req.url}: ${e.stack}`);
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ code: 20500, message: 'Internal Server Error', status: 500 }));
+        }
+      });
+    });
+    await new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(0, '127.0.0.1', resolve);
+    });
+    this.url = `http://127.0.0.1:${this.server.address().port}`;
+    this.write(`listening on ${this.url} (account ${this.accountSid})`);
+    return this;
+  }
+
+  write(line) {
+    fs.appendFileSync(this.log, `${new Date().toISOString()} ${line}\n`);
+  }
+
+  /** Twilio's error body. */
+  error(res, req, form, status, code, message) {
+    const body = {
+      code,
+      message,
+      more_info: `https://www.twilio.com/docs/errors/${code}`,
+      status,
+    };
+    this.refused.push({ status, code, message, method: req.method, path: req.url, form });
+    this.write(`<- ${status} ${JSON.stringify(body)}`);
+    res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+    res.end(JSON.stringify(body));
+  }
+
+  handle(req, text, res) {
+    const url = new URL(req.url, 'http://twilio.invalid');
+    this.write(`-> ${req.method} ${url.pathname} content-type=${req.headers['content-type'] ?? '(none)'} body=${text}`);
+    const m = TWILIO_PATH.exec(url.pathname);
+    if (!m) {
+      return this.error(res, req, null, 404, 20404, `The requested resource ${url.pathname} was not found`);
+    }
+    if (req.method !== 'POST') {
+      return this.error(res, req, null, 405, 20004, 'Method not allowed');
+    }
+    // Twilio authenticates the account in the path with HTTP basic auth: sid:token.
+    const expected = `Basic ${Buffer.from(`${this.accountSid}:${this.authToken}`).toString('base64')}`;
+    const given = req.headers.authorization ?? '';
+    const sameAuth =
+      given.length === expected.length && crypto.timingSafeEqual(Buffer.from(given), Buffer.from(expected));
+    if (decodeURIComponent(m[1]) !== this.accountSid || !sameAuth) {
+      return this.error(res, req, null, 401, 20003, 'Authenticate');
+    }
+    const mediaType = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    if (mediaType !== 'application/x-www-form-urlencoded') {
+      return this.error(res, req, null, 400, 21601, 'Unsupported content type');
+    }
+    const params = new URLSearchParams(text);
+    const form = Object.fromEntries(params);
+    for (const key of new Set(params.keys())) {
+      if (params.getAll(key).length > 1) {
+        return this.error(res, req, form, 400, 21610, `Parameter ${key} was given more than once`);
+      }
+    }
+    const to = params.get('To');
+    const body = params.get('Body');
+    const from = params.get('From');
+    const service = params.get('MessagingServiceSid');
+    if (!to) return this.error(res, req, form, 400, 21604, "A 'To' phone number is required.");
+    if (body === null || body === '') return this.error(res, req, form, 400, 21602, 'Message body is required.');
+    if ((from === null) === (service === null)) {
+      return this.error(res, req, form, 400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required");
+    }
+    if (!E164.test(to)) {
+      return this.error(res, req, form, 400, 21211, `The 'To' number ${to} is not a valid phone number.`);
+    }
+    if ([...body].length > 1600) {
+      return this.error(res, req, form, 400, 21617, 'The concatenated message body exceeds the 1600 character limit.');
+    }
+    const sid = `SM${crypto.randomBytes(16).toString('hex')}`;
+    this.messages.push({ sid, to, from, messagingServiceSid: service, body, at: Date.now() });
+    const answer = {
+      sid,
+      account_sid: this.accountSid,
+      status: 'queued',
+      to,
+      from,
+      messaging_service_sid: service,
+      body,
+      num_segments: '1',
+      direction: 'outbound-api',
+      date_created: new Date().toUTCString(),
+      uri: `/2010-04-01/Accounts/${this.accountSid}/Messages/${sid}.json`,
+    };
+    this.write(`<- 201 ${JSON.stringify(answer)}`);
+    res.writeHead(201, { 'content-type': 'application/json; charset=utf-8' });
+    res.end(JSON.stringify(answer));
+  }
+
+  /** The next message to `to` that no earlier call returned, waiting for it to arrive. */
+  async waitFor(to, timeoutMs = MAIL_MS) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.messages.find((msg) => msg.to === to && !this.seen.has(msg.sid));
+      if (found) {
+        this.seen.add(found.sid);
+        return found;
+      }
+      if (Date.now() > deadline) {
+        const refused = this.refused.map((r) => `${r.status} ${r.code} ${r.message}`).join('; ');
+        throw new Error(
+          `no text message to ${to} arrived within ${timeoutMs} ms ` +
+            `(${this.messages.length} accepted; refused: ${refused || 'none'}; log ${this.log})`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  tail(lines = 40) {
+    return tailOf(this.log, lines);
+  }
+
+  async stop() {
+    if (!this.server) return;
+    const server = this.server;
+    this.server = null;
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+/**
+ * The one-time code in a text message: its first six-digit number. When the message ends with
+ * the WebOTP line (`@host #code`), that code must be the same.
+ */
+export function smsCode(body) {
+  const m = /(?<![0-9])([0-9]{6})(?![0-9])/.exec(body);
+  if (!m) return null;
+  const autofill = /\n@[^\s#]+ #([0-9]+)\s*$/.exec(body);
+  if (autofill) assert.equal(autofill[1], m[1], `the WebOTP line's code is the message's code: ${body}`);
+  return m[1];
+}
+
+// ------------------------------------------------------------------------------------------
 // Tokens
 // ------------------------------------------------------------------------------------------
 
-/** Verifies an id_token as an independent party would: RS256 against Tessera's JWKS. */
-export async function verifyIdToken(idToken, { tessera, clientId, email }) {
+/**
+ * Verifies an id_token as an independent party would: RS256 against Tessera's JWKS. The user is
+ * an email user (`email`) or, given `phone`, a user of the sms connection (`phone_number`,
+ * verified, and no email).
+ */
+export async function verifyIdToken(idToken, { tessera, clientId, email, phone }) {
   const parts = String(idToken).trim().split('.');
   assert.equal(parts.length, 3, `not a JWS compact token: ${idToken}`);
   const [h, p, s] = parts;
@@ -320,7 +512,14 @@ export async function verifyIdToken(idToken, { tessera, clientId, email }) {
   const now = Math.floor(Date.now() / 1000);
   assert.ok(Number.isInteger(claims.exp) && claims.exp > now, `exp ${claims.exp} is in the future`);
   if (claims.iat !== undefined) assert.ok(claims.iat <= now + 60, `iat ${claims.iat} is not in the future`);
-  assert.equal(claims.email, email, 'email');
+  if (phone !== undefined) {
+    assert.equal(claims.phone_number, phone, 'phone_number');
+    assert.equal(claims.phone_number_verified, true, 'phone_number_verified');
+    assert.equal(claims.email, undefined, 'no email claim for an sms user');
+    assert.ok(String(claims.sub).startsWith('sms|'), `sub ${claims.sub} is an sms| user`);
+  } else {
+    assert.equal(claims.email, email, 'email');
+  }
   assert.ok(typeof claims.sub === 'string' && claims.sub.length > 0, 'sub');
   return claims;
 }
@@ -336,6 +535,7 @@ export class Stack {
     this.dir = path.join(ARTIFACTS, name);
     this.procs = [];
     this.seenMail = new Set();
+    this.twilio = null;
     this.browser = null;
   }
 
@@ -350,6 +550,7 @@ export class Stack {
     this.app = `http://localhost:${this.aport}`;
     if (want('tessera')) {
       await this.startSmtp();
+      await this.startTwilio();
       await this.startTessera();
     }
     if (want('app')) await this.startApp();
@@ -370,6 +571,11 @@ export class Stack {
     await waitUntil('the SMTP server to listen', STARTUP_MS, smtp, () => portAccepts(this.sport));
   }
 
+  async startTwilio() {
+    this.twilio = await new FakeTwilio({ log: path.join(this.dir, 'fake-twilio.log') }).start();
+    this.procs.push(this.twilio);
+  }
+
   tesseraConfig() {
     const app = this.app;
     return `# Written by tests/browser/harness.mjs for one test file.
@@ -382,6 +588,14 @@ smtp_url = "smtp://127.0.0.1:${this.sport}?tls=none"
 
 [connections.email]
 magic_link_confirmation = "auto"
+
+[connections.sms]
+from = "${SMS_FROM}"
+
+[connections.sms.twilio]
+account_sid = "${this.twilio.accountSid}"
+auth_token = "${this.twilio.authToken}"
+api_base = "${this.twilio.url}"
 
 [rate_limits]
 start_per_ip = 10000
@@ -405,6 +619,7 @@ callbacks = ["${app}/callback"]
 web_origins = ["${app}"]
 allowed_logout_urls = ["${app}/"]
 allow_browser_start = true
+connections = ["email", "sms"]
 `;
   }
 
@@ -523,6 +738,22 @@ allow_browser_start = true
     return code;
   }
 
+  /** The next text message to `to` (E.164) at the fake Twilio, waiting for it to arrive. */
+  async waitForSms(to, timeoutMs = MAIL_MS) {
+    const message = await this.twilio.waitFor(to, timeoutMs);
+    fs.writeFileSync(path.join(this.dir, `sms-${to}.txt`), formatSms(message));
+    return message;
+  }
+
+  /** The six-digit code in the next text message to `to`. */
+  async smsCodeFor(to) {
+    const message = await this.waitForSms(to);
+    assert.equal(message.from, SMS_FROM, 'the text message comes from the configured number');
+    const code = smsCode(message.body);
+    assert.ok(code, `a six-digit code in the text message to ${to}:\n${formatSms(message)}`);
+    return code;
+  }
+
   async linkFor(to) {
     const message = await this.waitForMail(to);
     const link = magicLink(message);
@@ -543,6 +774,10 @@ allow_browser_start = true
       await t.close();
     }
   }
+}
+
+function formatSms(m) {
+  return `To: ${m.to}\nFrom: ${m.from ?? `(service ${m.messagingServiceSid})`}\nSid: ${m.sid}\n\n${m.body}\n`;
 }
 
 function formatMessage(m) {
@@ -622,20 +857,30 @@ class TestRun {
     return file;
   }
 
-  /** Waits for the app's /profile, checks what it shows, and verifies its id_token here. */
-  async expectProfile(page, email) {
+  /**
+   * Waits for the app's /profile, checks what it shows, and verifies its id_token here. `who` is
+   * the email address, or `{ phone }` for a user of the sms connection.
+   */
+  async expectProfile(page, who) {
+    const { email, phone } = typeof who === 'string' ? { email: who } : who;
     await page.waitForURL(`${this.app}/profile`, { timeout: 20_000 });
     await this.shot(page, 'profile');
-    assert.equal((await page.textContent('#user-email'))?.trim(), email, '#user-email');
+    if (phone !== undefined) {
+      assert.equal((await page.textContent('#user-phone'))?.trim(), phone, '#user-phone');
+      assert.equal(await page.locator('#user-email').count(), 0, 'no email row for an sms user');
+    } else {
+      assert.equal((await page.textContent('#user-email'))?.trim(), email, '#user-email');
+    }
     assert.equal((await page.textContent('#verified'))?.trim(), 'id_token verified');
     const idToken = (await page.textContent('#id-token'))?.trim();
     const claims = await verifyIdToken(idToken, {
       tessera: this.tessera,
       clientId: CLIENT_ID,
       email,
+      phone,
     });
     assert.equal((await page.textContent('#user-sub'))?.trim(), claims.sub, '#user-sub');
-    this.note(`verified id_token: sub=${claims.sub} email=${claims.email}`);
+    this.note(`verified id_token: sub=${claims.sub} email=${claims.email} phone_number=${claims.phone_number}`);
     return claims;
   }
 
@@ -675,4 +920,12 @@ export async function fetchLikeAScanner(url, method = 'GET') {
 
 export function uniqueEmail(tag) {
   return `${tag}-${crypto.randomBytes(4).toString('hex')}@example.com`;
+}
+
+/**
+ * A US test number that libphonenumber accepts (+1 415 555 2671, 2672, …; +1 555… numbers are
+ * not valid), one per `n`.
+ */
+export function testPhone(n) {
+  return `+1415555${String(2671 + n).padStart(4, '0')}`;
 }

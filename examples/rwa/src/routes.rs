@@ -1,5 +1,8 @@
 //! The app's routes: pages, the three ways to start a sign-in, `/callback`, and the files the
 //! pages load.
+//!
+//! Every sign-in asks for [`SCOPE`]: `email` for the users of the email connection, `phone` for
+//! those of the sms connection (Tessera puts `phone_number` in their id_token only then).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +25,9 @@ use crate::session::{self, SessionStore, SignedIn};
 /// How long after restarting a sign-in (for a callback with an unknown state) another restart
 /// is refused, so a broken setup shows an error instead of looping.
 const RESTART_GUARD: Duration = Duration::from_secs(60);
+
+/// The scope of every sign-in (`/login`, and the Lock and auth0-js pages through their config).
+const SCOPE: &str = "openid profile email phone";
 
 pub struct AppState {
     pub config: AppConfig,
@@ -149,36 +155,72 @@ fn claim<'a>(user: &'a SignedIn, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// How the page names the user: the email address, else (an sms user) the phone number.
+fn display_name(user: &SignedIn) -> &str {
+    match claim(user, "email") {
+        "" => claim(user, "phone_number"),
+        email => email,
+    }
+}
+
 async fn index(State(state): Shared, headers: HeaderMap) -> AppResult {
-    let email = signed_in(&state, &headers).map(|u| claim(&u, "email").to_string());
+    let user = signed_in(&state, &headers).map(|u| display_name(&u).to_string());
     state.page(
         Policy::Strict,
         StatusCode::OK,
         "index.html",
-        context! { email },
+        context! { user },
     )
 }
 
-/// Tessera's hosted login page, with PKCE (S256).
-async fn login(State(state): Shared, headers: HeaderMap) -> AppResult {
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    connection: Option<String>,
+}
+
+/// `email` or `sms`, the passwordless connections a sign-in can be limited to.
+fn connection_name(raw: &str) -> Option<&'static str> {
+    match raw {
+        "email" => Some("email"),
+        "sms" => Some("sms"),
+        _ => None,
+    }
+}
+
+/// Tessera's hosted login page, with PKCE (S256). `?connection=email` or `sms` goes on to
+/// `/authorize`, where the page then shows only that connection's form.
+async fn login(State(state): Shared, headers: HeaderMap, Query(q): Query<LoginQuery>) -> AppResult {
+    let connection = match q.connection.as_deref().map(connection_name) {
+        None => None,
+        Some(Some(name)) => Some(name),
+        Some(None) => {
+            return state.error_page(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "connection is email or sms",
+            );
+        }
+    };
     let (login, new_id) = state
         .sessions
         .with_session(&headers, |s| s.start_login(true))?;
     let verifier = login.code_verifier.as_deref().unwrap_or_default();
+    let challenge = oidc::pkce_challenge(verifier);
     let c = &state.config;
-    let location = url_with_query(
-        &format!("{}/authorize", c.tessera),
-        &[
-            ("response_type", "code"),
-            ("client_id", &c.client_id),
-            ("redirect_uri", &c.redirect_uri),
-            ("scope", "openid profile email"),
-            ("state", &login.state),
-            ("nonce", &login.nonce),
-            ("code_challenge", &oidc::pkce_challenge(verifier)),
-            ("code_challenge_method", "S256"),
-        ],
-    );
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", c.client_id.as_str()),
+        ("redirect_uri", c.redirect_uri.as_str()),
+        ("scope", SCOPE),
+        ("state", login.state.as_str()),
+        ("nonce", login.nonce.as_str()),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    if let Some(name) = connection {
+        query.push(("connection", name));
+    }
+    let location = url_with_query(&format!("{}/authorize", c.tessera), &query);
     redirect(
         &location,
         new_id.map(|id| session::set_cookie(&id, c.secure_cookies)),
@@ -188,6 +230,7 @@ async fn login(State(state): Shared, headers: HeaderMap) -> AppResult {
 #[derive(Debug, Deserialize)]
 struct LockQuery {
     method: Option<String>,
+    connection: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,9 +247,32 @@ fn email_method(raw: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// Lock's connection and method: email with a code or a link, or sms (codes only).
+fn lock_options(
+    connection: Option<&str>,
+    method: Option<&str>,
+) -> Result<(&'static str, &'static str), &'static str> {
+    match connection.map(connection_name) {
+        None | Some(Some("email")) => email_method(method)
+            .map(|m| ("email", m))
+            .ok_or("method is code or link"),
+        Some(Some(sms)) => match method.unwrap_or("code") {
+            "code" => Ok((sms, "code")),
+            _ => Err("the sms connection sends codes only (method=code)"),
+        },
+        Some(None) => Err("connection is email or sms"),
+    }
+}
+
 /// A page running a browser SDK: a new sign-in (state and nonce, no PKCE, since neither Lock
 /// nor auth0-js sends a code_challenge here) whose values go to the page as JSON.
-fn widget_page(state: &AppState, headers: &HeaderMap, template: &str, method: &str) -> AppResult {
+fn widget_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    template: &str,
+    connection: &str,
+    method: &str,
+) -> AppResult {
     let (login, new_id) = state
         .sessions
         .with_session(headers, |s| s.start_login(false))?;
@@ -216,11 +282,14 @@ fn widget_page(state: &AppState, headers: &HeaderMap, template: &str, method: &s
         "tessera": c.tessera,
         "publicUrl": c.public_url,
         "redirectUri": c.redirect_uri,
+        "connection": connection,
         "method": method,
+        "scope": SCOPE,
         "state": login.state,
         "nonce": login.nonce,
     });
     let ctx = context! {
+        connection,
         method,
         config => pages::json_for_script(&config)?,
         vendor => c.vendor_dir.is_some(),
@@ -229,15 +298,12 @@ fn widget_page(state: &AppState, headers: &HeaderMap, template: &str, method: &s
     with_cookie(page, state, new_id)
 }
 
-/// The Lock passwordless widget.
+/// The Lock passwordless widget: by email (`?method=code` or `link`), or by text message
+/// (`?connection=sms`).
 async fn lock(State(state): Shared, headers: HeaderMap, Query(q): Query<LockQuery>) -> AppResult {
-    match email_method(q.method.as_deref()) {
-        Some(method) => widget_page(&state, &headers, "lock.html", method),
-        None => state.error_page(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "method is code or link",
-        ),
+    match lock_options(q.connection.as_deref(), q.method.as_deref()) {
+        Ok((connection, method)) => widget_page(&state, &headers, "lock.html", connection, method),
+        Err(description) => state.error_page(StatusCode::BAD_REQUEST, "bad_request", description),
     }
 }
 
@@ -248,7 +314,7 @@ async fn custom(
     Query(q): Query<CustomQuery>,
 ) -> AppResult {
     match email_method(q.send.as_deref()) {
-        Some(send) => widget_page(&state, &headers, "custom.html", send),
+        Some(send) => widget_page(&state, &headers, "custom.html", "email", send),
         None => state.error_page(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -375,6 +441,7 @@ async fn profile(State(state): Shared, headers: HeaderMap) -> AppResult {
         "profile.html",
         context! {
             email => claim(&user, "email"),
+            phone_number => claim(&user, "phone_number"),
             sub => claim(&user, "sub"),
             id_token => user.id_token,
             claims => claims_json,
@@ -455,5 +522,28 @@ mod tests {
         assert_eq!(email_method(None), Some("code"));
         assert_eq!(email_method(Some("link")), Some("link"));
         assert_eq!(email_method(Some("sms")), None);
+    }
+
+    #[test]
+    fn only_email_and_sms_are_connections() {
+        assert_eq!(connection_name("email"), Some("email"));
+        assert_eq!(connection_name("sms"), Some("sms"));
+        assert_eq!(connection_name("SMS"), None);
+        assert_eq!(connection_name(""), None);
+    }
+
+    #[test]
+    fn lock_sends_links_by_email_only() {
+        assert_eq!(lock_options(None, None), Ok(("email", "code")));
+        assert_eq!(lock_options(None, Some("link")), Ok(("email", "link")));
+        assert_eq!(
+            lock_options(Some("email"), Some("link")),
+            Ok(("email", "link"))
+        );
+        assert_eq!(lock_options(Some("sms"), None), Ok(("sms", "code")));
+        assert_eq!(lock_options(Some("sms"), Some("code")), Ok(("sms", "code")));
+        assert!(lock_options(Some("sms"), Some("link")).is_err());
+        assert!(lock_options(Some("phone"), None).is_err());
+        assert!(lock_options(None, Some("sms")).is_err());
     }
 }

@@ -30,7 +30,7 @@
     clientID: config.clientId,
     redirectUri: config.redirectUri,
     responseType: 'code',
-    scope: 'openid profile email',
+    scope: config.scope,
     state: config.state,
     nonce: config.nonce,
     overrides: {

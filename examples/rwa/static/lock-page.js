@@ -1,7 +1,9 @@
 // Starts the Lock passwordless widget with the values the server put in #config.
 // Lock talks to Tessera directly: it loads the client configuration (/client/{id}.js), sends
-// the email (/passwordless/start) and, for a code, signs in with /co/authenticate and a
-// top-level /authorize that comes back to this app's /callback with an authorization code.
+// the email or the text message (/passwordless/start) and, for a code, signs in with
+// /co/authenticate and a top-level /authorize that comes back to this app's /callback with an
+// authorization code. With the sms connection Lock shows a phone number field with a country
+// picker, whose default comes from Tessera's /user/geoloc/country.
 (function () {
   'use strict';
   var config = JSON.parse(document.getElementById('config').textContent);
@@ -18,7 +20,7 @@
   }
 
   var lock = new window.Auth0LockPasswordless(config.clientId, config.tessera, {
-    allowedConnections: ['email'],
+    allowedConnections: [config.connection],
     passwordlessMethod: config.method,
     configurationBaseUrl: config.tessera,
     languageBaseUrl: config.tessera,
@@ -38,7 +40,7 @@
     auth: {
       redirectUrl: config.redirectUri,
       responseType: 'code',
-      params: { scope: 'openid profile email', state: config.state, nonce: config.nonce }
+      params: { scope: config.scope, state: config.state, nonce: config.nonce }
     }
   });
 
