@@ -61,6 +61,10 @@ pub struct ClientSettings {
     /// Whether `/co/authenticate` (embedded login with Lock or auth0-js) is allowed.
     #[serde(default = "yes")]
     pub cross_origin_authentication: bool,
+    /// The old widgets' endpoints (`/oauth/ro`, `/tokeninfo`, JSONP, `/passwordless/verify`
+    /// without a `client_id`): Lock Passwordless v2 and auth0.js v7.
+    #[serde(default)]
+    pub legacy_passwordless: bool,
 }
 
 fn yes() -> bool {
@@ -145,6 +149,7 @@ mod tests {
                 allowed_logout_urls: vec![],
                 allow_browser_start: false,
                 cross_origin_authentication: true,
+                legacy_passwordless: false,
             },
         }
     }

@@ -141,7 +141,22 @@ pub fn router(state: AppState) -> Router {
     let hsts = state.issuer.starts_with("https://");
     // Endpoints browser SDKs call from the application's origin.
     let cors = Router::new()
-        .route("/passwordless/start", post(routes::passwordless::start))
+        .route(
+            "/passwordless/start",
+            post(routes::passwordless::start).get(routes::legacy::jsonp_start),
+        )
+        .route(
+            "/passwordless/verify",
+            post(routes::verify::verify).get(routes::legacy::jsonp_verify),
+        )
+        .route(
+            "/oauth/ro",
+            post(routes::legacy::oauth_ro).get(routes::legacy::jsonp_ro),
+        )
+        .route(
+            "/tokeninfo",
+            post(routes::legacy::tokeninfo).get(routes::legacy::jsonp_tokeninfo),
+        )
         .route("/oauth/token", post(routes::token::token))
         .route(
             "/userinfo",
@@ -172,7 +187,6 @@ pub fn router(state: AppState) -> Router {
             "/passwordless/verify_redirect",
             get(routes::verify::verify_redirect).post(routes::verify::verify_redirect),
         )
-        .route("/passwordless/verify", post(routes::verify::verify))
         .route("/client/{file}", get(routes::co::client_js))
         .route("/static/webotp.js", get(webotp_js))
         .route(

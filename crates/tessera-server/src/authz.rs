@@ -510,6 +510,7 @@ pub async fn complete(
                     refresh: Refresh::No,
                     grant_id: None,
                     at_hash: rt == ResponseType::TokenIdToken,
+                    legacy_user_id: false,
                 },
             )
             .await?;

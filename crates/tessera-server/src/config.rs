@@ -477,6 +477,9 @@ pub struct AppConfig {
     /// Allow `/co/authenticate` (embedded login with Lock or auth0-js).
     #[serde(default = "default_true")]
     pub cross_origin_authentication: bool,
+    /// The old widgets' endpoints (Lock Passwordless v2, auth0.js v7). Off by default.
+    #[serde(default)]
+    pub legacy_passwordless: bool,
 }
 
 fn default_true() -> bool {
@@ -855,6 +858,7 @@ mod tests {
             allowed_logout_urls: vec![],
             allow_browser_start: false,
             cross_origin_authentication: true,
+            legacy_passwordless: false,
         }
     }
 

@@ -268,6 +268,7 @@ impl Settings {
                     allowed_logout_urls: app.allowed_logout_urls.clone(),
                     allow_browser_start: app.allow_browser_start,
                     cross_origin_authentication: app.cross_origin_authentication,
+                    legacy_passwordless: app.legacy_passwordless,
                 },
             });
         }
@@ -552,6 +553,7 @@ fn demo_client(d: &DemoApp) -> Client {
             allowed_logout_urls: vec!["http://localhost:5000/".into()],
             allow_browser_start: true,
             cross_origin_authentication: true,
+            legacy_passwordless: true,
         },
     }
 }

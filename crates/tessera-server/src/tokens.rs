@@ -41,6 +41,8 @@ pub struct Grant<'a> {
     pub grant_id: Option<String>,
     /// Adds `at_hash` to the id_token (implicit `token id_token` responses).
     pub at_hash: bool,
+    /// Adds `user_id` (= `sub`) to the id_token, as the old widgets expect from `/oauth/ro`.
+    pub legacy_user_id: bool,
 }
 
 /// Issues the tokens and returns the `/oauth/token` JSON body.
@@ -118,6 +120,9 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
         c.insert("exp".into(), json!(now + st.tokens.id_token_lifetime_secs));
         if let Some(n) = &g.nonce {
             c.insert("nonce".into(), json!(n));
+        }
+        if g.legacy_user_id {
+            c.insert("user_id".into(), json!(g.user.user_id));
         }
         if g.at_hash {
             // OpenID Connect Core §3.2.2.9: the left half of the SHA-256 of the access token.

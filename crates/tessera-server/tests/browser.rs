@@ -915,7 +915,14 @@ async fn response_modes_and_lock_endpoints(h: H) {
         assert_eq!(r.status, 200, "{r:?}");
     }
     let r = h.post_json("/passwordless/verify", json!({"connection": "email", "verification_code": "000000", "email": "pv@example.com", "client_id": "embedded"})).await;
-    assert_eq!(r.err().1, "access_denied");
+    assert_eq!(
+        r.err(),
+        (
+            401,
+            "invalid_user_password",
+            "Wrong email or verification code."
+        )
+    );
 }
 
 async fn start_embedded(h: &H, email: &str) {

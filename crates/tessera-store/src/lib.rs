@@ -126,6 +126,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts one attempt against the live code for this identity and returns it, counter
     /// included. The increment is committed before the caller compares anything.
     async fn count_attempt(&self, connection: &str, identifier: &str) -> Result<Option<Challenge>>;
+    /// The application that asked for the live code of this identity (the old widgets'
+    /// `/passwordless/verify` names none).
+    async fn pending_client(&self, connection: &str, identifier: &str) -> Result<Option<String>>;
     /// Consumes a code; true for exactly one caller.
     async fn consume_challenge(&self, id: &str) -> Result<bool>;
     /// Gives back the attempt counted for a correct code that was only checked, not consumed

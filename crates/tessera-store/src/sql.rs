@@ -382,6 +382,25 @@ macro_rules! sql_store {
                 Ok(r.rows_affected() == 1)
             }
 
+            async fn pending_client(
+                &self,
+                connection: &str,
+                identifier: &str,
+            ) -> $crate::Result<Option<String>> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT client_id FROM challenges WHERE connection = $1 AND identifier = $2",
+                )
+                .bind(connection)
+                .bind(identifier)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    Some(r) => Some(r.try_get("client_id")?),
+                    None => None,
+                })
+            }
+
             async fn refund_attempt(&self, id: &str) -> $crate::Result<()> {
                 sqlx::query("UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
                     .bind(id)

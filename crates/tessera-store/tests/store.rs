@@ -68,6 +68,7 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
             allowed_logout_urls: vec![],
             allow_browser_start: false,
             cross_origin_authentication: true,
+            legacy_passwordless: false,
         },
     };
     s.upsert_client(&c, 1).await.unwrap();

@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod co;
 pub mod dev;
 pub mod discovery;
+pub mod legacy;
 pub mod passwordless;
 pub mod token;
 pub mod userinfo;

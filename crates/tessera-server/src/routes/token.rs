@@ -166,6 +166,7 @@ async fn otp_grant(
             refresh: Refresh::IfAllowed,
             grant_id: None,
             at_hash: false,
+            legacy_user_id: false,
         },
     )
     .await
@@ -255,6 +256,7 @@ async fn code_grant(
             },
             grant_id: Some(record.grant_id.clone()),
             at_hash: false,
+            legacy_user_id: false,
         },
     )
     .await
@@ -343,6 +345,7 @@ async fn refresh_grant(
             },
             grant_id: None,
             at_hash: false,
+            legacy_user_id: false,
         },
     )
     .await

@@ -224,14 +224,42 @@ pub async fn verify(
             "Missing required property: email",
         ));
     };
-    let Some(client_id) = get("client_id") else {
-        return Err(ApiError::bad_request(
-            "bad.client_id",
-            "Missing required property: client_id",
-        ));
-    };
-    let Some(client) = st.store.get_client(client_id).await? else {
-        return Err(ApiError::unauthorized_client_credentials());
+    let client = match get("client_id") {
+        Some(id) => match st.store.get_client(id).await? {
+            Some(c) => c,
+            None => return Err(ApiError::unauthorized_client_credentials()),
+        },
+        // The old widgets send no client_id: the application is the one that asked for the
+        // pending code, and it must have the legacy switch.
+        None => {
+            let missing =
+                || ApiError::bad_request("bad.client_id", "Missing required property: client_id");
+            let normalised = tessera_core::email::EmailAddress::parse(identifier)
+                .map(|e| e.as_str().to_string())
+                .or_else(|_| {
+                    tessera_core::phone::PhoneNumber::parse(identifier.trim())
+                        .map(|p| p.as_str().to_string())
+                })
+                .unwrap_or_default();
+            let pending = st.store.pending_client(conn_name, &normalised).await?;
+            match pending {
+                Some(id) => match st.store.get_client(&id).await? {
+                    Some(c) if c.settings.legacy_passwordless => c,
+                    _ => return Err(missing()),
+                },
+                // Nothing pending: the same answer as a wrong code.
+                None => {
+                    return Err(crate::routes::legacy::ro_error(
+                        otpcheck::Failure::Wrong,
+                        if conn_name == "sms" {
+                            tessera_core::connection::Strategy::Sms
+                        } else {
+                            tessera_core::connection::Strategy::Email
+                        },
+                    ));
+                }
+            }
+        }
     };
     let connection = match st.store.get_connection(conn_name).await? {
         Some(c) if client.has_connection(&c.name) => c,
@@ -254,6 +282,7 @@ pub async fn verify(
         Accept::CodesOnly,
     )
     .await?
-    .map_err(|f| f.browser_error(strategy))?;
+    // invalid_user_password is what makes Lock v2 say "Wrong email or verification code".
+    .map_err(|f| crate::routes::legacy::ro_error(f, strategy))?;
     Ok(no_store_json(serde_json::json!({})).into_response())
 }
