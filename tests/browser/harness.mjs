@@ -900,6 +900,16 @@ class TestRun {
       '========',
     ];
     console.error(lines.join('\n'));
+    // The CI run keeps only its output: the failure screenshots go into it too, as PNG data
+    // URLs (paste one into a browser's address bar to see it).
+    for (const file of this.shots.filter((f) => String(f).includes('failure-page'))) {
+      try {
+        const png = fs.readFileSync(String(file).trim().split(' ')[0]);
+        console.error(`screenshot ${file}:\ndata:image/png;base64,${png.toString('base64')}\n`);
+      } catch (e) {
+        console.error(`screenshot ${file} could not be read: ${e.message}`);
+      }
+    }
   }
 
   async close() {
