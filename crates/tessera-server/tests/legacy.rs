@@ -275,6 +275,19 @@ async fn applications_without_the_switch_get_auth0s_refusals(backend: &str) {
         )
         .await;
     assert_eq!(jsonp_object(&r, "cb")["status"], 400);
+    let r = h
+        .send(
+            "GET",
+            &format!("/passwordless/verify?client_id=rwa&connection=email&email=modern%40example.com&verification_code={code}&cbx=cb"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(
+        jsonp_object(&r, "cb")["status"],
+        400,
+        "JSONP is for legacy applications only"
+    );
     // None of that used the code up.
     assert_eq!(
         h.otp("modern@example.com", &code, "openid").await.status,

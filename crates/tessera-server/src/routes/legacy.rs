@@ -260,7 +260,11 @@ pub async fn jsonp(
     // JSONP is legacy only: the application must have the switch (for /tokeninfo the handler
     // checks the token's audience).
     let mut headers = headers;
-    if !matches!(which, Jsonp::TokenInfo | Jsonp::Verify) {
+    // /passwordless/verify names no application in the old widgets (then the pending code's
+    // application must have the switch, which the handler checks); when it does name one, that
+    // one needs the switch for JSONP too.
+    let named = p.str("client_id").ok().flatten().is_some();
+    if matches!(which, Jsonp::Start | Jsonp::Ro) || (matches!(which, Jsonp::Verify) && named) {
         match legacy_client(&st, p.str("client_id").ok().flatten()).await {
             Err(e) => return wrap(&callback, e.into_response()).await,
             // A script load carries no Origin. A legacy application allowed to start from the
