@@ -148,9 +148,11 @@ impl SmsSender {
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         let text = format!(
             "{} (Code: {})",
-            body["message"]
-                .as_str()
-                .unwrap_or("Twilio refused the message"),
+            redact_numbers(
+                body["message"]
+                    .as_str()
+                    .unwrap_or("Twilio refused the message")
+            ),
             body["code"]
                 .as_i64()
                 .map(|c| c.to_string())
@@ -203,6 +205,33 @@ impl SmsSender {
     }
 }
 
+/// Masks phone numbers (`+` and six or more digits) in provider messages, which end up in logs
+/// and audit events: `+14155552671` becomes `+1…71`.
+pub fn redact_numbers(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '+' {
+            let digits: String = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            if digits.len() >= 6 {
+                out.push('+');
+                out.push_str(&digits[..1]);
+                out.push('…');
+                out.push_str(&digits[digits.len() - 2..]);
+                i += 1 + digits.len();
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
 fn transport(who: &str, e: reqwest::Error) -> DeliveryError {
     // Without the URL: it can carry an account id.
     let e = e.without_url();
@@ -217,4 +246,18 @@ pub fn hs256(secret: &str, claims: &serde_json::Value) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
     let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_masked_in_provider_messages() {
+        assert_eq!(
+            redact_numbers("The 'To' number +14155552671 is not a valid phone number."),
+            "The 'To' number +1…71 is not a valid phone number."
+        );
+        assert_eq!(redact_numbers("Code +123 stays"), "Code +123 stays");
+    }
 }

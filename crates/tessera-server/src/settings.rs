@@ -404,6 +404,18 @@ fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
         tessera_delivery::templates::validate_sms(t)
             .map_err(|e| format!("connections.sms.template: {}", e.reason))?;
     }
+    for (name, v) in [
+        ("per_number_per_hour", s.per_number_per_hour),
+        ("per_prefix_per_hour", s.per_prefix_per_hour),
+        ("budget_per_hour", s.budget_per_hour),
+        ("alarm_min_sent", s.alarm_min_sent),
+    ] {
+        if v < 0 {
+            return Err(format!(
+                "connections.sms.{name} must be 0 (off) or more, not {v}"
+            ));
+        }
+    }
     if !(0.0..=1.0).contains(&s.alarm_verified_ratio) {
         return Err("connections.sms.alarm_verified_ratio must be between 0 and 1".into());
     }
@@ -453,7 +465,9 @@ fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
                 jwt,
             }))
         }
-        (None, None) if dev => None,
+        // Dev mode without a provider: SMS go to the dev mailbox, which exists only when email
+        // does too (no smtp_url).
+        (None, None) if dev && c.email.smtp_url.is_none() => None,
         (None, None) => {
             return Err(
                 "connections.sms needs a provider: [connections.sms.twilio] or [connections.sms.gateway]"

@@ -413,6 +413,10 @@ async fn security_headers_everywhere(backend: &str) {
     assert_eq!(r.headers["strict-transport-security"], "max-age=31536000");
     let cookie = r.headers["set-cookie"].to_str().unwrap();
     assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(
+        cookie.starts_with("__Host-tessera_csrf="),
+        "no sibling subdomain can set or shadow it: {cookie}"
+    );
 }
 
 macro_rules! both_backends {

@@ -649,6 +649,27 @@ async fn hosted_page_link_goes_straight_through_in_the_same_browser(h: H) {
     let p = params_of(&location(&r), '?');
     assert_eq!(param(&p, "state").as_deref(), Some("ls"));
     assert!(param(&p, "code").is_some());
+    // The page itself expires: an hour later its form is refused.
+    h.advance(3601);
+    let late = form(&[
+        ("req", &hidden(&page, "req")),
+        ("csrf", &hidden(&page, "csrf")),
+        ("email", "pl@example.com"),
+        ("send", "code"),
+    ]);
+    let r = h
+        .send(
+            "POST",
+            "/login/start",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("cookie", &cookie_header(&jar)),
+            ],
+            late,
+        )
+        .await;
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(html(&r).contains("more than an hour old"));
 }
 
 async fn embedded_login_with_cors_and_login_tickets(h: H) {

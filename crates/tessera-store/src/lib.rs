@@ -138,6 +138,10 @@ pub trait Store: Send + Sync + 'static {
     // Users.
     async fn find_user(&self, connection: &str, identifier: &str) -> Result<Option<User>>;
     async fn get_user(&self, user_id: &str) -> Result<Option<User>>;
+    /// Users whose email or phone number contains `search` (all when empty), newest first.
+    async fn list_users(&self, search: &str, limit: i64) -> Result<Vec<User>>;
+    /// Deletes a user with their sessions and tokens; false when there is no such user.
+    async fn delete_user(&self, user_id: &str) -> Result<bool>;
     /// Blocks or unblocks a user; false when there is no such user.
     async fn set_user_blocked(&self, user_id: &str, blocked: bool, now: UnixTime) -> Result<bool>;
     /// Records a successful verification: signs an existing user in, or creates the user

@@ -401,6 +401,46 @@ macro_rules! sql_store {
                 })
             }
 
+            async fn list_users(
+                &self,
+                search: &str,
+                limit: i64,
+            ) -> $crate::Result<Vec<tessera_core::user::User>> {
+                let pattern = format!(
+                    "%{}%",
+                    search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+                );
+                let rows = sqlx::query($crate::sql::const_format_user_select!(
+                    "WHERE COALESCE(email, '') LIKE $1 ESCAPE '\\' OR COALESCE(phone_number, '') LIKE $1 ESCAPE '\\' \
+                     ORDER BY created_at DESC, user_id LIMIT $2"
+                ))
+                .bind(pattern)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::sql::user_from_row).collect()
+            }
+
+            async fn delete_user(&self, user_id: &str) -> $crate::Result<bool> {
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                for sql in [
+                    "DELETE FROM sessions WHERE user_id = $1",
+                    "DELETE FROM access_tokens WHERE user_id = $1",
+                    "DELETE FROM refresh_tokens WHERE user_id = $1",
+                    "DELETE FROM auth_codes WHERE user_id = $1",
+                    "DELETE FROM login_tickets WHERE user_id = $1",
+                ] {
+                    sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+                }
+                let n = sqlx::query("DELETE FROM users WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n == 1)
+            }
+
             async fn refund_attempt(&self, id: &str) -> $crate::Result<()> {
                 sqlx::query("UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
                     .bind(id)
@@ -1054,8 +1094,9 @@ macro_rules! sql_store {
                     // Used codes are kept a day so a replay is still recognised and revokes.
                     ("DELETE FROM auth_codes WHERE expires_at < $1", now - 86_400),
                     ("DELETE FROM login_tickets WHERE expires_at < $1", now),
-                    // Strikes are forgotten a day after the last one (the longest block).
-                    ("DELETE FROM blocks WHERE updated_at < $1", now - 2 * 86_400),
+                    // A block row goes two days after its block ended (its strikes are forgotten
+                    // by then in the default configuration); a running block is never purged.
+                    ("DELETE FROM blocks WHERE blocked_until < $1", now - 2 * 86_400),
                 ] {
                     n += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
                 }

@@ -747,6 +747,42 @@ async fn strikes_grow_the_block_and_are_forgotten(s: &dyn Store) {
     );
 }
 
+async fn users_are_listed_searched_and_deleted(s: &dyn Store) {
+    for (i, email) in ["ann@x.io", "bob@y.io", "an_n%@z.io"].iter().enumerate() {
+        let u = User::new_email_user(&format!("{:024}", i), "email", email, 10 + i as i64);
+        s.sign_in(&u, email, true, 10 + i as i64).await.unwrap();
+    }
+    let all = s.list_users("", 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].email.as_deref(), Some("an_n%@z.io"), "newest first");
+    let found = s.list_users("ann", 10).await.unwrap();
+    assert_eq!(
+        found.len(),
+        1,
+        "LIKE wildcards in the search are literal: {found:?}"
+    );
+    assert_eq!(s.list_users("n%", 10).await.unwrap().len(), 1);
+    assert_eq!(s.list_users("", 2).await.unwrap().len(), 2);
+    let id = found[0].user_id.clone();
+    s.create_session(&Session {
+        id_hash: vec![3; 32],
+        user_id: id.clone(),
+        created_at: 1,
+        expires_at: 1000,
+        ip: None,
+        user_agent: None,
+    })
+    .await
+    .unwrap();
+    assert!(s.delete_user(&id).await.unwrap());
+    assert!(!s.delete_user(&id).await.unwrap());
+    assert!(s.get_user(&id).await.unwrap().is_none());
+    assert!(
+        s.get_session(&[3; 32], 5).await.unwrap().is_none(),
+        "sessions go with the user"
+    );
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -757,6 +793,11 @@ macro_rules! suite {
             async fn strikes_grow_the_block_and_are_forgotten() {
                 let (s, _db) = open(B).await;
                 super::strikes_grow_the_block_and_are_forgotten(&*s).await
+            }
+            #[tokio::test]
+            async fn users_are_listed_searched_and_deleted() {
+                let (s, _db) = open(B).await;
+                super::users_are_listed_searched_and_deleted(&*s).await
             }
             #[tokio::test]
             async fn sessions_codes_and_tickets_are_single_use() {

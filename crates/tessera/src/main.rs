@@ -68,6 +68,20 @@ enum Cmd {
         #[arg(long, global = true)]
         dev: bool,
     },
+    /// Users: list and search, show, block, unblock, delete (works on the database).
+    Users {
+        #[command(subcommand)]
+        cmd: UsersCmd,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// Use the dev-mode defaults (as `tessera dev` does).
+        #[arg(long, global = true)]
+        dev: bool,
+        /// Folder for the SQLite database and the server secret (overrides `data_dir`).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// The audit log, newest first: sign-ins, failures, codes sent, limits hit, token reuse.
     Logs {
         /// How many events to show.
@@ -110,6 +124,34 @@ enum TemplatesCmd {
     },
 }
 
+#[derive(Subcommand, Clone)]
+enum UsersCmd {
+    /// Users whose email or phone number contains SEARCH (all without it), newest first.
+    List {
+        search: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One user's profile.
+    Show {
+        user_id: String,
+    },
+    /// Block a user: no more codes, sign-ins or token refreshes.
+    Block {
+        user_id: String,
+    },
+    Unblock {
+        user_id: String,
+    },
+    /// Delete a user with their sessions and tokens.
+    Delete {
+        user_id: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
 #[derive(Subcommand, Clone, Copy)]
 enum KeysCmd {
     /// The published keys (the current one signs; the previous one still verifies).
@@ -149,6 +191,15 @@ fn main() -> ExitCode {
             (true, Action::Serve)
         }
         Cmd::Migrate { dev } => (dev, Action::Migrate),
+        Cmd::Users {
+            cmd,
+            json,
+            dev,
+            data_dir,
+        } => {
+            override_paths(&mut cfg, None, data_dir);
+            (dev, Action::Users(cmd, json))
+        }
         Cmd::Logs {
             limit,
             kind,
@@ -183,6 +234,7 @@ fn main() -> ExitCode {
         other => match Settings::from_config(cfg, dev) {
             Ok(settings) => match other {
                 Action::Keys(cmd, json) => runtime.block_on(keys(settings, cmd, json)),
+                Action::Users(cmd, json) => runtime.block_on(users(settings, cmd, json)),
                 Action::Logs { limit, kind, json } => {
                     runtime.block_on(logs(settings, limit, kind, json))
                 }
@@ -212,6 +264,123 @@ enum Action {
         kind: Option<String>,
         json: bool,
     },
+    Users(UsersCmd, bool),
+}
+
+fn user_json(u: &tessera_core::user::User) -> serde_json::Value {
+    use tessera_core::clock::rfc3339;
+    serde_json::json!({
+        "user_id": u.user_id, "connection": u.connection, "email": u.email,
+        "email_verified": u.email_verified, "phone_number": u.phone_number,
+        "phone_verified": u.phone_verified, "name": u.name, "blocked": u.blocked,
+        "logins_count": u.logins_count, "created_at": rfc3339(u.created_at),
+        "last_login": u.last_login.map(rfc3339),
+    })
+}
+
+fn cli_event(user_id: &str, description: &str, now: i64) -> tessera_store::Event {
+    tessera_store::Event {
+        id: tessera_core::rand::hex_id(&tessera_core::rand::SystemRandom),
+        at: now,
+        kind: "sapi".into(),
+        client_id: None,
+        connection: None,
+        user_id: Some(user_id.to_string()),
+        ip: None,
+        user_agent: None,
+        description: description.into(),
+    }
+}
+
+async fn set_blocked(
+    store: &dyn tessera_store::Store,
+    user_id: &str,
+    blocked: bool,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    if !store.set_user_blocked(user_id, blocked, now).await? {
+        anyhow::bail!("no user {user_id}");
+    }
+    let what = if blocked {
+        "User blocked (CLI)"
+    } else {
+        "User unblocked (CLI)"
+    };
+    store.record_event(&cli_event(user_id, what, now)).await?;
+    if !json {
+        println!(
+            "{}: {user_id}",
+            if blocked { "blocked" } else { "unblocked" }
+        );
+    }
+    Ok(())
+}
+
+/// `tessera users …`: works on the database; every change is an audit event.
+async fn users(settings: Settings, cmd: UsersCmd, json: bool) -> anyhow::Result<()> {
+    use tessera_core::clock::{Clock, SystemClock};
+    use tessera_core::rand::SystemRandom;
+    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
+    let now = SystemClock.now();
+    match cmd {
+        UsersCmd::List { search, limit } => {
+            let q = search.unwrap_or_default().trim().to_lowercase();
+            let list = store.list_users(&q, limit.clamp(1, 10_000)).await?;
+            if json {
+                let rows: Vec<_> = list.iter().map(user_json).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<34} {:<36} {:<8} {:>6} CREATED",
+                    "USER_ID", "EMAIL/PHONE", "BLOCKED", "LOGINS"
+                );
+                for u in &list {
+                    let who = u
+                        .email
+                        .clone()
+                        .or(u.phone_number.clone())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<34} {:<36} {:<8} {:>6} {}",
+                        u.user_id,
+                        who,
+                        if u.blocked { "yes" } else { "no" },
+                        u.logins_count,
+                        tessera_core::clock::rfc3339(u.created_at)
+                    );
+                }
+            }
+        }
+        UsersCmd::Show { user_id } => {
+            let u = store
+                .get_user(&user_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no user {user_id}"))?;
+            println!("{}", serde_json::to_string_pretty(&user_json(&u))?);
+        }
+        UsersCmd::Block { user_id } => {
+            set_blocked(store.as_ref(), &user_id, true, json, now).await?
+        }
+        UsersCmd::Unblock { user_id } => {
+            set_blocked(store.as_ref(), &user_id, false, json, now).await?
+        }
+        UsersCmd::Delete { user_id, yes } => {
+            if !yes {
+                anyhow::bail!("deleting {user_id} cannot be undone: add --yes");
+            }
+            if !store.delete_user(&user_id).await? {
+                anyhow::bail!("no user {user_id}");
+            }
+            store
+                .record_event(&cli_event(&user_id, "User deleted (CLI)", now))
+                .await?;
+            if !json {
+                println!("deleted: {user_id}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Prints the audit log (codes, tokens and secrets are never in it).

@@ -225,6 +225,40 @@ async fn email_code_sign_in_over_real_smtp() {
         table.contains("acme-web") && table.contains("Successful login"),
         "{table}"
     );
+
+    // 8. The users CLI: find the user, block, unblock, delete (each an audit event).
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .arg("--config")
+            .arg(dir.path().join("tessera.toml"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, list, _) = cli(&["users", "list", "ADA", "--json"]);
+    assert!(ok);
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let user_id = claims["sub"].as_str().unwrap();
+    assert_eq!(list[0]["user_id"], user_id);
+    assert!(cli(&["users", "block", user_id]).0);
+    let (_, shown, _) = cli(&["users", "show", user_id]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&shown).unwrap()["blocked"],
+        true
+    );
+    assert!(cli(&["users", "unblock", user_id]).0);
+    let (ok, _, err) = cli(&["users", "delete", user_id]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    assert!(cli(&["users", "delete", user_id, "--yes"]).0);
+    assert!(!cli(&["users", "show", user_id]).0);
+    let (_, events, _) = cli(&["logs", "--type", "sapi", "--json"]);
+    assert_eq!(events.lines().count(), 3, "{events}");
 }
 
 #[test]

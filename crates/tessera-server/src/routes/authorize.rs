@@ -381,14 +381,16 @@ async fn login_start_inner(
             ));
         }
     }
-    if let Recipient::Phone(p) = to
-        && crate::routes::passwordless::sms_limits(st, meta, &f.client, p)
-            .await
-            .is_err()
-    {
-        return Ok(again(
-            "Too many text messages. Wait a while, then try again.",
-        ));
+    if let Recipient::Phone(p) = to {
+        match crate::routes::passwordless::sms_limits(st, meta, &f.client, p).await {
+            Ok(()) => {}
+            Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+                return Ok(again(
+                    "Too many text messages. Wait a while, then try again.",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let connection = connection_named(st, conn_name).await?;
     let id = hex_id(st.rng.as_ref());

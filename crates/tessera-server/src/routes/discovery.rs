@@ -15,7 +15,7 @@ pub async fn openid_configuration(State(st): State<AppState>) -> Response {
         "token_endpoint": format!("{i}oauth/token"),
         "userinfo_endpoint": format!("{i}userinfo"),
         "jwks_uri": format!("{i}.well-known/jwks.json"),
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": ["openid", "profile", "email", "phone", "offline_access"],
         "end_session_endpoint": format!("{i}oidc/logout"),
         "response_types_supported": ["code", "id_token", "token", "token id_token"],
         "response_modes_supported": ["query", "fragment", "form_post", "web_message"],

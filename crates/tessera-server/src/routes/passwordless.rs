@@ -103,7 +103,8 @@ fn proved_secret(headers: &HeaderMap, p: &Params) -> bool {
         || headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().starts_with("basic "))
+            // Exactly the forms clientauth reads: anything else was not checked as a secret.
+            .is_some_and(|v| v.starts_with("Basic ") || v.starts_with("basic "))
 }
 
 /// Reads the body, refuses unknown properties, and authenticates the application.
@@ -295,7 +296,12 @@ pub async fn sms_limits(
                 e.description = format!("SMS {what} limit reached (prefix {prefix})");
             })
             .await;
-            return Err(limits::too_many_requests(&state));
+            // Without the x-ratelimit headers: they would tell how much of the budget is left.
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Too many text messages were asked for. Try again later.",
+            ));
         }
     }
     let sent = st
@@ -314,10 +320,10 @@ pub async fn sms_limits(
         && (sent == o.alarm_min_sent || sent % 10 == 0)
     {
         tracing::warn!(
-            prefix,
+            country = phone.country_code(),
             sent,
             verified,
-            "possible SMS pumping: many codes, few sign-ins"
+            "possible SMS pumping: many codes, few sign-ins (see the sms_pumping event)"
         );
         st.event("sms_pumping", meta, |e| {
             e.client_id = Some(client.client_id.clone());
