@@ -93,7 +93,7 @@ pub async fn build(
                 (None, Some(dev)) => SmsProvider::Dev(dev.clone()),
                 (None, None) => SmsProvider::None,
             },
-            Duration::from_secs(30),
+            s.sms_timeout,
         )
         .map_err(anyhow::Error::msg)?,
     );

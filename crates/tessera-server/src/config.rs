@@ -321,6 +321,8 @@ pub struct SmsConnectionConfig {
     pub alarm_min_sent: i64,
     /// …and fewer than this share of them were used to sign in.
     pub alarm_verified_ratio: f64,
+    /// How long one call to the provider may take (Auth0's gateway limit is 30 s).
+    pub timeout_secs: u64,
     pub twilio: Option<TwilioConfig>,
     pub gateway: Option<GatewayConfig>,
 }
@@ -342,6 +344,7 @@ impl Default for SmsConnectionConfig {
             budget_per_hour: 1_000,
             alarm_min_sent: 20,
             alarm_verified_ratio: 0.2,
+            timeout_secs: 30,
             twilio: None,
             gateway: None,
         }

@@ -63,6 +63,8 @@ pub struct Settings {
     pub sms_connection: Option<(ConnectionSettings, crate::config::SmsOptions)>,
     /// Where SMS goes (credentials included); `None` in dev mode means the dev mailbox.
     pub sms_provider: Option<tessera_delivery::SmsProvider>,
+    /// How long one call to the SMS provider may take.
+    pub sms_timeout: Duration,
     pub tokens: TokenConfig,
     pub apis: Vec<ApiConfig>,
     pub clients: Vec<Client>,
@@ -306,6 +308,13 @@ impl Settings {
             email_connection,
             sms_connection,
             sms_provider,
+            sms_timeout: Duration::from_secs(
+                c.connections
+                    .sms
+                    .as_ref()
+                    .map(|s| s.timeout_secs)
+                    .unwrap_or(30),
+            ),
             tokens: c.tokens,
             apis: c.apis,
             clients,
@@ -415,6 +424,9 @@ fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
                 "connections.sms.{name} must be 0 (off) or more, not {v}"
             ));
         }
+    }
+    if !(1..=30).contains(&s.timeout_secs) {
+        return Err("connections.sms.timeout_secs must be between 1 and 30".into());
     }
     if !(0.0..=1.0).contains(&s.alarm_verified_ratio) {
         return Err("connections.sms.alarm_verified_ratio must be between 0 and 1".into());

@@ -590,6 +590,73 @@ async fn hosted_page_signs_in_with_a_phone_number(backend: &str) {
     assert_eq!(claims["phone_number"], PHONE);
 }
 
+async fn slow_once(State(f): State<Arc<Fake>>, body: Bytes) -> StatusCode {
+    let first = {
+        let mut r = f.requests.lock().unwrap();
+        r.push((HeaderMap::new(), String::from_utf8(body.to_vec()).unwrap()));
+        r.len() == 1
+    };
+    if first {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
+    StatusCode::OK
+}
+
+/// A gateway that does not answer in time is retried later; one that refuses the token is not.
+async fn gateway_timeouts_are_retried_and_refusals_are_not(backend: &str) {
+    let f = Arc::new(Fake::default());
+    let url = fake(
+        Router::new()
+            .route("/slow", post(slow_once))
+            .route("/sms", post(gateway))
+            .with_state(f.clone()),
+    )
+    .await;
+    let toml = app_toml(&format!(
+        "timeout_secs = 1\n[connections.sms.gateway]\nurl = \"{url}/slow\"\n"
+    ));
+    let h = H::with(backend, &toml).await;
+    assert_eq!(start_sms(&h, PHONE).await.status, 200);
+    h.worker.run_once().await.unwrap();
+    assert_eq!(
+        h.st.store.outbox_depth().await.unwrap(),
+        1,
+        "kept for a retry"
+    );
+    h.advance(30);
+    h.worker.run_once().await.unwrap();
+    assert_eq!(f.bodies().len(), 2);
+    assert_eq!(
+        h.st.store.outbox_depth().await.unwrap(),
+        0,
+        "delivered on the retry"
+    );
+
+    let f = Arc::new(Fake::default());
+    let url = fake(
+        Router::new()
+            .route("/sms", post(gateway))
+            .with_state(f.clone()),
+    )
+    .await;
+    let toml = app_toml(&format!(
+        "[connections.sms.gateway]\nurl = \"{url}/sms\"\njwt_secret = \"not-the-gateway-secret\"\njwt_subject = \"tessera\"\njwt_audience = \"urn:gateway\"\n"
+    ));
+    let h = H::with(backend, &toml).await;
+    assert_eq!(start_sms(&h, PHONE).await.status, 200);
+    h.worker.run_once().await.unwrap();
+    h.advance(600);
+    h.worker.run_once().await.unwrap();
+    assert_eq!(f.bodies().len(), 1, "a refused token is not retried");
+    let events = h.st.store.list_events(50).await.unwrap();
+    assert!(
+        events.iter().any(|e| e.kind == "fn"
+            && e.description
+                .contains("Authentication failed while calling the SMS gateway: 401")),
+        "{events:?}"
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -608,4 +675,5 @@ both_backends!(
     provider_errors_are_retried_or_given_up_as_they_should,
     a_custom_gateway_gets_json_a_jwt_and_the_request_info,
     hosted_page_signs_in_with_a_phone_number,
+    gateway_timeouts_are_retried_and_refusals_are_not,
 );
