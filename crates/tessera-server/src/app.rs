@@ -132,6 +132,7 @@ pub async fn build(
         sms: s.sms_connection.as_ref().map(|(_, o)| o.clone()),
         tenant: s.tenant.clone(),
         dev: s.dev,
+        metrics: Default::default(),
     }));
     Ok(Tessera { state, worker })
 }
@@ -139,6 +140,7 @@ pub async fn build(
 /// The HTTP surface.
 pub fn router(state: AppState) -> Router {
     let hsts = state.issuer.starts_with("https://");
+    let st2 = state.clone();
     // Endpoints browser SDKs call from the application's origin.
     let cors = Router::new()
         .route(
@@ -202,9 +204,30 @@ pub fn router(state: AppState) -> Router {
     }
     r.fallback(not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(middleware::from_fn(move |req, next| {
-            observe(hsts, req, next)
+        .layer(middleware::from_fn_with_state(st2, move |s, req, next| {
+            observe(s, hsts, req, next)
         }))
+        .with_state(state)
+}
+
+/// `GET /metrics`, for the metrics listener only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(st): axum::extract::State<AppState>| async move {
+                    let depth = st.store.outbox_depth().await.ok();
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        st.metrics.render(depth),
+                    )
+                },
+            ),
+        )
         .with_state(state)
 }
 
@@ -226,9 +249,33 @@ async fn not_found() -> ApiError {
 }
 
 /// Logs each request (path only: query strings may carry codes) and sets security headers.
-async fn observe(hsts: bool, req: Request, next: Next) -> Response {
+async fn observe(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    hsts: bool,
+    req: Request,
+    next: Next,
+) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // The route pattern (`/client/{file}`), never the raw path: bounded label values.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    // A request id: the caller's when it is sane, else a new one; in the log and the answer.
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| hex_id(&SystemRandom));
     let started = Instant::now();
     let mut resp = next.run(req).await;
     let framable = resp
@@ -256,9 +303,19 @@ async fn observe(hsts: bool, req: Request, next: Next) -> Response {
     h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
     ));
+    st.metrics.request(
+        method.as_str(),
+        &route,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     tracing::info!(
         %method,
         path = %path,
+        request_id = %request_id,
         status = resp.status().as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
         "request"
@@ -316,6 +373,18 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
         println!("                  client_secret = {}", d.client_secret);
         println!("                  callback      = {}", d.callback);
         println!("  data folder:    {}\n", s.data_dir.display());
+    }
+    if let Some(addr) = &s.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics): {e}"))?;
+        tracing::info!(%addr, "metrics at /metrics");
+        let metrics = metrics_router(t.state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, metrics).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
     }
     let app = router(t.state.clone());
     match &s.tls {

@@ -61,6 +61,16 @@ pub struct Config {
     pub log: LogConfig,
     /// HTTPS served by Tessera itself.
     pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics on a listener of their own (never on the public one).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// e.g. `127.0.0.1:9100`; absent: no metrics listener.
+    pub listen: Option<String>,
 }
 
 /// HTTPS on `listen`, from a PEM certificate chain and key (or, in dev mode, a self-signed

@@ -9,6 +9,7 @@ pub mod error;
 pub mod files;
 pub mod keys;
 pub mod limits;
+pub mod metrics;
 pub mod otpcheck;
 pub mod pages;
 pub mod params;

@@ -76,6 +76,8 @@ pub struct Settings {
     pub demo_app: Option<DemoApp>,
     /// HTTPS: the certificate and key files, and the optional HTTP redirect listener.
     pub tls: Option<TlsSettings>,
+    /// Where `GET /metrics` is served, if anywhere.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -330,6 +332,7 @@ impl Settings {
             log: c.log,
             demo_app,
             tls,
+            metrics_listen: c.metrics.listen.clone(),
         })
     }
 }

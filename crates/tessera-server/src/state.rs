@@ -39,6 +39,7 @@ pub struct Inner {
     pub sms: Option<crate::config::SmsOptions>,
     pub tenant: tessera_delivery::templates::Tenant,
     pub dev: bool,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Deref for AppState {
@@ -71,6 +72,7 @@ impl Inner {
             description: String::new(),
         };
         fill(&mut e);
+        self.metrics.event(&e.kind);
         if let Err(err) = self.store.record_event(&e).await {
             tracing::warn!(error = %err, kind, "could not record an audit event");
         }
