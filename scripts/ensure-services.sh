@@ -26,6 +26,12 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "Chromium is not installed (/usr/bin/chromium); the browser tests cannot run" >&2
   exit 1
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+  # The legacy-widget browser tests make their HTTPS test certificate with it.
+  log "installing openssl from Debian's packages"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl >/dev/null
+fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   log "installing Node.js and npm from Debian's packages"
   as_root apt-get update -qq

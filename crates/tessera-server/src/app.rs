@@ -139,7 +139,13 @@ pub async fn build(
 
 /// The HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let hsts = state.issuer.starts_with("https://");
+    // HSTS binds a host name on every port: never for localhost or a loopback address, where
+    // it would force the developer's other local apps onto https too.
+    let hsts = state.issuer.starts_with("https://")
+        && url::Url::parse(&state.issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .is_some_and(|h| !crate::config::is_loopback_host(&h));
     let st2 = state.clone();
     // Endpoints browser SDKs call from the application's origin.
     let cors = Router::new()
