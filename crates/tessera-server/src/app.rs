@@ -371,7 +371,8 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
     tracing::info!(%addr, issuer = %s.issuer, database = t.state.store.backend(), dev = s.dev, "Tessera is listening");
     if let Some(d) = &s.demo_app {
         println!(
-            "\nTessera dev server on http://{addr}  (issuer {})",
+            "\nTessera dev server on {}://{addr}  (issuer {})",
+            if s.tls.is_some() { "https" } else { "http" },
             s.issuer
         );
         println!("  dev mailbox:    {}_dev/mailbox", s.issuer);

@@ -213,6 +213,19 @@ async fn jsonp_variants_answer_in_a_callback(backend: &str) {
     assert_eq!(o["status"], 200, "{o}");
     assert!(o.get("error").is_none());
     assert!(o["id_token"].as_str().is_some());
+    // Lock v2 reads a JSONP /tokeninfo profile from `user`.
+    let id_token = o["id_token"].as_str().unwrap().to_string();
+    let r = h
+        .send(
+            "GET",
+            &format!("/tokeninfo?id_token={id_token}&cbx=__auth0jp9"),
+            &[],
+            "",
+        )
+        .await;
+    let info = jsonp_object(&r, "__auth0jp9");
+    assert_eq!(info["status"], 200);
+    assert_eq!(info["user"]["email"], "jp@example.com");
     // Errors travel inside, with an `error` key.
     let r = h
         .send("GET", "/oauth/ro?connection=email&username=jp%40example.com&password=1&client_id=legacy&grant_type=password&cbx=__auth0jp3", &[], "")
@@ -264,7 +277,12 @@ async fn applications_without_the_switch_get_auth0s_refusals(backend: &str) {
         .await;
     assert_eq!(
         r.err(),
-        (400, "bad.client_id", "Missing required property: client_id")
+        (
+            401,
+            "invalid_user_password",
+            "Wrong email or verification code."
+        ),
+        "the same answer as when no code is pending: no probe"
     );
     let r = h
         .send(

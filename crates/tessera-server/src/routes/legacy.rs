@@ -76,6 +76,17 @@ pub async fn oauth_ro(
     let p = parse_body(&body, "invalid_request")?;
     let get = |k: &str| p.str(k).ok().flatten().filter(|s| !s.is_empty());
     let client = legacy_client(&st, get("client_id")).await?;
+    // The code-for-tokens exchange is the passwordless OTP grant, whatever the endpoint.
+    if !client.allows_grant(tessera_core::client::GRANT_PASSWORDLESS_OTP) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "unauthorized_client",
+            format!(
+                "Grant type '{}' not allowed for the client.",
+                tessera_core::client::GRANT_PASSWORDLESS_OTP
+            ),
+        ));
+    }
     for (k, d) in [
         ("username", "missing username parameter"),
         ("password", "missing password parameter"),
@@ -266,7 +277,7 @@ pub async fn jsonp(
     let named = p.str("client_id").ok().flatten().is_some();
     if matches!(which, Jsonp::Start | Jsonp::Ro) || (matches!(which, Jsonp::Verify) && named) {
         match legacy_client(&st, p.str("client_id").ok().flatten()).await {
-            Err(e) => return wrap(&callback, e.into_response()).await,
+            Err(e) => return wrap(&callback, e.into_response(), false).await,
             // A script load carries no Origin. A legacy application allowed to start from the
             // browser is taken to be asking from its own pages (its first web origin).
             Ok(c) if matches!(which, Jsonp::Start) && c.settings.allow_browser_start => {
@@ -290,7 +301,7 @@ pub async fn jsonp(
         Jsonp::Ro => oauth_ro(State(st), meta, body).await.into_response(),
         Jsonp::TokenInfo => tokeninfo(State(st), meta, body).await.into_response(),
     };
-    wrap(&callback, resp).await
+    wrap(&callback, resp, matches!(which, Jsonp::TokenInfo)).await
 }
 
 /// `__auth0jp0`, `jsonp_cb.x`: a JavaScript identifier path, nothing else.
@@ -306,7 +317,8 @@ fn valid_callback(c: &str) -> bool {
         })
 }
 
-async fn wrap(callback: &str, resp: Response) -> Response {
+/// `user_object`: Lock v2 reads a JSONP `/tokeninfo` profile from `user`.
+async fn wrap(callback: &str, resp: Response, user_object: bool) -> Response {
     let status = resp.status().as_u16();
     let bytes = to_bytes(resp.into_body(), 1 << 20)
         .await
@@ -314,6 +326,9 @@ async fn wrap(callback: &str, resp: Response) -> Response {
     let mut v: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!({}));
     if !v.is_object() {
         v = json!({ "value": v });
+    }
+    if user_object && status == 200 {
+        v = json!({ "user": v });
     }
     v["status"] = json!(status);
     let js = format!(

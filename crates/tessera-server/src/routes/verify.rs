@@ -232,8 +232,18 @@ pub async fn verify(
         // The old widgets send no client_id: the application is the one that asked for the
         // pending code, and it must have the legacy switch.
         None => {
-            let missing =
-                || ApiError::bad_request("bad.client_id", "Missing required property: client_id");
+            // One answer whether nothing is pending or the pending code is another kind of
+            // application's: this path must not tell whether a code is pending.
+            let wrong = || {
+                crate::routes::legacy::ro_error(
+                    otpcheck::Failure::Wrong,
+                    if conn_name == "sms" {
+                        tessera_core::connection::Strategy::Sms
+                    } else {
+                        tessera_core::connection::Strategy::Email
+                    },
+                )
+            };
             let normalised = tessera_core::email::EmailAddress::parse(identifier)
                 .map(|e| e.as_str().to_string())
                 .or_else(|_| {
@@ -245,19 +255,9 @@ pub async fn verify(
             match pending {
                 Some(id) => match st.store.get_client(&id).await? {
                     Some(c) if c.settings.legacy_passwordless => c,
-                    _ => return Err(missing()),
+                    _ => return Err(wrong()),
                 },
-                // Nothing pending: the same answer as a wrong code.
-                None => {
-                    return Err(crate::routes::legacy::ro_error(
-                        otpcheck::Failure::Wrong,
-                        if conn_name == "sms" {
-                            tessera_core::connection::Strategy::Sms
-                        } else {
-                            tessera_core::connection::Strategy::Email
-                        },
-                    ));
-                }
+                None => return Err(wrong()),
             }
         }
     };
