@@ -62,6 +62,9 @@ pub fn ensure_self_signed(cert_file: &Path, key_file: &Path) -> Result<(), Strin
     Ok(())
 }
 
+/// Concurrent TLS handshakes per listener.
+const MAX_HANDSHAKES: usize = 512;
+
 /// A TLS listener for `axum::serve`: TCP accepts feed handshakes that run concurrently (a
 /// slow or silent client cannot hold up the others), bounded by a timeout.
 pub struct TlsListener {
@@ -77,8 +80,14 @@ impl TlsListener {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(config);
         let (tx, rx) = mpsc::channel(64);
+        // At most this many handshakes at once: a flood of half-open connections waits for a
+        // slot instead of taking memory without bound.
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match tcp.accept().await {
                     Ok(x) => x,
                     Err(e) => {
@@ -89,6 +98,7 @@ impl TlsListener {
                 };
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
+                    let _permit = permit;
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
                         .await
                     {
