@@ -184,7 +184,11 @@ impl SmsSender {
         }
         let resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                DeliveryError::Transient(format!("Timeout while calling the SMS gateway: {e}"))
+                // Without the URL: it can carry credentials or an account id.
+                DeliveryError::Transient(format!(
+                    "Timeout while calling the SMS gateway: {}",
+                    e.without_url()
+                ))
             } else {
                 transport("the SMS gateway", e)
             }

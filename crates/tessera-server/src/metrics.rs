@@ -36,6 +36,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
+        // Only the methods HTTP defines: made-up ones must not grow the label set.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" => method,
+            _ => "other",
+        };
         *lock(&self.requests)
             .entry((method.to_string(), route.to_string(), status))
             .or_default() += 1;
@@ -123,6 +128,7 @@ mod tests {
         let m = Metrics::default();
         m.request("POST", "/oauth/token", 200, Duration::from_millis(3));
         m.request("POST", "/oauth/token", 403, Duration::from_millis(30));
+        m.request("FOO", "/health", 200, Duration::from_millis(1));
         m.event("s");
         m.event("s");
         let t = m.render(Some(4));
@@ -140,5 +146,6 @@ mod tests {
         );
         assert!(t.contains("tessera_events_total{type=\"s\"} 2"));
         assert!(t.contains("tessera_outbox_depth 4"));
+        assert!(t.contains("method=\"other\",route=\"/health\"") && !t.contains("FOO"));
     }
 }
