@@ -424,6 +424,9 @@ macro_rules! sql_store {
             async fn delete_user(&self, user_id: &str) -> $crate::Result<bool> {
                 let mut tx = self.pool.begin_with($begin_write).await?;
                 for sql in [
+                    // A pending code would sign the address in again as a new user.
+                    "DELETE FROM challenges WHERE EXISTS (SELECT 1 FROM users u WHERE u.user_id = $1 \
+                     AND u.connection = challenges.connection AND u.identifier = challenges.identifier)",
                     "DELETE FROM sessions WHERE user_id = $1",
                     "DELETE FROM access_tokens WHERE user_id = $1",
                     "DELETE FROM refresh_tokens WHERE user_id = $1",

@@ -774,8 +774,24 @@ async fn users_are_listed_searched_and_deleted(s: &dyn Store) {
     })
     .await
     .unwrap();
+    s.issue_challenge(
+        &NewChallenge {
+            identifier: "ann@x.io".into(),
+            ..challenge("c-del", "ann@x.io", 4)
+        },
+        &message("m-del", 1),
+    )
+    .await
+    .unwrap();
     assert!(s.delete_user(&id).await.unwrap());
     assert!(!s.delete_user(&id).await.unwrap());
+    assert!(
+        s.count_attempt("email", "ann@x.io")
+            .await
+            .unwrap()
+            .is_none(),
+        "the pending code goes with the user"
+    );
     assert!(s.get_user(&id).await.unwrap().is_none());
     assert!(
         s.get_session(&[3; 32], 5).await.unwrap().is_none(),
