@@ -34,6 +34,7 @@ test('the home page offers every way to sign in', { timeout: 60_000 }, () =>
       '/lock?connection=sms',
       '/custom?send=code',
       '/custom?send=link',
+      '/custom?connection=sms',
       '/login?connection=sms',
     ]) {
       assert.equal(await page.locator(`a[href="${href}"]`).count(), 1, href);
@@ -97,6 +98,30 @@ test('/lock?connection=sms is Lock with codes by text message; links by text are
   for (const bad of ['/lock?connection=sms&method=link', '/lock?connection=phone', '/lock?method=sms']) {
     const refused = await get(bad);
     assert.equal(refused.status, 400, bad);
+  }
+});
+
+test('/custom?connection=sms is our form with a phone field; links by text are refused', { timeout: 60_000 }, async () => {
+  const r = await get('/custom?connection=sms');
+  assert.equal(r.status, 200);
+  const html = await r.text();
+  const config = JSON.parse(/<script type="application\/json" id="config">([^<]*)<\/script>/.exec(html)[1]);
+  assert.equal(config.connection, 'sms');
+  assert.equal(config.method, 'code');
+  assert.equal(config.scope, 'openid profile email phone');
+  assert.match(html, /<input id="phone" name="phone" type="tel"/);
+  assert.doesNotMatch(html, /id="email"/, 'no email field');
+  assert.match(html, /text you a code/);
+  assert.equal(JSON.parse(/id="config">([^<]*)</.exec(await (await get('/custom?connection=sms&send=code')).text())[1]).method, 'code');
+  for (const [bad, why] of [
+    ['/custom?connection=sms&send=link', /the sms connection sends codes only \(send=code\)/],
+    ['/custom?connection=phone', /connection is email or sms/],
+    ['/custom?send=sms', /send is code or link/],
+  ]) {
+    const refused = await get(bad);
+    assert.equal(refused.status, 400, bad);
+    assert.equal(cookieOf(refused), null, `${bad} starts no session`);
+    assert.match(await refused.text(), why, bad);
   }
 });
 

@@ -1,6 +1,7 @@
 // Sign-in by text message (the sms connection), with Tessera sending through a fake Twilio that
 // checks every request as Twilio does: Lock (Auth0LockPasswordless 14.3.0, unchanged) on the
-// example app's /lock?connection=sms, and Tessera's hosted login page from /login?connection=sms.
+// example app's /lock?connection=sms, auth0-js 10.2.1 in the app's own form on
+// /custom?connection=sms, and Tessera's hosted login page from /login?connection=sms.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -127,6 +128,48 @@ test('Lock passwordless: a code by text message (phone field with the country pi
     checkMessage(stack.twilio.messages.find((m) => m.to === phone), phone, code);
     await vcode.fill(code);
     await page.click(SUBMIT);
+    await t.expectProfile(page, { phone });
+  }));
+
+test('auth0-js custom UI: SMS code', { timeout: 60_000 }, () =>
+  stack.run('custom-sms', async (t) => {
+    const phone = testPhone(2); // +14155552673
+    const page = await t.newPage();
+    await page.goto(`${t.app}/custom?connection=sms`);
+    const input = page.locator('input#phone[type="tel"]');
+    await input.waitFor({ state: 'visible' });
+    assert.equal(await page.locator('#email').count(), 0, 'no email field');
+    await t.shot(page, 'custom-phone');
+
+    await input.fill(phone);
+    const start = page.waitForRequest((r) => r.url() === `${t.tessera}/passwordless/start` && r.method() === 'POST');
+    await page.click('#send');
+    const sent = JSON.parse((await start).postData());
+    assert.equal(sent.connection, 'sms');
+    assert.equal(sent.phone_number, phone, 'auth0-js sends phoneNumber as phone_number');
+    assert.equal(sent.send, 'code');
+    assert.equal(sent.email, undefined, 'no email');
+
+    const codeInput = page.locator('#code');
+    await codeInput.waitFor({ state: 'visible' });
+    assert.equal((await page.textContent('#sent-to'))?.trim(), phone, 'the code step names the number');
+    assert.equal(await page.isVisible('#error'), false);
+    await t.shot(page, 'custom-sms-code-asked');
+    const code = await stack.smsCodeFor(phone);
+    checkMessage(stack.twilio.messages.find((m) => m.to === phone), phone, code);
+
+    await codeInput.fill(code);
+    const authenticate = page.waitForRequest((r) => r.url() === `${t.tessera}/co/authenticate` && r.method() === 'POST');
+    const authorize = page.waitForRequest((r) => r.url().startsWith(`${t.tessera}/authorize?`) && r.isNavigationRequest());
+    await page.click('#verify');
+    const co = JSON.parse((await authenticate).postData());
+    assert.equal(co.realm, 'sms', '/co/authenticate realm');
+    assert.equal(co.username, phone, '/co/authenticate username');
+    assert.equal(co.otp, code, '/co/authenticate otp');
+    assert.equal(co.credential_type, 'http://auth0.com/oauth/grant-type/passwordless/otp');
+    const q = new URL((await authorize).url()).searchParams;
+    assert.equal(q.get('realm'), 'sms', '/authorize realm');
+    assert.ok(q.get('login_ticket'), '/authorize login_ticket');
     await t.expectProfile(page, { phone });
   }));
 

@@ -235,6 +235,7 @@ struct LockQuery {
 
 #[derive(Debug, Deserialize)]
 struct CustomQuery {
+    connection: Option<String>,
     send: Option<String>,
 }
 
@@ -247,21 +248,58 @@ fn email_method(raw: Option<&str>) -> Option<&'static str> {
     }
 }
 
-/// Lock's connection and method: email with a code or a link, or sms (codes only).
-fn lock_options(
+/// What a page refuses, naming the query parameter that picks how the code is sent.
+struct Refusals {
+    method: &'static str,
+    sms_link: &'static str,
+}
+
+/// A page's connection and method: email with a code or a link, or sms (codes only).
+fn widget_options(
     connection: Option<&str>,
     method: Option<&str>,
+    refusals: &Refusals,
 ) -> Result<(&'static str, &'static str), &'static str> {
     match connection.map(connection_name) {
         None | Some(Some("email")) => email_method(method)
             .map(|m| ("email", m))
-            .ok_or("method is code or link"),
+            .ok_or(refusals.method),
         Some(Some(sms)) => match method.unwrap_or("code") {
             "code" => Ok((sms, "code")),
-            _ => Err("the sms connection sends codes only (method=code)"),
+            _ => Err(refusals.sms_link),
         },
         Some(None) => Err("connection is email or sms"),
     }
+}
+
+/// Lock's connection and method (`?connection=` and `?method=`).
+fn lock_options(
+    connection: Option<&str>,
+    method: Option<&str>,
+) -> Result<(&'static str, &'static str), &'static str> {
+    widget_options(
+        connection,
+        method,
+        &Refusals {
+            method: "method is code or link",
+            sms_link: "the sms connection sends codes only (method=code)",
+        },
+    )
+}
+
+/// The auth0-js page's connection and method (`?connection=` and `?send=`).
+fn custom_options(
+    connection: Option<&str>,
+    send: Option<&str>,
+) -> Result<(&'static str, &'static str), &'static str> {
+    widget_options(
+        connection,
+        send,
+        &Refusals {
+            method: "send is code or link",
+            sms_link: "the sms connection sends codes only (send=code)",
+        },
+    )
 }
 
 /// A page running a browser SDK: a new sign-in (state and nonce, no PKCE, since neither Lock
@@ -307,19 +345,16 @@ async fn lock(State(state): Shared, headers: HeaderMap, Query(q): Query<LockQuer
     }
 }
 
-/// Our own form, driving auth0-js.
+/// Our own form, driving auth0-js: by email (`?send=code` or `link`), or by text message
+/// (`?connection=sms`).
 async fn custom(
     State(state): Shared,
     headers: HeaderMap,
     Query(q): Query<CustomQuery>,
 ) -> AppResult {
-    match email_method(q.send.as_deref()) {
-        Some(send) => widget_page(&state, &headers, "custom.html", "email", send),
-        None => state.error_page(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "send is code or link",
-        ),
+    match custom_options(q.connection.as_deref(), q.send.as_deref()) {
+        Ok((connection, send)) => widget_page(&state, &headers, "custom.html", connection, send),
+        Err(description) => state.error_page(StatusCode::BAD_REQUEST, "bad_request", description),
     }
 }
 
@@ -545,5 +580,32 @@ mod tests {
         assert!(lock_options(Some("sms"), Some("link")).is_err());
         assert!(lock_options(Some("phone"), None).is_err());
         assert!(lock_options(None, Some("sms")).is_err());
+    }
+
+    #[test]
+    fn the_custom_page_sends_links_by_email_only() {
+        assert_eq!(custom_options(None, None), Ok(("email", "code")));
+        assert_eq!(custom_options(None, Some("link")), Ok(("email", "link")));
+        assert_eq!(
+            custom_options(Some("email"), Some("code")),
+            Ok(("email", "code"))
+        );
+        assert_eq!(custom_options(Some("sms"), None), Ok(("sms", "code")));
+        assert_eq!(
+            custom_options(Some("sms"), Some("code")),
+            Ok(("sms", "code"))
+        );
+        assert_eq!(
+            custom_options(Some("sms"), Some("link")),
+            Err("the sms connection sends codes only (send=code)")
+        );
+        assert_eq!(
+            custom_options(None, Some("sms")),
+            Err("send is code or link")
+        );
+        assert_eq!(
+            custom_options(Some("phone"), None),
+            Err("connection is email or sms")
+        );
     }
 }
