@@ -68,6 +68,31 @@ enum Cmd {
         #[arg(long, global = true)]
         dev: bool,
     },
+    /// Applications as the database has them: list, show (secrets are never shown).
+    Apps {
+        #[command(subcommand)]
+        cmd: AppsCmd,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        /// Use the dev-mode defaults (as `tessera dev` does).
+        #[arg(long, global = true)]
+        dev: bool,
+        /// Folder for the SQLite database and the server secret (overrides `data_dir`).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// A passwordless connection's settings (`email` or `sms`) as the database has them.
+    Connections {
+        #[command(subcommand)]
+        cmd: ConnectionsCmd,
+        /// Use the dev-mode defaults (as `tessera dev` does).
+        #[arg(long, global = true)]
+        dev: bool,
+        /// Folder for the SQLite database and the server secret (overrides `data_dir`).
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Users: list and search, show, block, unblock, delete (works on the database).
     Users {
         #[command(subcommand)]
@@ -122,6 +147,18 @@ enum TemplatesCmd {
         #[arg(long)]
         lang: Option<String>,
     },
+}
+
+#[derive(Subcommand, Clone)]
+enum AppsCmd {
+    List,
+    Show { client_id: String },
+}
+
+#[derive(Subcommand, Clone)]
+enum ConnectionsCmd {
+    /// Prints the connection's settings as JSON.
+    Show { name: String },
 }
 
 #[derive(Subcommand, Clone)]
@@ -191,6 +228,19 @@ fn main() -> ExitCode {
             (true, Action::Serve)
         }
         Cmd::Migrate { dev } => (dev, Action::Migrate),
+        Cmd::Apps {
+            cmd,
+            json,
+            dev,
+            data_dir,
+        } => {
+            override_paths(&mut cfg, None, data_dir);
+            (dev, Action::Apps(cmd, json))
+        }
+        Cmd::Connections { cmd, dev, data_dir } => {
+            override_paths(&mut cfg, None, data_dir);
+            (dev, Action::Connections(cmd))
+        }
         Cmd::Users {
             cmd,
             json,
@@ -235,6 +285,10 @@ fn main() -> ExitCode {
             Ok(settings) => match other {
                 Action::Keys(cmd, json) => runtime.block_on(keys(settings, cmd, json)),
                 Action::Users(cmd, json) => runtime.block_on(users(settings, cmd, json)),
+                Action::Apps(cmd, json) => runtime.block_on(apps(settings, cmd, json)),
+                Action::Connections(ConnectionsCmd::Show { name }) => {
+                    runtime.block_on(connection_show(settings, &name))
+                }
                 Action::Logs { limit, kind, json } => {
                     runtime.block_on(logs(settings, limit, kind, json))
                 }
@@ -265,6 +319,74 @@ enum Action {
         json: bool,
     },
     Users(UsersCmd, bool),
+    Apps(AppsCmd, bool),
+    Connections(ConnectionsCmd),
+}
+
+fn app_json(c: &tessera_core::client::Client) -> serde_json::Value {
+    let s = &c.settings;
+    serde_json::json!({
+        "client_id": c.client_id, "name": s.name, "app_type": s.app_type.auth0_name(),
+        "has_secret": c.secret_hash.is_some(), "callbacks": s.callbacks,
+        "web_origins": s.web_origins, "allowed_logout_urls": s.allowed_logout_urls,
+        "grant_types": s.grant_types, "connections": s.connections,
+        "allow_browser_start": s.allow_browser_start,
+        "cross_origin_authentication": s.cross_origin_authentication,
+        "legacy_passwordless": s.legacy_passwordless,
+        "trust_forwarded_for": s.trust_forwarded_for,
+    })
+}
+
+/// `tessera apps list|show`: what the database holds (the configuration file's applications
+/// are written there at every start). Secrets are stored as digests and never shown.
+async fn apps(settings: Settings, cmd: AppsCmd, json: bool) -> anyhow::Result<()> {
+    use tessera_core::rand::SystemRandom;
+    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
+    match cmd {
+        AppsCmd::List => {
+            let list = store.list_clients().await?;
+            if json {
+                let rows: Vec<_> = list.iter().map(app_json).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<32} {:<12} {:<28} CONNECTIONS",
+                    "CLIENT_ID", "TYPE", "NAME"
+                );
+                for c in &list {
+                    println!(
+                        "{:<32} {:<12} {:<28} {}",
+                        c.client_id,
+                        c.settings.app_type.auth0_name(),
+                        c.settings.name,
+                        c.settings.connections.join(",")
+                    );
+                }
+            }
+        }
+        AppsCmd::Show { client_id } => {
+            let c = store
+                .get_client(&client_id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no application {client_id}"))?;
+            println!("{}", serde_json::to_string_pretty(&app_json(&c))?);
+        }
+    }
+    Ok(())
+}
+
+async fn connection_show(settings: Settings, name: &str) -> anyhow::Result<()> {
+    use tessera_core::rand::SystemRandom;
+    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
+    let c = store
+        .get_connection(name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no connection {name}"))?;
+    let mut v = serde_json::to_value(&c.settings)?;
+    v["name"] = serde_json::json!(c.name);
+    v["strategy"] = serde_json::json!(c.strategy.as_str());
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
 }
 
 fn user_json(u: &tessera_core::user::User) -> serde_json::Value {

@@ -259,6 +259,21 @@ async fn email_code_sign_in_over_real_smtp() {
     assert!(!cli(&["users", "show", user_id]).0);
     let (_, events, _) = cli(&["logs", "--type", "sapi", "--json"]);
     assert_eq!(events.lines().count(), 3, "{events}");
+
+    // 9. Applications and connections as the database has them; no secret is ever printed.
+    let (ok, apps, _) = cli(&["apps", "list", "--json"]);
+    assert!(ok);
+    let apps: Value = serde_json::from_str(&apps).unwrap();
+    assert_eq!(apps[0]["client_id"], "acme-web");
+    assert_eq!(apps[0]["has_secret"], true);
+    let (ok, shown, _) = cli(&["apps", "show", "acme-web"]);
+    assert!(ok && shown.contains("https://acme.test/callback") && !shown.contains(SECRET));
+    assert!(!cli(&["apps", "show", "nope"]).0);
+    let (ok, conn, _) = cli(&["connections", "show", "email"]);
+    assert!(ok);
+    let conn: Value = serde_json::from_str(&conn).unwrap();
+    assert_eq!(conn["strategy"], "email");
+    assert_eq!(conn["code_length"], 6);
 }
 
 #[test]
