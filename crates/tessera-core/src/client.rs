@@ -7,6 +7,8 @@ pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 /// Tokens straight from `/authorize` (`response_type` `token`, `id_token`).
 pub const GRANT_IMPLICIT: &str = "implicit";
+/// Machine-to-machine tokens; Tessera issues them for its Management API only.
+pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,6 +67,10 @@ pub struct ClientSettings {
     /// without a `client_id`): Lock Passwordless v2 and auth0.js v7.
     #[serde(default)]
     pub legacy_passwordless: bool,
+    /// Management API scopes this application may ask for with `client_credentials`
+    /// (`read:users`, `update:users`, `delete:users`, `read:logs`, `read:clients`).
+    #[serde(default)]
+    pub management_scopes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -150,6 +156,7 @@ mod tests {
                 allow_browser_start: false,
                 cross_origin_authentication: true,
                 legacy_passwordless: false,
+                management_scopes: vec![],
             },
         }
     }

@@ -196,6 +196,19 @@ pub fn router(state: AppState) -> Router {
             get(routes::verify::verify_redirect).post(routes::verify::verify_redirect),
         )
         .route("/client/{file}", get(routes::co::client_js))
+        .route("/api/v2/users", get(routes::management::list_users))
+        .route(
+            "/api/v2/users-by-email",
+            get(routes::management::list_users),
+        )
+        .route(
+            "/api/v2/users/{id}",
+            get(routes::management::get_user)
+                .patch(routes::management::patch_user)
+                .delete(routes::management::delete_user),
+        )
+        .route("/api/v2/logs", get(routes::management::logs))
+        .route("/api/v2/clients", get(routes::management::clients))
         .route("/static/webotp.js", get(webotp_js))
         .route(
             "/.well-known/openid-configuration",

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tessera_core::client::{
-    AppType, GRANT_AUTHORIZATION_CODE, GRANT_IMPLICIT, GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
+    AppType, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_IMPLICIT,
+    GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
 };
 use tessera_core::connection::ConnectionSettings;
 
@@ -23,6 +24,7 @@ const KNOWN_GRANTS: &[&str] = &[
     GRANT_REFRESH_TOKEN,
     GRANT_AUTHORIZATION_CODE,
     GRANT_IMPLICIT,
+    GRANT_CLIENT_CREDENTIALS,
 ];
 
 #[derive(Debug, Deserialize, Default)]
@@ -493,6 +495,10 @@ pub struct AppConfig {
     /// The old widgets' endpoints (Lock Passwordless v2, auth0.js v7). Off by default.
     #[serde(default)]
     pub legacy_passwordless: bool,
+    /// Management API scopes this (confidential) application may ask for with the
+    /// `client_credentials` grant.
+    #[serde(default)]
+    pub management_scopes: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -725,6 +731,19 @@ pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> 
     for u in &app.allowed_logout_urls {
         check_callback(name, u)?;
     }
+    for sc in &app.management_scopes {
+        if !crate::routes::management::SCOPES.contains(&sc.as_str()) {
+            return Err(format!(
+                "application {name:?}: unknown management scope {sc:?} (known: {})",
+                crate::routes::management::SCOPES.join(", ")
+            ));
+        }
+    }
+    if !app.management_scopes.is_empty() && !app.app_type.is_confidential() {
+        return Err(format!(
+            "application {name:?}: management_scopes need a confidential (regular_web) application"
+        ));
+    }
     if app.allow_browser_start && !app.app_type.is_confidential() {
         return Err(format!(
             "application {name:?}: allow_browser_start is for regular_web applications; \
@@ -744,6 +763,9 @@ pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> 
         ];
         if app.app_type.is_confidential() {
             g.push(GRANT_PASSWORDLESS_OTP.to_string());
+        }
+        if !app.management_scopes.is_empty() {
+            g.push(GRANT_CLIENT_CREDENTIALS.to_string());
         }
         g
     });
@@ -872,6 +894,7 @@ mod tests {
             allow_browser_start: false,
             cross_origin_authentication: true,
             legacy_passwordless: false,
+            management_scopes: vec![],
         }
     }
 

@@ -273,6 +273,7 @@ impl Settings {
                     allow_browser_start: app.allow_browser_start,
                     cross_origin_authentication: app.cross_origin_authentication,
                     legacy_passwordless: app.legacy_passwordless,
+                    management_scopes: app.management_scopes.clone(),
                 },
             });
         }
@@ -583,6 +584,7 @@ fn demo_client(d: &DemoApp) -> Client {
             allow_browser_start: true,
             cross_origin_authentication: true,
             legacy_passwordless: true,
+            management_scopes: vec![],
         },
     }
 }

@@ -69,6 +69,7 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
             allow_browser_start: false,
             cross_origin_authentication: true,
             legacy_passwordless: false,
+            management_scopes: vec![],
         },
     };
     s.upsert_client(&c, 1).await.unwrap();

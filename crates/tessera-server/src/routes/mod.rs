@@ -5,6 +5,7 @@ pub mod co;
 pub mod dev;
 pub mod discovery;
 pub mod legacy;
+pub mod management;
 pub mod passwordless;
 pub mod token;
 pub mod userinfo;

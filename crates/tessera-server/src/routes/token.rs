@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 use tessera_core::client::{
-    Client, GRANT_AUTHORIZATION_CODE, GRANT_PASSWORDLESS_OTP, GRANT_REFRESH_TOKEN,
+    Client, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_PASSWORDLESS_OTP,
+    GRANT_REFRESH_TOKEN,
 };
 use tessera_core::crypto::sha256;
 use tessera_core::scope::Scope;
@@ -48,6 +49,7 @@ pub async fn token(
         GRANT_PASSWORDLESS_OTP,
         GRANT_REFRESH_TOKEN,
         GRANT_AUTHORIZATION_CODE,
+        GRANT_CLIENT_CREDENTIALS,
     ];
     if !known.contains(&grant_type.as_str()) {
         return Err(ApiError::bad_request(
@@ -69,6 +71,9 @@ pub async fn token(
     let body = match grant_type.as_str() {
         GRANT_PASSWORDLESS_OTP => otp_grant(&st, &meta, &client, &p).await?,
         GRANT_AUTHORIZATION_CODE => code_grant(&st, &meta, &client, &p).await?,
+        GRANT_CLIENT_CREDENTIALS => {
+            crate::routes::management::client_credentials(&st, &meta, &client, &p).await?
+        }
         _ => refresh_grant(&st, &meta, &client, &p).await?,
     };
     Ok(no_store_json(body))
