@@ -38,8 +38,8 @@ const RUN = process.env.BROWSER_TEST_RUN || new Date().toISOString().replace(/[:
 export const ARTIFACTS = path.join(HERE, 'artifacts', RUN);
 
 export const CLIENT_ID = 'example-rwa';
-const STARTUP_MS = 30_000;
-const MAIL_MS = 20_000;
+export const STARTUP_MS = 30_000;
+export const MAIL_MS = 20_000;
 
 /** The sender Tessera's sms connection is configured with (Twilio's magic test number). */
 export const SMS_FROM = '+15005550006';
@@ -139,7 +139,7 @@ class Proc {
   }
 }
 
-function tailOf(file, lines) {
+export function tailOf(file, lines) {
   try {
     const text = fs.readFileSync(file, 'utf8');
     return text.split('\n').slice(-lines - 1).join('\n');
@@ -148,7 +148,7 @@ function tailOf(file, lines) {
   }
 }
 
-async function waitUntil(what, timeoutMs, proc, check) {
+export async function waitUntil(what, timeoutMs, proc, check) {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer yet';
   for (;;) {
@@ -487,17 +487,17 @@ export function smsCode(body) {
 // ------------------------------------------------------------------------------------------
 
 /**
- * Verifies an id_token as an independent party would: RS256 against Tessera's JWKS. The user is
- * an email user (`email`) or, given `phone`, a user of the sms connection (`phone_number`,
- * verified, and no email).
+ * The part of an id_token's check that every harness shares: RS256 against the JWKS that
+ * `getJwks()` fetches (a response with `status` and `json()`), then `iss` (`${tessera}/`), `aud`
+ * (includes `clientId`), `exp` and `iat`. Answers the claims.
  */
-export async function verifyIdToken(idToken, { tessera, clientId, email, phone }) {
+export async function verifySignature(idToken, { tessera, clientId, getJwks }) {
   const parts = String(idToken).trim().split('.');
   assert.equal(parts.length, 3, `not a JWS compact token: ${idToken}`);
   const [h, p, s] = parts;
   const header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
   assert.equal(header.alg, 'RS256', 'id_token alg');
-  const jwksResponse = await fetch(`${tessera}/.well-known/jwks.json`);
+  const jwksResponse = await getJwks();
   assert.equal(jwksResponse.status, 200, 'GET /.well-known/jwks.json');
   const jwks = await jwksResponse.json();
   const jwk = header.kid ? jwks.keys.find((k) => k.kid === header.kid) : jwks.keys[0];
@@ -512,6 +512,20 @@ export async function verifyIdToken(idToken, { tessera, clientId, email, phone }
   const now = Math.floor(Date.now() / 1000);
   assert.ok(Number.isInteger(claims.exp) && claims.exp > now, `exp ${claims.exp} is in the future`);
   if (claims.iat !== undefined) assert.ok(claims.iat <= now + 60, `iat ${claims.iat} is not in the future`);
+  return claims;
+}
+
+/**
+ * Verifies an id_token as an independent party would: RS256 against Tessera's JWKS. The user is
+ * an email user (`email`) or, given `phone`, a user of the sms connection (`phone_number`,
+ * verified, and no email).
+ */
+export async function verifyIdToken(idToken, { tessera, clientId, email, phone }) {
+  const claims = await verifySignature(idToken, {
+    tessera,
+    clientId,
+    getJwks: () => fetch(`${tessera}/.well-known/jwks.json`),
+  });
   if (phone !== undefined) {
     assert.equal(claims.phone_number, phone, 'phone_number');
     assert.equal(claims.phone_number_verified, true, 'phone_number_verified');
@@ -582,7 +596,23 @@ export class Stack {
 issuer = "${this.tessera}/"
 listen = "127.0.0.1:${this.tport}"
 
-[email]
+${this.servicesConfig()}
+[[applications]]
+name = "Example RWA"
+client_id = "${CLIENT_ID}"
+client_secret = "${this.clientSecret}"
+app_type = "regular_web"
+callbacks = ["${app}/callback"]
+web_origins = ["${app}"]
+allowed_logout_urls = ["${app}/"]
+allow_browser_start = true
+connections = ["email", "sms"]
+`;
+  }
+
+  /** The configuration's SMTP, connections, rate limits, outbox and log sections. */
+  servicesConfig() {
+    return `[email]
 from = "Tessera <login@tessera.test>"
 smtp_url = "smtp://127.0.0.1:${this.sport}?tls=none"
 
@@ -609,21 +639,18 @@ poll_interval_ms = 100
 
 [log]
 level = "info,sqlx=warn"
-
-[[applications]]
-name = "Example RWA"
-client_id = "${CLIENT_ID}"
-client_secret = "${this.clientSecret}"
-app_type = "regular_web"
-callbacks = ["${app}/callback"]
-web_origins = ["${app}"]
-allowed_logout_urls = ["${app}/"]
-allow_browser_start = true
-connections = ["email", "sms"]
 `;
   }
 
   async startTessera() {
+    const tessera = this.spawnTessera();
+    await waitUntil('GET /health to answer 200', STARTUP_MS, tessera, () =>
+      httpOk(`http://127.0.0.1:${this.tport}/health`),
+    );
+  }
+
+  /** Writes Tessera's configuration and starts it (not waiting for it); the Proc. */
+  spawnTessera() {
     if (!fs.existsSync(TESSERA_BIN)) {
       throw new Error(`no tessera binary at ${TESSERA_BIN}: run \`cargo build -p tessera\` (or set TESSERA_BIN)`);
     }
@@ -636,9 +663,7 @@ connections = ["email", "sms"]
       { env: childEnv(), cwd: this.dir, log: path.join(this.dir, 'tessera.log') },
     );
     this.procs.push(tessera);
-    await waitUntil('GET /health to answer 200', STARTUP_MS, tessera, () =>
-      httpOk(`http://127.0.0.1:${this.tport}/health`),
-    );
+    return tessera;
   }
 
   async startApp() {
@@ -669,7 +694,8 @@ connections = ["email", "sms"]
     );
   }
 
-  async startBrowser() {
+  /** Launches headless Chromium; `extraArgs` go after the usual switches. */
+  async startBrowser(extraArgs = []) {
     if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}`);
     this.browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -683,6 +709,7 @@ connections = ["email", "sms"]
         '--no-first-run',
         '--disable-component-update',
         '--disable-sync',
+        ...extraArgs,
       ],
     });
   }
@@ -764,7 +791,7 @@ connections = ["email", "sms"]
 
   /** Runs one test with a fresh browser context, printing diagnostics if it fails. */
   async run(label, fn) {
-    const t = new TestRun(this, label);
+    const t = this.testRun(label);
     try {
       await fn(t);
     } catch (err) {
@@ -773,6 +800,11 @@ connections = ["email", "sms"]
     } finally {
       await t.close();
     }
+  }
+
+  /** The TestRun that run() gives each test. */
+  testRun(label) {
+    return new TestRun(this, label);
   }
 }
 
@@ -785,7 +817,7 @@ function formatMessage(m) {
 }
 
 /** One test: its browser contexts, pages, screenshots and logs. */
-class TestRun {
+export class TestRun {
   constructor(stack, label) {
     this.stack = stack;
     this.label = label;
@@ -796,6 +828,8 @@ class TestRun {
     this.shots = [];
     this.events = path.join(this.dir, 'browser.log');
     this.recent = [];
+    /** How many of the latest browser events note() keeps for the failure report. */
+    this.keepRecent = 60;
     this.shotCount = 0;
   }
 
@@ -811,7 +845,7 @@ class TestRun {
     const stamped = `${new Date().toISOString()} ${line}`;
     fs.appendFileSync(this.events, `${stamped}\n`);
     this.recent.push(stamped);
-    if (this.recent.length > 60) this.recent.shift();
+    if (this.recent.length > this.keepRecent) this.recent.shift();
   }
 
   async newContext(name = `ctx${this.contexts.length + 1}`) {
@@ -895,6 +929,7 @@ class TestRun {
       `-------- browser (last ${this.recent.length} events; all in ${this.events}) --------`,
       ...this.recent,
       this.stack.logTails(30),
+      ...this.failureDetails(),
       '-------- screenshots --------',
       ...this.shots,
       '========',
@@ -910,6 +945,11 @@ class TestRun {
         console.error(`screenshot ${file} could not be read: ${e.message}`);
       }
     }
+  }
+
+  /** More lines for the failure report, after the logs (a subclass adds its own). */
+  failureDetails() {
+    return [];
   }
 
   async close() {

@@ -22,32 +22,27 @@
 // content type, body, status, response body, and the CORS preflights, from the DevTools
 // protocol) into wire.json in its artifacts folder; the file's wire-all.json has every test's.
 
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
 import {
-  ARTIFACTS,
-  FakeTwilio,
   HERE,
-  REPO,
+  MAIL_MS,
   SMS_FROM,
+  STARTUP_MS,
+  Stack,
+  TestRun,
   freePort,
   oneTimeCode,
-  parseMessage,
   smsCode,
+  tailOf,
+  verifySignature,
+  waitUntil,
 } from './harness.mjs';
-
-const TESSERA_BIN = process.env.TESSERA_BIN || path.join(REPO, 'target/debug/tessera');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const SMTP_SUPPORT = path.join(REPO, 'crates/tessera/tests/support');
-const STARTUP_MS = 30_000;
-const MAIL_MS = 20_000;
 
 /** The seed app's application at Tessera: legacy_passwordless = true. */
 export const SEED_CLIENT_ID = 'seed-app';
@@ -66,118 +61,6 @@ const VENDOR = {
 // of leaving the machine. Not Playwright's request interception, which would hide the CORS
 // preflights (legacy-wire.md §7).
 const HOST_RULES = 'MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// ------------------------------------------------------------------------------------------
-// Processes (each in its own process group, ended by its id)
-// ------------------------------------------------------------------------------------------
-
-const running = new Set();
-process.on('exit', () => {
-  for (const child of running) {
-    try {
-      process.kill(-child.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
-
-function childEnv(extra = {}) {
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (!k.startsWith('TESSERA_') && !k.startsWith('RWA_')) env[k] = v;
-  }
-  return { ...env, ...extra };
-}
-
-function tailOf(file, lines) {
-  try {
-    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines - 1).join('\n');
-  } catch (e) {
-    return `<no log: ${e.message}>`;
-  }
-}
-
-class Proc {
-  constructor(name, command, args, { env, cwd, log }) {
-    this.name = name;
-    this.log = log;
-    this.exited = null;
-    const fd = fs.openSync(log, 'a');
-    this.child = spawn(command, args, { cwd, env, detached: true, stdio: ['ignore', fd, fd] });
-    fs.closeSync(fd);
-    running.add(this.child);
-    this.exitPromise = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => {
-        running.delete(this.child);
-        this.exited = { code, signal };
-        resolve(this.exited);
-      });
-      this.child.on('error', (err) => {
-        running.delete(this.child);
-        this.exited = { code: null, signal: null, error: String(err) };
-        resolve(this.exited);
-      });
-    });
-  }
-
-  async stop() {
-    if (this.exited) return;
-    try {
-      process.kill(-this.child.pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    const done = await Promise.race([this.exitPromise, sleep(5000).then(() => null)]);
-    if (!done) {
-      try {
-        process.kill(-this.child.pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-      await this.exitPromise;
-    }
-  }
-
-  tail(lines = 40) {
-    return tailOf(this.log, lines);
-  }
-}
-
-async function waitUntil(what, timeoutMs, proc, check) {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no answer yet';
-  for (;;) {
-    if (proc?.exited) {
-      throw new Error(
-        `${proc.name} exited (${JSON.stringify(proc.exited)}) before ${what}. Its log (${proc.log}):\n${proc.tail(60)}`,
-      );
-    }
-    try {
-      if (await check()) return;
-    } catch (e) {
-      last = e.message;
-    }
-    if (Date.now() > deadline) {
-      const log = proc ? `\nIts log (${proc.log}):\n${proc.tail(60)}` : '';
-      throw new Error(`timed out waiting for ${what} (${last})${log}`);
-    }
-    await sleep(100);
-  }
-}
-
-function portAccepts(port) {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 // ------------------------------------------------------------------------------------------
 // HTTPS to Tessera from Node, trusting the test certificate only
@@ -259,26 +142,11 @@ function makeCertificate(dir) {
  * `userId: true` asks for Auth0's legacy `user_id` claim, equal to `sub` (/oauth/ro).
  */
 export async function verifyIdToken(stack, idToken, { clientId = SEED_CLIENT_ID, email, phone, userId = false } = {}) {
-  const parts = String(idToken ?? '').trim().split('.');
-  assert.equal(parts.length, 3, `not a JWS compact token: ${idToken}`);
-  const [h, p, s] = parts;
-  const header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8'));
-  assert.equal(header.alg, 'RS256', 'id_token alg');
-  const jwksResponse = await httpsRequest(`${stack.tessera}/.well-known/jwks.json`, { ca: stack.ca });
-  assert.equal(jwksResponse.status, 200, 'GET /.well-known/jwks.json');
-  const jwks = jwksResponse.json();
-  const jwk = header.kid ? jwks.keys.find((k) => k.kid === header.kid) : jwks.keys[0];
-  assert.ok(jwk, `key ${header.kid} is in the JWKS (${jwks.keys.map((k) => k.kid)})`);
-  const key = crypto.createPublicKey({ key: { kty: jwk.kty, n: jwk.n, e: jwk.e }, format: 'jwk' });
-  const ok = crypto.verify('sha256', Buffer.from(`${h}.${p}`), key, Buffer.from(s, 'base64url'));
-  assert.ok(ok, 'the id_token signature verifies with the JWKS key');
-  const claims = JSON.parse(Buffer.from(p, 'base64url').toString('utf8'));
-  assert.equal(claims.iss, `${stack.tessera}/`, 'iss');
-  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
-  assert.ok(aud.includes(clientId), `aud ${JSON.stringify(claims.aud)} includes ${clientId}`);
-  const now = Math.floor(Date.now() / 1000);
-  assert.ok(Number.isInteger(claims.exp) && claims.exp > now, `exp ${claims.exp} is in the future`);
-  if (claims.iat !== undefined) assert.ok(claims.iat <= now + 60, `iat ${claims.iat} is not in the future`);
+  const claims = await verifySignature(idToken, {
+    tessera: stack.tessera,
+    clientId,
+    getJwks: () => httpsRequest(`${stack.tessera}/.well-known/jwks.json`, { ca: stack.ca }),
+  });
   assert.ok(typeof claims.sub === 'string' && claims.sub.length > 0, 'sub');
   assert.equal(claims.nonce, undefined, 'no nonce (none was sent)');
   if (phone !== undefined) {
@@ -635,13 +503,9 @@ class SeedApp {
 // The stack
 // ------------------------------------------------------------------------------------------
 
-export class LegacyStack {
+export class LegacyStack extends Stack {
   constructor(name) {
-    this.name = name;
-    this.dir = path.join(ARTIFACTS, name);
-    this.procs = [];
-    this.seenMail = new Set();
-    this.browser = null;
+    super(name);
     this.wire = [];
   }
 
@@ -681,24 +545,6 @@ export class LegacyStack {
     return this;
   }
 
-  async startSmtp() {
-    this.sport = await freePort();
-    this.maildir = path.join(this.dir, 'maildir');
-    const smtp = new Proc(
-      'aiosmtpd',
-      'python3',
-      ['-m', 'aiosmtpd', '-n', '-c', 'flaky_smtp.Flaky', this.maildir, 'ok', '-l', `127.0.0.1:${this.sport}`],
-      { env: childEnv({ PYTHONPATH: SMTP_SUPPORT }), cwd: this.dir, log: path.join(this.dir, 'aiosmtpd.log') },
-    );
-    this.procs.push(smtp);
-    await waitUntil('the SMTP server to listen', STARTUP_MS, smtp, () => portAccepts(this.sport));
-  }
-
-  async startTwilio() {
-    this.twilio = await new FakeTwilio({ log: path.join(this.dir, 'fake-twilio.log') }).start();
-    this.procs.push(this.twilio);
-  }
-
   tesseraConfig() {
     const app = this.app;
     const application = (name, clientId, legacy) => `
@@ -720,49 +566,11 @@ listen = "127.0.0.1:${this.tport}"
 cert_file = "${this.certFile}"
 key_file = "${this.keyFile}"
 
-[email]
-from = "Tessera <login@tessera.test>"
-smtp_url = "smtp://127.0.0.1:${this.sport}?tls=none"
-
-[connections.email]
-magic_link_confirmation = "auto"
-
-[connections.sms]
-from = "${SMS_FROM}"
-
-[connections.sms.twilio]
-account_sid = "${this.twilio.accountSid}"
-auth_token = "${this.twilio.authToken}"
-api_base = "${this.twilio.url}"
-
-[rate_limits]
-start_per_ip = 10000
-start_per_identifier = 100
-start_per_client = 100000
-failed_attempts_per_identifier = 100
-token_per_ip = 10000
-
-[outbox]
-poll_interval_ms = 100
-
-[log]
-level = "info,sqlx=warn"
-${application('Seed app', SEED_CLIENT_ID, true)}${application('Modern app', MODERN_CLIENT_ID, false)}`;
+${this.servicesConfig()}${application('Seed app', SEED_CLIENT_ID, true)}${application('Modern app', MODERN_CLIENT_ID, false)}`;
   }
 
   async startTessera() {
-    if (!fs.existsSync(TESSERA_BIN)) {
-      throw new Error(`no tessera binary at ${TESSERA_BIN}: run \`cargo build -p tessera\` (or set TESSERA_BIN)`);
-    }
-    const config = path.join(this.dir, 'tessera.toml');
-    fs.writeFileSync(config, this.tesseraConfig());
-    const tessera = new Proc(
-      'tessera',
-      TESSERA_BIN,
-      ['serve', '--config', config, '--data-dir', path.join(this.dir, 'data')],
-      { env: childEnv(), cwd: this.dir, log: path.join(this.dir, 'tessera.log') },
-    );
-    this.procs.push(tessera);
+    const tessera = this.spawnTessera();
     await waitUntil('GET https://localhost/health to answer 200', STARTUP_MS, tessera, async () => {
       const r = await httpsRequest(`${this.tessera}/health`, { ca: this.ca, timeoutMs: 2000 });
       if (r.status !== 200) throw new Error(`GET /health: ${r.status}`);
@@ -770,71 +578,15 @@ ${application('Seed app', SEED_CLIENT_ID, true)}${application('Modern app', MODE
     });
   }
 
-  async startBrowser() {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}`);
-    this.browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-background-networking',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-component-update',
-        '--disable-sync',
-        `--host-resolver-rules=${HOST_RULES}`,
-      ],
-    });
+  /** Chromium reaches nothing but localhost (HOST_RULES). */
+  startBrowser() {
+    return super.startBrowser([`--host-resolver-rules=${HOST_RULES}`]);
   }
 
   async stop() {
-    if (this.browser) {
-      await this.browser.close().catch(() => {});
-      this.browser = null;
-    }
-    await Promise.all(this.procs.map((p) => p.stop()));
+    await super.stop();
     if (this.wire.length) {
       fs.writeFileSync(path.join(this.dir, 'wire-all.json'), `${JSON.stringify(this.wire, null, 2)}\n`);
-    }
-  }
-
-  logTails(lines = 40) {
-    return this.procs
-      .map((p) => `----- ${p.name} (${p.log}), last ${lines} lines -----\n${p.tail(lines)}`)
-      .join('\n');
-  }
-
-  /** The next message to `to` that no earlier call returned, waiting for it to arrive. */
-  async waitForMail(to, timeoutMs = MAIL_MS) {
-    const dir = path.join(this.maildir, 'new');
-    const deadline = Date.now() + timeoutMs;
-    const wanted = to.toLowerCase();
-    for (;;) {
-      let files = [];
-      try {
-        files = fs.readdirSync(dir);
-      } catch {
-        // not made yet
-      }
-      const found = files
-        .filter((f) => !this.seenMail.has(f))
-        .map((f) => ({ f, stat: fs.statSync(path.join(dir, f)) }))
-        .sort((a, b) => a.stat.mtimeMs - b.stat.mtimeMs)
-        .map(({ f }) => ({ f, message: parseMessage(fs.readFileSync(path.join(dir, f))) }))
-        .find(({ message }) => (message.headers.to || '').toLowerCase().includes(wanted));
-      if (found) {
-        this.seenMail.add(found.f);
-        const m = found.message;
-        fs.writeFileSync(
-          path.join(this.dir, `mail-${wanted}.txt`),
-          `Subject: ${m.subject}\nTo: ${m.headers.to}\n\n--- text ---\n${m.text ?? '(none)'}\n--- html ---\n${m.html ?? '(none)'}\n`,
-        );
-        return m;
-      }
-      if (Date.now() > deadline) throw new Error(`no email to ${to} arrived within ${timeoutMs} ms (Maildir ${dir})`);
-      await sleep(100);
     }
   }
 
@@ -858,16 +610,8 @@ ${application('Seed app', SEED_CLIENT_ID, true)}${application('Modern app', MODE
     return verifyIdToken(this, idToken, opts);
   }
 
-  async run(label, fn) {
-    const t = new LegacyRun(this, label);
-    try {
-      await fn(t);
-    } catch (err) {
-      await t.fail(err);
-      throw err;
-    } finally {
-      await t.close();
-    }
+  testRun(label) {
+    return new LegacyRun(this, label);
   }
 }
 
@@ -914,37 +658,14 @@ function wireLine(e) {
   return `${e.kind === 'preflight' ? 'preflight ' : ''}${e.method} ${u.pathname}${u.search}${sent} -> ${answer}`;
 }
 
-class LegacyRun {
+class LegacyRun extends TestRun {
   constructor(stack, label) {
-    this.stack = stack;
-    this.label = label;
-    this.dir = path.join(stack.dir, label);
-    fs.mkdirSync(this.dir, { recursive: true });
-    this.contexts = [];
-    this.pages = [];
-    this.shots = [];
-    this.events = path.join(this.dir, 'browser.log');
-    this.recent = [];
-    this.shotCount = 0;
+    super(stack, label);
+    this.keepRecent = 80;
     this.dialogs = [];
     /** What the browser sent to Tessera (and third parties) and what came back. */
     this.wire = [];
     this.pending = new Map();
-  }
-
-  get tessera() {
-    return this.stack.tessera;
-  }
-
-  get app() {
-    return this.stack.app;
-  }
-
-  note(line) {
-    const stamped = `${new Date().toISOString()} ${line}`;
-    fs.appendFileSync(this.events, `${stamped}\n`);
-    this.recent.push(stamped);
-    if (this.recent.length > 80) this.recent.shift();
   }
 
   async newPage() {
@@ -1070,18 +791,6 @@ class LegacyRun {
     );
   }
 
-  async shot(page, name) {
-    this.shotCount += 1;
-    const file = path.join(this.dir, `${String(this.shotCount).padStart(2, '0')}-${name}.png`);
-    try {
-      await page.screenshot({ path: file, fullPage: true });
-      this.shots.push(file);
-    } catch (e) {
-      this.note(`screenshot ${name} failed: ${e.message}`);
-    }
-    return file;
-  }
-
   /** The seed app's /callback page: waits for it, checks it, verifies its id_token. */
   async expectCallback(page, who) {
     await page.waitForURL((u) => u.href.startsWith(`${this.app}/callback?`), { timeout: 20_000 });
@@ -1098,34 +807,13 @@ class LegacyRun {
     return claims;
   }
 
-  async fail(err) {
-    for (const [i, page] of this.pages.entries()) {
-      if (!page.isClosed()) await this.shot(page, `failure-page${i + 1}`);
-    }
+  /** The failure report's part for this harness: what the browser sent (saved to wire.json too). */
+  failureDetails() {
     this.saveWire();
-    const lines = [
-      '',
-      `======== ${this.stack.name} / ${this.label} failed: ${err?.message?.split('\n')[0]}`,
-      ...this.pages.filter((p) => !p.isClosed()).map((p, i) => `page ${i + 1} is at ${p.url()}`),
-      `-------- browser (last ${this.recent.length} events; all in ${this.events}) --------`,
-      ...this.recent,
-      this.stack.logTails(30),
+    return [
       `-------- what the browser sent to Tessera (all in ${path.join(this.dir, 'wire.json')}) --------`,
       ...this.wire.filter((e) => e.origin === this.tessera || e.kind === 'preflight').map(wireLine),
-      '-------- screenshots --------',
-      ...this.shots,
-      '========',
     ];
-    console.error(lines.join('\n'));
-    // The CI run keeps only its output: the failure screenshots go into it too, as PNG data
-    // URLs (paste one into a browser's address bar to see it).
-    for (const file of this.shots.filter((f) => f.includes('failure-page'))) {
-      try {
-        console.error(`screenshot ${file}:\ndata:image/png;base64,${fs.readFileSync(file).toString('base64')}\n`);
-      } catch (e) {
-        console.error(`screenshot ${file} could not be read: ${e.message}`);
-      }
-    }
   }
 
   saveWire() {
@@ -1135,6 +823,6 @@ class LegacyRun {
   async close() {
     this.saveWire();
     this.stack.wire.push({ test: this.label, requests: this.wire });
-    for (const context of this.contexts) await context.close().catch(() => {});
+    await super.close();
   }
 }

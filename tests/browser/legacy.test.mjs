@@ -56,6 +56,19 @@ async function openLock(t, page, seedPath, input) {
   await lockShot(t, page, 'lock-opened');
 }
 
+/** Lock v2 in email code mode: the email typed and sent, then the emailed code typed and sent. */
+async function lockEmailCode(t, page, seedPath, email, { shotCodeAsked = false } = {}) {
+  await openLock(t, page, seedPath, EMAIL_INPUT);
+  await page.fill(EMAIL_INPUT, email);
+  await page.click(SUBMIT);
+  await page.waitForSelector(VCODE_INPUT, { state: 'visible' });
+  if (shotCodeAsked) await lockShot(t, page, 'lock-code-asked');
+  const code = await stack.codeFor(email);
+  await page.fill(VCODE_INPUT, code);
+  await page.click(SUBMIT);
+  return code;
+}
+
 /** The start call of a widget: form-encoded, no secret, with the widget's Auth0-Client. */
 function checkStart(t, expected, client) {
   const start = only(t, '/passwordless/start', 'POST');
@@ -88,32 +101,37 @@ function checkVerifyRedirect(t, expected) {
   return nav;
 }
 
+/**
+ * Redirect mode's three requests for `who` ({ email } or { phone }): the start call (the email
+ * connection's with send=code), the check of `code`, and the navigation to verify_redirect.
+ */
+function checkRedirectFlow(t, who, code, client) {
+  const user =
+    who.email !== undefined
+      ? { connection: 'email', email: who.email }
+      : { connection: 'sms', phone_number: who.phone };
+  const send = who.email !== undefined ? { send: 'code' } : {};
+  checkStart(t, { client_id: SEED_CLIENT_ID, ...user, ...send }, client);
+  checkVerify(t, { ...user, verification_code: code });
+  checkVerifyRedirect(t, {
+    scope: 'openid',
+    response_type: 'code',
+    sso: 'true',
+    ...user,
+    verification_code: code,
+    client_id: SEED_CLIENT_ID,
+    redirect_uri: `${t.app}/callback`,
+  });
+}
+
 test('Lock Passwordless v2: email code (seed 000, lock.emailcode({callbackURL}))', { timeout: 60_000 }, () =>
   stack.run('lock-v2-email', async (t) => {
     const email = uniqueEmail('lock2-email');
     const page = await t.newPage();
-    await openLock(t, page, '/000/lock', EMAIL_INPUT);
-    await page.fill(EMAIL_INPUT, email);
-    await page.click(SUBMIT);
-    await page.waitForSelector(VCODE_INPUT, { state: 'visible' });
-    await lockShot(t, page, 'lock-code-asked');
-    const code = await stack.codeFor(email);
-    await page.fill(VCODE_INPUT, code);
-    await page.click(SUBMIT);
+    const code = await lockEmailCode(t, page, '/000/lock', email, { shotCodeAsked: true });
     await t.expectCallback(page, { email });
 
-    checkStart(t, { client_id: SEED_CLIENT_ID, email, connection: 'email', send: 'code' }, LOCK_V2_CLIENT);
-    checkVerify(t, { connection: 'email', email, verification_code: code });
-    checkVerifyRedirect(t, {
-      scope: 'openid',
-      response_type: 'code',
-      email,
-      sso: 'true',
-      connection: 'email',
-      verification_code: code,
-      client_id: SEED_CLIENT_ID,
-      redirect_uri: `${t.app}/callback`,
-    });
+    checkRedirectFlow(t, { email }, code, LOCK_V2_CLIENT);
     assert.equal(t.sent('/oauth/ro').length, 0, 'no /oauth/ro in redirect mode');
   }));
 
@@ -133,18 +151,7 @@ test('Lock Passwordless v2: SMS code (seed 002, lock.sms({callbackURL}))', { tim
     await page.click(SUBMIT);
     await t.expectCallback(page, { phone });
 
-    checkStart(t, { client_id: SEED_CLIENT_ID, phone_number: phone, connection: 'sms' }, LOCK_V2_CLIENT);
-    checkVerify(t, { connection: 'sms', phone_number: phone, verification_code: code });
-    checkVerifyRedirect(t, {
-      scope: 'openid',
-      response_type: 'code',
-      sso: 'true',
-      connection: 'sms',
-      phone_number: phone,
-      verification_code: code,
-      client_id: SEED_CLIENT_ID,
-      redirect_uri: `${t.app}/callback`,
-    });
+    checkRedirectFlow(t, { phone }, code, LOCK_V2_CLIENT);
   }));
 
 /** auth0.js v7's own-UI pages: type the email or phone, send, type the code, sign in. */
@@ -185,18 +192,7 @@ test('auth0.js v7: email code with a callback URL (seed 000, own UI)', { timeout
     await t.expectCallback(page, { email });
     assert.deepEqual(t.dialogs, [], 'the seed page raised no alert');
 
-    checkStart(t, { client_id: SEED_CLIENT_ID, email, connection: 'email', send: 'code' }, AUTH0_V7_CLIENT);
-    checkVerify(t, { connection: 'email', email, verification_code: code });
-    checkVerifyRedirect(t, {
-      scope: 'openid',
-      response_type: 'code',
-      email,
-      sso: 'true',
-      connection: 'email',
-      verification_code: code,
-      client_id: SEED_CLIENT_ID,
-      redirect_uri: `${t.app}/callback`,
-    });
+    checkRedirectFlow(t, { email }, code, AUTH0_V7_CLIENT);
   }));
 
 test('auth0.js v7: email code without a callback URL (/oauth/ro; seed 000, own UI)', { timeout: 60_000 }, () =>
@@ -236,18 +232,7 @@ test('auth0.js v7: SMS code with a callback URL (seed 002, own UI)', { timeout: 
     await t.expectCallback(page, { phone });
     assert.deepEqual(t.dialogs, [], 'the seed page raised no alert');
 
-    checkStart(t, { client_id: SEED_CLIENT_ID, phone_number: phone, connection: 'sms' }, AUTH0_V7_CLIENT);
-    checkVerify(t, { connection: 'sms', phone_number: phone, verification_code: code });
-    checkVerifyRedirect(t, {
-      scope: 'openid',
-      response_type: 'code',
-      sso: 'true',
-      connection: 'sms',
-      phone_number: phone,
-      verification_code: code,
-      client_id: SEED_CLIENT_ID,
-      redirect_uri: `${t.app}/callback`,
-    });
+    checkRedirectFlow(t, { phone }, code, AUTH0_V7_CLIENT);
   }));
 
 test('auth0.js v7: SMS code without a callback URL (/oauth/ro; seed 002, own UI)', { timeout: 60_000 }, () =>
@@ -278,13 +263,7 @@ test('Lock Passwordless v2 without a callbackURL: email code through /oauth/ro (
   stack.run('lock-v2-email-ro', async (t) => {
     const email = uniqueEmail('lock2-ro');
     const page = await t.newPage();
-    await openLock(t, page, '/000/lock-no-callback', EMAIL_INPUT);
-    await page.fill(EMAIL_INPUT, email);
-    await page.click(SUBMIT);
-    await page.waitForSelector(VCODE_INPUT, { state: 'visible' });
-    const code = await stack.codeFor(email);
-    await page.fill(VCODE_INPUT, code);
-    await page.click(SUBMIT);
+    const code = await lockEmailCode(t, page, '/000/lock-no-callback', email);
     await expectSignedInOnPage(t, page, { email });
     await lockShot(t, page, 'lock-signed-in');
 
@@ -338,13 +317,7 @@ test('forceJSONP: Lock Passwordless v2 email code with a callbackURL (JSONP star
   stack.run('lock-v2-jsonp', async (t) => {
     const email = uniqueEmail('lock2-jsonp');
     const page = await t.newPage();
-    await openLock(t, page, '/000/lock?jsonp=1', EMAIL_INPUT);
-    await page.fill(EMAIL_INPUT, email);
-    await page.click(SUBMIT);
-    await page.waitForSelector(VCODE_INPUT, { state: 'visible' });
-    const code = await stack.codeFor(email);
-    await page.fill(VCODE_INPUT, code);
-    await page.click(SUBMIT);
+    const code = await lockEmailCode(t, page, '/000/lock?jsonp=1', email);
     await t.expectCallback(page, { email });
 
     const start = only(t, '/passwordless/start', 'GET');
