@@ -151,19 +151,19 @@ pub fn router(state: AppState) -> Router {
     let cors = Router::new()
         .route(
             "/passwordless/start",
-            post(routes::passwordless::start).get(routes::legacy::jsonp_start),
+            post(routes::passwordless::start).get(routes::legacy::jsonp),
         )
         .route(
             "/passwordless/verify",
-            post(routes::verify::verify).get(routes::legacy::jsonp_verify),
+            post(routes::verify::verify).get(routes::legacy::jsonp),
         )
         .route(
             "/oauth/ro",
-            post(routes::legacy::oauth_ro).get(routes::legacy::jsonp_ro),
+            post(routes::legacy::oauth_ro).get(routes::legacy::jsonp),
         )
         .route(
             "/tokeninfo",
-            post(routes::legacy::tokeninfo).get(routes::legacy::jsonp_tokeninfo),
+            post(routes::legacy::tokeninfo).get(routes::legacy::jsonp),
         )
         .route("/oauth/token", post(routes::token::token))
         .route(

@@ -58,6 +58,32 @@ impl Inner {
         self.apis.iter().find(|a| a.identifier == identifier)
     }
 
+    /// Verifies a JWT this server signed, for `audience`: RS256 with a published key, this
+    /// issuer, not expired (no leeway). A key rotated on another node is picked up first.
+    pub async fn verify_jwt(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, tessera_core::jwt::JwtError> {
+        use tessera_core::jwt::{self, Expectations};
+        if let Some(kid) = jwt::header_kid(token) {
+            self.keys
+                .knows_or_refresh(&kid, self.store.as_ref(), &self.secret)
+                .await;
+        }
+        let keys = self.keys.get();
+        jwt::verify(
+            token,
+            &keys.verifying,
+            &Expectations {
+                issuer: &self.issuer,
+                audience,
+                now: self.now(),
+                leeway: 0,
+            },
+        )
+    }
+
     /// Records an audit event; a failure to record is logged, never fatal to the request.
     pub async fn event(&self, kind: &str, ctx: &RequestMeta, fill: impl FnOnce(&mut Event)) {
         let mut e = Event {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera_server::config::{self, Config};
+use tessera_server::routes::management::{client_json, user_json};
 use tessera_server::settings::Settings;
 
 #[derive(Parser)]
@@ -323,20 +324,6 @@ enum Action {
     Connections(ConnectionsCmd),
 }
 
-fn app_json(c: &tessera_core::client::Client) -> serde_json::Value {
-    let s = &c.settings;
-    serde_json::json!({
-        "client_id": c.client_id, "name": s.name, "app_type": s.app_type.auth0_name(),
-        "has_secret": c.secret_hash.is_some(), "callbacks": s.callbacks,
-        "web_origins": s.web_origins, "allowed_logout_urls": s.allowed_logout_urls,
-        "grant_types": s.grant_types, "connections": s.connections,
-        "allow_browser_start": s.allow_browser_start,
-        "cross_origin_authentication": s.cross_origin_authentication,
-        "legacy_passwordless": s.legacy_passwordless,
-        "trust_forwarded_for": s.trust_forwarded_for,
-    })
-}
-
 /// `tessera apps list|show`: what the database holds (the configuration file's applications
 /// are written there at every start). Secrets are stored as digests and never shown.
 async fn apps(settings: Settings, cmd: AppsCmd, json: bool) -> anyhow::Result<()> {
@@ -346,7 +333,7 @@ async fn apps(settings: Settings, cmd: AppsCmd, json: bool) -> anyhow::Result<()
         AppsCmd::List => {
             let list = store.list_clients().await?;
             if json {
-                let rows: Vec<_> = list.iter().map(app_json).collect();
+                let rows: Vec<_> = list.iter().map(client_json).collect();
                 println!("{}", serde_json::Value::Array(rows));
             } else {
                 println!(
@@ -369,7 +356,7 @@ async fn apps(settings: Settings, cmd: AppsCmd, json: bool) -> anyhow::Result<()
                 .get_client(&client_id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no application {client_id}"))?;
-            println!("{}", serde_json::to_string_pretty(&app_json(&c))?);
+            println!("{}", serde_json::to_string_pretty(&client_json(&c))?);
         }
     }
     Ok(())
@@ -387,17 +374,6 @@ async fn connection_show(settings: Settings, name: &str) -> anyhow::Result<()> {
     v["strategy"] = serde_json::json!(c.strategy.as_str());
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
-}
-
-fn user_json(u: &tessera_core::user::User) -> serde_json::Value {
-    use tessera_core::clock::rfc3339;
-    serde_json::json!({
-        "user_id": u.user_id, "connection": u.connection, "email": u.email,
-        "email_verified": u.email_verified, "phone_number": u.phone_number,
-        "phone_verified": u.phone_verified, "name": u.name, "blocked": u.blocked,
-        "logins_count": u.logins_count, "created_at": rfc3339(u.created_at),
-        "last_login": u.last_login.map(rfc3339),
-    })
 }
 
 fn cli_event(user_id: &str, description: &str, now: i64) -> tessera_store::Event {

@@ -328,12 +328,7 @@ async fn login_start_inner(
                 ));
             }
         };
-        let allowed = st
-            .sms
-            .as_ref()
-            .map(|o| o.allowed_countries.as_slice())
-            .unwrap_or_default();
-        if !allowed.is_empty() && !allowed.contains(&phone.country_code()) {
+        if !crate::routes::passwordless::country_allowed(st, &phone) {
             return Ok(again(
                 "Sign-in by text message is not available in this country.",
             ));

@@ -14,7 +14,6 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tessera_core::jwt::{self, Expectations};
 use tessera_core::scope::Scope;
 
 use crate::error::ApiError;
@@ -178,23 +177,7 @@ pub async fn tokeninfo(
     // The audience names the application; the signature check below makes it trustworthy.
     let aud = unverified_audience(token).ok_or_else(invalid)?;
     legacy_client(&st, Some(&aud)).await?;
-    if let Some(kid) = jwt::header_kid(token) {
-        st.keys
-            .knows_or_refresh(&kid, st.store.as_ref(), &st.secret)
-            .await;
-    }
-    let keys = st.keys.get();
-    let claims = jwt::verify(
-        token,
-        &keys.verifying,
-        &Expectations {
-            issuer: &st.issuer,
-            audience: &aud,
-            now: st.now(),
-            leeway: 0,
-        },
-    )
-    .map_err(|_| invalid())?;
+    let claims = st.verify_jwt(token, &aud).await.map_err(|_| invalid())?;
     let sub = claims
         .get("sub")
         .and_then(Value::as_str)
@@ -203,25 +186,8 @@ pub async fn tokeninfo(
         Some(u) if !u.blocked => u,
         _ => return Err(invalid()),
     };
-    let (provider, id) = user.user_id.split_once('|').unwrap_or(("email", ""));
-    let mut profile = serde_json::Map::new();
-    profile.insert("user_id".into(), json!(user.user_id));
-    profile.insert("name".into(), json!(user.name));
-    profile.insert("nickname".into(), json!(user.nickname));
-    profile.insert("picture".into(), json!(user.picture));
-    if let Some(e) = &user.email {
-        profile.insert("email".into(), json!(e));
-        profile.insert("email_verified".into(), json!(user.email_verified));
-    }
-    if let Some(ph) = &user.phone_number {
-        profile.insert("phone_number".into(), json!(ph));
-        profile.insert("phone_verified".into(), json!(user.phone_verified));
-    }
-    profile.insert(
-        "identities".into(),
-        json!([{"provider": provider, "user_id": id, "connection": user.connection, "isSocial": false}]),
-    );
-    Ok(no_store_json(Value::Object(profile)))
+    // The Management API's user shape, as Auth0's /tokeninfo answered.
+    Ok(no_store_json(crate::routes::management::user_json(&user)))
 }
 
 fn unverified_audience(token: &str) -> Option<String> {
@@ -250,12 +216,19 @@ pub enum Jsonp {
 /// A JSONP `GET`: the query becomes the body of the matching POST handler; its JSON answer is
 /// wrapped in a call to the `cbx` (or `callback`) function, with `status` added.
 pub async fn jsonp(
-    st: AppState,
+    State(st): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    q: Option<String>,
-    which: Jsonp,
+    uri: axum::http::Uri,
+    RawQuery(q): RawQuery,
 ) -> Response {
+    // The path names the POST handler this GET stands for.
+    let which = match uri.path() {
+        "/passwordless/start" => Jsonp::Start,
+        "/passwordless/verify" => Jsonp::Verify,
+        "/oauth/ro" => Jsonp::Ro,
+        _ => Jsonp::TokenInfo,
+    };
     let Ok(mut p) = Params::from_query(q.as_deref()) else {
         return ApiError::bad_request("invalid_request", "malformed query").into_response();
     };
@@ -347,40 +320,4 @@ async fn wrap(callback: &str, resp: Response, user_object: bool) -> Response {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-pub async fn jsonp_start(
-    State(st): State<AppState>,
-    meta: RequestMeta,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    jsonp(st, meta, headers, q, Jsonp::Start).await
-}
-
-pub async fn jsonp_verify(
-    State(st): State<AppState>,
-    meta: RequestMeta,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    jsonp(st, meta, headers, q, Jsonp::Verify).await
-}
-
-pub async fn jsonp_ro(
-    State(st): State<AppState>,
-    meta: RequestMeta,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    jsonp(st, meta, headers, q, Jsonp::Ro).await
-}
-
-pub async fn jsonp_tokeninfo(
-    State(st): State<AppState>,
-    meta: RequestMeta,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    jsonp(st, meta, headers, q, Jsonp::TokenInfo).await
 }

@@ -11,7 +11,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_core::clock::rfc3339;
-use tessera_core::jwt::{self, Expectations};
 use tessera_core::rand::hex_id;
 use tessera_core::user::User;
 
@@ -108,24 +107,10 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("Missing authentication"))?;
-        if let Some(kid) = jwt::header_kid(token) {
-            st.keys
-                .knows_or_refresh(&kid, st.store.as_ref(), &st.secret)
-                .await;
-        }
-        let aud = audience(st);
-        let keys = st.keys.get();
-        let claims = jwt::verify(
-            token,
-            &keys.verifying,
-            &Expectations {
-                issuer: &st.issuer,
-                audience: &aud,
-                now: st.now(),
-                leeway: 0,
-            },
-        )
-        .map_err(|_| unauthorized("Invalid token"))?;
+        let claims = st
+            .verify_jwt(token, &audience(st))
+            .await
+            .map_err(|_| unauthorized("Invalid token"))?;
         if claims.get("gty").and_then(Value::as_str) != Some("client-credentials") {
             return Err(unauthorized("Invalid token"));
         }
@@ -325,22 +310,27 @@ pub async fn logs(
     Ok(axum::Json(Value::Array(rows)).into_response())
 }
 
+/// An application as the Management API and the CLI show it: never its secret.
+pub fn client_json(c: &tessera_core::client::Client) -> Value {
+    let s = &c.settings;
+    json!({
+        "client_id": c.client_id, "name": s.name, "app_type": s.app_type.auth0_name(),
+        "has_secret": c.is_confidential(),
+        "token_endpoint_auth_method": if c.is_confidential() { "client_secret_post" } else { "none" },
+        "callbacks": s.callbacks, "web_origins": s.web_origins,
+        "allowed_logout_urls": s.allowed_logout_urls, "grant_types": s.grant_types,
+        "connections": s.connections, "allow_browser_start": s.allow_browser_start,
+        "cross_origin_authentication": s.cross_origin_authentication,
+        "legacy_passwordless": s.legacy_passwordless,
+        "trust_forwarded_for": s.trust_forwarded_for,
+    })
+}
+
 /// `GET /api/v2/clients`: the applications, without secrets.
 pub async fn clients(State(st): State<AppState>, caller: Caller) -> Result<Response, MgmtError> {
     caller.require("read:clients")?;
     let list = st.store.list_clients().await?;
-    let rows: Vec<Value> = list
-        .iter()
-        .map(|c| {
-            let s = &c.settings;
-            json!({"client_id": c.client_id, "name": s.name, "app_type": s.app_type.auth0_name(),
-                   "callbacks": s.callbacks, "web_origins": s.web_origins,
-                   "allowed_logout_urls": s.allowed_logout_urls, "grant_types": s.grant_types,
-                   "cross_origin_authentication": s.cross_origin_authentication,
-                   "token_endpoint_auth_method": if c.is_confidential() { "client_secret_post" } else { "none" }})
-        })
-        .collect();
-    Ok(axum::Json(Value::Array(rows)).into_response())
+    Ok(axum::Json(Value::Array(list.iter().map(client_json).collect())).into_response())
 }
 
 /// The `client_credentials` grant: a Management API token for an application's granted scopes.

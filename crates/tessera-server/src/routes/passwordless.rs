@@ -253,15 +253,20 @@ fn phone_for(st: &AppState, p: &Params) -> Result<PhoneNumber, ApiError> {
         PhoneError::NotE164 => bad("String does not match pattern: ^\\+[0-9]{1,15}$"),
         PhoneError::Invalid => bad("The phone number is not a valid number for its country"),
     })?;
+    if !country_allowed(st, &phone) {
+        return Err(bad("Sending codes to this country is not allowed"));
+    }
+    Ok(phone)
+}
+
+/// Whether the sms connection may send to this number's country (`allowed_countries`).
+pub fn country_allowed(st: &AppState, phone: &PhoneNumber) -> bool {
     let allowed = st
         .sms
         .as_ref()
         .map(|o| o.allowed_countries.as_slice())
         .unwrap_or_default();
-    if !allowed.is_empty() && !allowed.contains(&phone.country_code()) {
-        return Err(bad("Sending codes to this country is not allowed"));
-    }
-    Ok(phone)
+    allowed.is_empty() || allowed.contains(&phone.country_code())
 }
 
 /// Toll-fraud limits: per number, per prefix, and a global hourly budget. Counted for every

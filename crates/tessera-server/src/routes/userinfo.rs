@@ -8,7 +8,6 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 use tessera_core::crypto::sha256;
-use tessera_core::jwt::{self, Expectations};
 use tessera_core::scope::Scope;
 
 use crate::error::ApiError;
@@ -32,19 +31,9 @@ pub async fn userinfo(
     let now = st.now();
     let (user_id, scope) = if bearer.matches('.').count() == 2 {
         let audience = format!("{}userinfo", st.issuer);
-        if let Some(kid) = jwt::header_kid(bearer) {
-            st.keys
-                .knows_or_refresh(&kid, st.store.as_ref(), &st.secret)
-                .await;
-        }
-        let keys = st.keys.get();
-        let expect = Expectations {
-            issuer: &st.issuer,
-            audience: &audience,
-            now,
-            leeway: 0,
-        };
-        let claims = jwt::verify(bearer, &keys.verifying, &expect)
+        let claims = st
+            .verify_jwt(bearer, &audience)
+            .await
             .map_err(|_| ApiError::invalid_token("Invalid access token"))?;
         let sub = claims
             .get("sub")

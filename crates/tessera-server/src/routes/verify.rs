@@ -63,21 +63,17 @@ async fn verify_redirect_inner(
     lang: Lang,
 ) -> Result<Response, AuthError> {
     // Per-IP limit shared with the other browser endpoints.
-    let rl = &st.rate_limits;
-    if let Some(s) = limits::hit(
-        st,
-        &format!("browser:ip:{}", meta.ip_key()),
-        rl.browser_per_ip,
-        rl.browser_per_ip_window_secs,
-    )
-    .await?
-        && s.exceeded()
-    {
-        return Err(AuthError::page(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many requests",
-            "Too many requests from this network. Wait a few minutes, then try again.",
-        ));
+    // A person sees a page, not JSON.
+    match limits::browser(st, meta).await {
+        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+            return Err(AuthError::page(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "Too many requests from this network. Wait a few minutes, then try again.",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+        Ok(()) => {}
     }
     // The confirmation page's button: only from the page Tessera showed in this browser (its
     // CSRF token, bound to a cookie a cross-site POST does not carry). This stops a site from
@@ -224,6 +220,7 @@ pub async fn verify(
             "Missing required property: email",
         ));
     };
+    let named = st.store.get_connection(conn_name).await?;
     let client = match get("client_id") {
         Some(id) => match st.store.get_client(id).await? {
             Some(c) => c,
@@ -234,22 +231,18 @@ pub async fn verify(
         None => {
             // One answer whether nothing is pending or the pending code is another kind of
             // application's: this path must not tell whether a code is pending.
-            let wrong = || {
-                crate::routes::legacy::ro_error(
-                    otpcheck::Failure::Wrong,
-                    if conn_name == "sms" {
-                        tessera_core::connection::Strategy::Sms
-                    } else {
-                        tessera_core::connection::Strategy::Email
-                    },
-                )
-            };
-            let normalised = tessera_core::email::EmailAddress::parse(identifier)
-                .map(|e| e.as_str().to_string())
-                .or_else(|_| {
-                    tessera_core::phone::PhoneNumber::parse(identifier.trim())
-                        .map(|p| p.as_str().to_string())
-                })
+            let strategy = named
+                .as_ref()
+                .map(|c| c.strategy)
+                .unwrap_or(if conn_name == "sms" {
+                    tessera_core::connection::Strategy::Sms
+                } else {
+                    tessera_core::connection::Strategy::Email
+                });
+            let wrong = || crate::routes::legacy::ro_error(otpcheck::Failure::Wrong, strategy);
+            let normalised = named
+                .as_ref()
+                .and_then(|c| otpcheck::identifier(c, identifier))
                 .unwrap_or_default();
             let pending = st.store.pending_client(conn_name, &normalised).await?;
             match pending {
@@ -261,7 +254,7 @@ pub async fn verify(
             }
         }
     };
-    let connection = match st.store.get_connection(conn_name).await? {
+    let connection = match named {
         Some(c) if client.has_connection(&c.name) => c,
         _ => {
             return Err(ApiError::bad_request(
