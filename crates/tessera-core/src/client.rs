@@ -71,6 +71,10 @@ pub struct ClientSettings {
     /// (`read:users`, `update:users`, `delete:users`, `read:logs`, `read:clients`).
     #[serde(default)]
     pub management_scopes: Vec<String>,
+    /// This application's id_token lifetime (Auth0's `jwt_configuration.lifetime_in_seconds`);
+    /// `None` keeps the server's `tokens.id_token_lifetime_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token_lifetime_secs: Option<i64>,
 }
 
 fn yes() -> bool {

@@ -28,6 +28,10 @@ pub struct User {
     pub last_login: Option<UnixTime>,
     pub logins_count: i64,
     pub blocked: bool,
+    /// Auth0's `app_metadata`: what the operator's back end knows about the user (a JSON object).
+    pub app_metadata: Map<String, Value>,
+    /// Auth0's `user_metadata`: the user's own preferences (a JSON object).
+    pub user_metadata: Map<String, Value>,
 }
 
 impl User {
@@ -53,6 +57,8 @@ impl User {
             last_login: Some(now),
             logins_count: 1,
             blocked: false,
+            app_metadata: Map::new(),
+            user_metadata: Map::new(),
         }
     }
 
@@ -74,6 +80,8 @@ impl User {
             last_login: Some(now),
             logins_count: 1,
             blocked: false,
+            app_metadata: Map::new(),
+            user_metadata: Map::new(),
         }
     }
 

@@ -112,11 +112,23 @@ impl KeyRing {
         rng: &dyn Random,
         now: UnixTime,
     ) -> anyhow::Result<String> {
-        let fresh = generate(secret, rng, now)?;
-        store.rotate_key(&fresh, now).await?;
+        let kid = rotate(store, secret, rng, now).await?;
         self.refresh(store, secret).await?;
-        Ok(fresh.kid)
+        Ok(kid)
     }
+}
+
+/// Makes a new current key in the store (the current one becomes the previous key) and returns
+/// its id. Nodes pick it up on their next refresh.
+pub async fn rotate(
+    store: &dyn Store,
+    secret: &ServerSecret,
+    rng: &dyn Random,
+    now: UnixTime,
+) -> anyhow::Result<String> {
+    let fresh = generate(secret, rng, now)?;
+    store.rotate_key(&fresh, now).await?;
+    Ok(fresh.kid)
 }
 
 fn generate(secret: &ServerSecret, rng: &dyn Random, now: UnixTime) -> anyhow::Result<StoredKey> {

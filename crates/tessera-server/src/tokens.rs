@@ -117,7 +117,12 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
         c.insert("sub".into(), json!(g.user.user_id));
         c.insert("aud".into(), json!(g.client.client_id));
         c.insert("iat".into(), json!(now));
-        c.insert("exp".into(), json!(now + st.tokens.id_token_lifetime_secs));
+        let lifetime = g
+            .client
+            .settings
+            .id_token_lifetime_secs
+            .unwrap_or(st.tokens.id_token_lifetime_secs);
+        c.insert("exp".into(), json!(now + lifetime));
         if let Some(n) = &g.nonce {
             c.insert("nonce".into(), json!(n));
         }

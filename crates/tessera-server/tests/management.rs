@@ -1,5 +1,5 @@
-//! The Management API's first part: client_credentials tokens for granted scopes, users, logs
-//! and applications, in Auth0's shapes, on both backends.
+//! The Management API: client_credentials tokens for granted scopes; users, logs, applications,
+//! connections and signing keys, in Auth0's shapes, on both backends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -130,6 +130,464 @@ async fn users_logs_and_scopes(backend: &str) {
     );
 }
 
+const ROOT_SECRET: &str = "root-secret-root-secret-root-secret-root-01";
+const ROOT: &str = r#"
+[[applications]]
+name = "Root Tool"
+client_id = "root"
+client_secret = "root-secret-root-secret-root-secret-root-01"
+app_type = "regular_web"
+management_scopes = ["read:users", "create:users", "update:users", "delete:users", "read:logs",
+  "read:clients", "create:clients", "update:clients", "delete:clients", "read:connections",
+  "update:connections", "read:signing_keys", "create:signing_keys", "update:signing_keys"]
+"#;
+
+/// `/passwordless/start` then the OTP grant, for any application.
+async fn otp_login(h: &H, client: &str, secret: &str, email: &str) -> Resp {
+    let r = h
+        .post_json(
+            "/passwordless/start",
+            json!({"client_id": client, "client_secret": secret, "connection": "email",
+                   "email": email, "send": "code"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let code = h.last_code(email).await;
+    h.post_form(
+        "/oauth/token",
+        &[
+            ("grant_type", OTP),
+            ("client_id", client),
+            ("client_secret", secret),
+            ("username", email),
+            ("otp", &code),
+            ("realm", "email"),
+            ("scope", "openid email"),
+        ],
+    )
+    .await
+}
+
+async fn clients_connections_users_and_keys(backend: &str) {
+    let h = H::with(backend, ROOT).await;
+    let at = token(&h, "root", ROOT_SECRET, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Applications: create (the secret is shown once), use, update, rotate, delete.
+    let r = api(
+        &h,
+        "POST",
+        "/api/v2/clients",
+        &at,
+        Some(json!({"name": "New App", "app_type": "regular_web",
+                    "callbacks": ["https://new.example.com/cb"],
+                    "grant_types": [OTP, "authorization_code"]})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let id = r.body["client_id"].as_str().unwrap().to_string();
+    let secret = r.body["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert!(secret.len() >= 32);
+    assert_eq!(r.body["connections"], json!(["email"]));
+    let stored = h.st.store.get_client(&id).await.unwrap().unwrap();
+    assert_ne!(
+        stored.secret_hash.as_deref(),
+        Some(secret.as_bytes()),
+        "stored hashed"
+    );
+    assert_eq!(
+        otp_login(&h, &id, &secret, "new-app@example.com")
+            .await
+            .status,
+        200
+    );
+    let path = format!("/api/v2/clients/{id}");
+    assert_eq!(
+        api(&h, "GET", &path, &at, None)
+            .await
+            .body
+            .get("client_secret"),
+        None
+    );
+    let r = api(
+        &h,
+        "PATCH",
+        &path,
+        &at,
+        Some(json!({"callbacks": ["https://new.example.com/cb2"],
+                    "jwt_configuration": {"lifetime_in_seconds": 600}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["callbacks"], json!(["https://new.example.com/cb2"]));
+    let login = otp_login(&h, &id, &secret, "new-app@example.com").await;
+    let claims = verify_jwt(&h, login.body["id_token"].as_str().unwrap(), &id).await;
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+    // Bad input: the Management API's error, and nothing stored changes.
+    for bad in [
+        json!({"callbacks": ["javascript:alert(1)"]}),
+        json!({"callbacks": "https://x.example.com"}),
+        json!({"grant_types": ["password"]}),
+        json!({"connections": ["github"]}),
+        json!({"colour": "blue"}),
+        json!({"app_type": "spa"}),
+        json!({"jwt_configuration": {"alg": "HS256"}}),
+    ] {
+        let r = api(&h, "PATCH", &path, &at, Some(bad.clone())).await;
+        assert_eq!(
+            (r.status.as_u16(), r.body["errorCode"].as_str()),
+            (400, Some("invalid_body")),
+            "{bad}: {r:?}"
+        );
+    }
+    assert_eq!(
+        h.st.store
+            .get_client(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .settings
+            .callbacks,
+        vec!["https://new.example.com/cb2".to_string()]
+    );
+    let r = api(
+        &h,
+        "POST",
+        "/api/v2/clients",
+        &at,
+        Some(json!({"name": "Dup", "client_id": id, "client_secret": "s".repeat(40)})),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    let r = api(&h, "POST", &format!("{path}/rotate-secret"), &at, None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let fresh = r.body["client_secret"].as_str().unwrap().to_string();
+    assert_ne!(fresh, secret);
+    let old = h
+        .post_json(
+            "/passwordless/start",
+            json!({"client_id": id, "client_secret": secret, "connection": "email",
+               "email": "new-app@example.com", "send": "code"}),
+        )
+        .await;
+    assert_eq!(old.status, 401, "the old secret stops working");
+    assert_eq!(
+        otp_login(&h, &id, &fresh, "new-app@example.com")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(api(&h, "DELETE", &path, &at, None).await.status, 204);
+    let r = api(&h, "GET", &path, &at, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["errorCode"].as_str()),
+        (404, Some("inexistent_client"))
+    );
+    let spa = api(&h, "POST", "/api/v2/clients", &at,
+        Some(json!({"name": "Browser", "app_type": "spa", "callbacks": ["https://spa.example.com/"]}))).await;
+    assert_eq!(spa.status, 201, "{spa:?}");
+    assert_eq!(spa.body.get("client_secret"), None);
+    assert_eq!(spa.body["has_secret"], false);
+
+    // Connections: the email template (checked before it is stored), code length, clients.
+    let r = api(&h, "GET", "/api/v2/connections?strategy=email", &at, None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body[0]["name"], "email");
+    assert!(
+        r.body[0]["enabled_clients"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("rwa"))
+    );
+    let r = api(
+        &h,
+        "PATCH",
+        "/api/v2/connections/con_email",
+        &at,
+        Some(
+            json!({"options": {"email": {"from": "Acme <login@acme.example>",
+            "subject": "{{ code }} is your Acme code", "body": "<p>Code: {{ code }}</p>"}}}),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body["options"]["email"]["subject"],
+        "{{ code }} is your Acme code"
+    );
+    let r = api(
+        &h,
+        "PATCH",
+        "/api/v2/connections/email",
+        &at,
+        Some(json!({"options": {"email": {"body": "<p>{{ code </p>"}}})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = api(
+        &h,
+        "PATCH",
+        "/api/v2/connections/email",
+        &at,
+        Some(json!({"options": {"totp": {"length": 12}}})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let r = api(
+        &h,
+        "PATCH",
+        "/api/v2/connections/email",
+        &at,
+        Some(json!({"options": {"totp": {"length": 8}}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(h.start("templated@example.com").await.status, 200);
+    h.worker.run_once().await.unwrap();
+    let mail =
+        h.st.mailer
+            .dev_mailbox()
+            .unwrap()
+            .messages()
+            .into_iter()
+            .find(|m| m.to == "templated@example.com")
+            .unwrap();
+    assert!(
+        mail.subject.ends_with(" is your Acme code"),
+        "{}",
+        mail.subject
+    );
+    assert_eq!(mail.subject.split_whitespace().next().unwrap().len(), 8);
+    assert_eq!(
+        api(&h, "GET", "/api/v2/connections/nope", &at, None)
+            .await
+            .status,
+        404
+    );
+
+    // Users: create (then their sign-in keeps the id), metadata merged, blocked, deleted.
+    let r = api(
+        &h,
+        "POST",
+        "/api/v2/users",
+        &at,
+        Some(json!({"connection": "email", "email": "Made@Example.com",
+                    "user_metadata": {"lang": "fr"}, "app_metadata": {"plan": "pro", "seats": 3}})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let uid = r.body["user_id"].as_str().unwrap().to_string();
+    assert!(uid.starts_with("email|"));
+    assert_eq!(r.body["email"], "made@example.com");
+    let r = api(
+        &h,
+        "POST",
+        "/api/v2/users",
+        &at,
+        Some(json!({"connection": "email", "email": "made@example.com"})),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{r:?}");
+    let r = api(
+        &h,
+        "POST",
+        "/api/v2/users",
+        &at,
+        Some(json!({"connection": "email", "email": "not-an-address"})),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let login = h.sign_in("made@example.com", "openid").await;
+    let claims = verify_jwt(&h, login.body["id_token"].as_str().unwrap(), "rwa").await;
+    assert_eq!(claims["sub"], uid);
+    let upath = format!("/api/v2/users/{}", uid.replace('|', "%7C"));
+    let r = api(
+        &h,
+        "PATCH",
+        &upath,
+        &at,
+        Some(json!({"app_metadata": {"seats": null, "team": "blue"}})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.body["app_metadata"],
+        json!({"plan": "pro", "team": "blue"})
+    );
+    assert_eq!(r.body["user_metadata"], json!({"lang": "fr"}));
+    assert_eq!(r.body["logins_count"], 1);
+    let r = api(&h, "PATCH", &upath, &at, Some(json!({"app_metadata": "x"}))).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        h.st.store
+            .get_user(&uid)
+            .await
+            .unwrap()
+            .unwrap()
+            .app_metadata["team"],
+        "blue"
+    );
+
+    // Logs, filtered by user, client, type and time.
+    let r = api(
+        &h,
+        "GET",
+        &format!("/api/v2/logs?user_id={}", uid.replace('|', "%7C")),
+        &at,
+        None,
+    )
+    .await;
+    let kinds: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"s") && kinds.contains(&"sapi"), "{kinds:?}");
+    assert!(
+        r.body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["user_id"] == uid.as_str())
+    );
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/logs?client_id=root&type=seccft",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1, "{r:?}");
+    let later = h.st.now() + 3600;
+    let r = api(&h, "GET", &format!("/api/v2/logs?from={later}"), &at, None).await;
+    assert_eq!(r.body, json!([]));
+    let r = api(&h, "GET", "/api/v2/logs?from=yesterday", &at, None).await;
+    assert_eq!(r.status, 400);
+
+    // Signing keys: rotate (both published; old tokens still verify), revoke the old one
+    // (gone from the JWKS; its tokens stop working), never the current one.
+    let r = api(&h, "GET", "/api/v2/keys/signing", &at, None).await;
+    assert_eq!(r.body.as_array().unwrap().len(), 1);
+    let first = r.body[0]["kid"].as_str().unwrap().to_string();
+    let r = api(
+        &h,
+        "PUT",
+        &format!("/api/v2/keys/signing/{first}/revoke"),
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "the current key cannot be revoked: {r:?}");
+    let r = api(&h, "POST", "/api/v2/keys/signing/rotate", &at, None).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let second = r.body["kid"].as_str().unwrap().to_string();
+    let jwks = h.get("/.well-known/jwks.json", None).await;
+    assert_eq!(jwks.body["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        api(&h, "GET", "/api/v2/users", &at, None).await.status,
+        200,
+        "old token verifies"
+    );
+    let fresh_at = token(&h, "root", ROOT_SECRET, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api(
+        &h,
+        "PUT",
+        &format!("/api/v2/keys/signing/{first}/revoke"),
+        &fresh_at,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let jwks = h.get("/.well-known/jwks.json", None).await;
+    let kids: Vec<&str> = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, vec![second.as_str()]);
+    assert_eq!(
+        api(&h, "GET", "/api/v2/users", &at, None).await.status,
+        401,
+        "revoked key's token"
+    );
+    let r = api(&h, "GET", "/api/v2/keys/signing", &fresh_at, None).await;
+    let statuses: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["current", "revoked"]);
+
+    // Every write above is an audit event naming the Management API and the caller.
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/logs?type=sapi&per_page=100",
+        &fresh_at,
+        None,
+    )
+    .await;
+    let descriptions: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["description"].as_str().unwrap())
+        .collect();
+    for needle in [
+        "created",
+        "client secret rotated",
+        "deleted",
+        "connection email updated",
+        "user created",
+        "metadata updated",
+        "signing key rotated",
+        "revoked",
+    ] {
+        assert!(
+            descriptions
+                .iter()
+                .any(|d| d.starts_with("Management API: ") && d.contains(needle)),
+            "{needle}: {descriptions:?}"
+        );
+    }
+
+    // Without the scope: 403 in the Management API's shape.
+    let narrow = token(&h, "root", ROOT_SECRET, &[("scope", "read:clients")])
+        .await
+        .body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api(
+        &h,
+        "POST",
+        "/api/v2/clients",
+        &narrow,
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["errorCode"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -141,4 +599,4 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(users_logs_and_scopes);
+both_backends!(users_logs_and_scopes, clients_connections_users_and_keys);

@@ -114,6 +114,31 @@ pub trait Store: Send + Sync + 'static {
     async fn list_clients(&self) -> Result<Vec<Client>>;
     async fn upsert_connection(&self, connection: &Connection, now: UnixTime) -> Result<()>;
     async fn get_connection(&self, name: &str) -> Result<Option<Connection>>;
+    /// Writes the configuration file's version of an application unless the file's version is
+    /// the one last applied (`file_hash`), so that edits made since in the dashboard, the API or
+    /// the CLI survive a restart. Returns whether it wrote.
+    async fn bootstrap_client(
+        &self,
+        client: &Client,
+        file_hash: &str,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// The same for a connection.
+    async fn bootstrap_connection(
+        &self,
+        connection: &Connection,
+        file_hash: &str,
+        now: UnixTime,
+    ) -> Result<bool>;
+    /// Inserts a new application; false when the id is taken.
+    async fn insert_client(&self, client: &Client, now: UnixTime) -> Result<bool>;
+    /// Replaces an existing application's secret and settings; false when it does not exist.
+    async fn update_client(&self, client: &Client, now: UnixTime) -> Result<bool>;
+    /// Deletes an application with its codes, tokens, sessions' grants and tickets.
+    async fn delete_client(&self, client_id: &str) -> Result<bool>;
+    /// Replaces an existing connection's settings; false when it does not exist.
+    async fn update_connection(&self, connection: &Connection, now: UnixTime) -> Result<bool>;
+    async fn list_connections(&self) -> Result<Vec<Connection>>;
 
     // One-time codes.
     /// Stores a code (replacing any earlier one for the same identity and connection) and
@@ -144,6 +169,12 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_user(&self, user_id: &str) -> Result<bool>;
     /// Blocks or unblocks a user; false when there is no such user.
     async fn set_user_blocked(&self, user_id: &str, blocked: bool, now: UnixTime) -> Result<bool>;
+    /// Inserts users as they are (an import, or a user made by an operator), in one
+    /// transaction. `identifier` is the normalised email or phone number. A user whose id, or
+    /// whose connection and identifier, already exist is left alone. Returns the ids inserted.
+    async fn insert_users(&self, users: &[(User, String)]) -> Result<Vec<String>>;
+    /// Replaces a user's `app_metadata` and `user_metadata`; false when the user does not exist.
+    async fn set_user_metadata(&self, user: &User, now: UnixTime) -> Result<bool>;
     /// Records a successful verification: signs an existing user in, or creates the user
     /// from `candidate` when `allow_signup`.
     async fn sign_in(
@@ -200,6 +231,10 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_first_key(&self, key: &StoredKey) -> Result<()>;
     /// Makes `key` current, the current key previous, and retires the previous one.
     async fn rotate_key(&self, key: &StoredKey, now: UnixTime) -> Result<()>;
+    /// Every key ever made, newest first (for operators: includes retired and revoked keys).
+    async fn all_signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Revokes a previous key (never the current one); false when there is no such key.
+    async fn revoke_key(&self, kid: &str) -> Result<bool>;
 
     // The outbox.
     /// Leases up to `limit` due messages to `owner` until `now + lease_secs`.
@@ -247,6 +282,8 @@ pub trait Store: Send + Sync + 'static {
     // Audit events.
     async fn record_event(&self, event: &Event) -> Result<()>;
     async fn list_events(&self, limit: i64) -> Result<Vec<Event>>;
+    /// Events matching `filter`, newest first, with their sequence numbers.
+    async fn find_events(&self, filter: &EventFilter) -> Result<Vec<(i64, Event)>>;
 
     /// Deletes expired codes and tokens; returns how many rows went.
     async fn purge_expired(&self, now: UnixTime) -> Result<u64>;

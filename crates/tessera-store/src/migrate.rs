@@ -27,6 +27,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "blocks",
         sql: include_str!("../migrations/sqlite/0004_blocks.sql"),
     },
+    Migration {
+        version: 5,
+        name: "admin",
+        sql: include_str!("../migrations/sqlite/0005_admin.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -49,6 +54,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "blocks",
         sql: include_str!("../migrations/postgres/0004_blocks.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "admin",
+        sql: include_str!("../migrations/postgres/0005_admin.sql"),
     },
 ];
 

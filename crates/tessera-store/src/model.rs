@@ -175,6 +175,8 @@ pub enum KeyStatus {
     Current,
     Previous,
     Retired,
+    /// Taken out of the JWKS by an operator before its time: tokens it signed stop verifying.
+    Revoked,
 }
 
 impl KeyStatus {
@@ -183,6 +185,7 @@ impl KeyStatus {
             KeyStatus::Current => "current",
             KeyStatus::Previous => "previous",
             KeyStatus::Retired => "retired",
+            KeyStatus::Revoked => "revoked",
         }
     }
 
@@ -191,6 +194,7 @@ impl KeyStatus {
             "current" => Some(KeyStatus::Current),
             "previous" => Some(KeyStatus::Previous),
             "retired" => Some(KeyStatus::Retired),
+            "revoked" => Some(KeyStatus::Revoked),
             _ => None,
         }
     }
@@ -228,4 +232,19 @@ pub struct WindowCount {
     pub count: i64,
     /// When the window ends (Unix seconds): `x-ratelimit-reset`.
     pub resets_at: UnixTime,
+}
+
+/// Which audit events to list, newest first. Empty fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub kind: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    /// Events at or after this time.
+    pub from: Option<UnixTime>,
+    /// Events before this time.
+    pub to: Option<UnixTime>,
+    /// Only events recorded after the one with this sequence number (`tessera logs tail`).
+    pub after_seq: Option<i64>,
+    pub limit: i64,
 }

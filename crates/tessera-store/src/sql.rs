@@ -100,7 +100,16 @@ where
         last_login: r.try_get("last_login")?,
         logins_count: r.try_get("logins_count")?,
         blocked: r.try_get("blocked")?,
+        app_metadata: metadata(r.try_get("app_metadata")?, "app_metadata")?,
+        user_metadata: metadata(r.try_get("user_metadata")?, "user_metadata")?,
     })
+}
+
+fn metadata(
+    text: String,
+    what: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 pub(crate) fn refresh_from_row<R: Row>(r: &R) -> Result<RefreshToken, StoreError>
@@ -310,6 +319,195 @@ macro_rules! sql_store {
                     .fetch_optional(&self.pool)
                     .await?;
                 row.as_ref().map($crate::sql::connection_from_row).transpose()
+            }
+
+            async fn bootstrap_client(
+                &self,
+                c: &tessera_core::client::Client,
+                file_hash: &str,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<bool> {
+                let n = sqlx::query(
+                    "INSERT INTO clients (client_id, secret_hash, settings, created_at, updated_at, file_hash) \
+                     VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (client_id) DO UPDATE SET \
+                     secret_hash = excluded.secret_hash, settings = excluded.settings, \
+                     updated_at = excluded.updated_at, file_hash = excluded.file_hash \
+                     WHERE clients.file_hash IS NULL OR clients.file_hash <> excluded.file_hash",
+                )
+                .bind(&c.client_id)
+                .bind(&c.secret_hash)
+                .bind($crate::sql::to_json(&c.settings)?)
+                .bind(now)
+                .bind(file_hash)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn bootstrap_connection(
+                &self,
+                c: &tessera_core::connection::Connection,
+                file_hash: &str,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<bool> {
+                let n = sqlx::query(
+                    "INSERT INTO connections (name, strategy, settings, created_at, updated_at, file_hash) \
+                     VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (name) DO UPDATE SET \
+                     strategy = excluded.strategy, settings = excluded.settings, \
+                     updated_at = excluded.updated_at, file_hash = excluded.file_hash \
+                     WHERE connections.file_hash IS NULL OR connections.file_hash <> excluded.file_hash",
+                )
+                .bind(&c.name)
+                .bind(c.strategy.as_str())
+                .bind($crate::sql::to_json(&c.settings)?)
+                .bind(now)
+                .bind(file_hash)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n > 0)
+            }
+
+            async fn insert_client(
+                &self,
+                c: &tessera_core::client::Client,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<bool> {
+                let n = sqlx::query(
+                    "INSERT INTO clients (client_id, secret_hash, settings, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $4) ON CONFLICT (client_id) DO NOTHING",
+                )
+                .bind(&c.client_id)
+                .bind(&c.secret_hash)
+                .bind($crate::sql::to_json(&c.settings)?)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn update_client(
+                &self,
+                c: &tessera_core::client::Client,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<bool> {
+                let n = sqlx::query(
+                    "UPDATE clients SET secret_hash = $2, settings = $3, updated_at = $4 WHERE client_id = $1",
+                )
+                .bind(&c.client_id)
+                .bind(&c.secret_hash)
+                .bind($crate::sql::to_json(&c.settings)?)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn delete_client(&self, client_id: &str) -> $crate::Result<bool> {
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                for sql in [
+                    "DELETE FROM challenges WHERE client_id = $1",
+                    "DELETE FROM access_tokens WHERE client_id = $1",
+                    "DELETE FROM refresh_tokens WHERE client_id = $1",
+                    "DELETE FROM auth_codes WHERE client_id = $1",
+                    "DELETE FROM login_tickets WHERE client_id = $1",
+                ] {
+                    sqlx::query(sql).bind(client_id).execute(&mut *tx).await?;
+                }
+                let n = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+                    .bind(client_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                tx.commit().await?;
+                Ok(n == 1)
+            }
+
+            async fn update_connection(
+                &self,
+                c: &tessera_core::connection::Connection,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<bool> {
+                let n = sqlx::query("UPDATE connections SET settings = $2, updated_at = $3 WHERE name = $1")
+                    .bind(&c.name)
+                    .bind($crate::sql::to_json(&c.settings)?)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(n == 1)
+            }
+
+            async fn list_connections(
+                &self,
+            ) -> $crate::Result<Vec<tessera_core::connection::Connection>> {
+                let rows = sqlx::query("SELECT name, strategy, settings FROM connections ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter().map($crate::sql::connection_from_row).collect()
+            }
+
+            async fn insert_users(
+                &self,
+                users: &[(tessera_core::user::User, String)],
+            ) -> $crate::Result<Vec<String>> {
+                use sqlx::Row as _;
+                let mut inserted = Vec::new();
+                let mut tx = self.pool.begin_with($begin_write).await?;
+                for (u, identifier) in users {
+                    let row = sqlx::query(
+                        "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
+                         phone_number, phone_verified, name, nickname, picture, created_at, \
+                         updated_at, last_login, logins_count, blocked, app_metadata, user_metadata) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                         ON CONFLICT DO NOTHING RETURNING user_id",
+                    )
+                    .bind(&u.user_id)
+                    .bind(&u.connection)
+                    .bind(identifier)
+                    .bind(&u.email)
+                    .bind(u.email_verified)
+                    .bind(&u.phone_number)
+                    .bind(u.phone_verified)
+                    .bind(&u.name)
+                    .bind(&u.nickname)
+                    .bind(&u.picture)
+                    .bind(u.created_at)
+                    .bind(u.updated_at)
+                    .bind(u.last_login)
+                    .bind(u.logins_count)
+                    .bind(u.blocked)
+                    .bind($crate::sql::to_json(&u.app_metadata)?)
+                    .bind($crate::sql::to_json(&u.user_metadata)?)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(r) = row {
+                        inserted.push(r.try_get("user_id")?);
+                    }
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+
+            async fn set_user_metadata(
+                &self,
+                u: &tessera_core::user::User,
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<bool> {
+                let n = sqlx::query(
+                    "UPDATE users SET app_metadata = $2, user_metadata = $3, updated_at = $4 WHERE user_id = $1",
+                )
+                .bind(&u.user_id)
+                .bind($crate::sql::to_json(&u.app_metadata)?)
+                .bind($crate::sql::to_json(&u.user_metadata)?)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
             }
 
             async fn issue_challenge(
@@ -856,6 +1054,28 @@ macro_rules! sql_store {
                 rows.iter().map($crate::sql::key_from_row).collect()
             }
 
+            async fn all_signing_keys(&self) -> $crate::Result<Vec<$crate::StoredKey>> {
+                let rows = sqlx::query(
+                    "SELECT kid, alg, private_sealed, public_jwk, status, created_at FROM signing_keys \
+                     ORDER BY CASE status WHEN 'current' THEN 0 WHEN 'previous' THEN 1 ELSE 2 END, \
+                     created_at DESC, kid",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter().map($crate::sql::key_from_row).collect()
+            }
+
+            async fn revoke_key(&self, kid: &str) -> $crate::Result<bool> {
+                let n = sqlx::query(
+                    "UPDATE signing_keys SET status = 'revoked' WHERE kid = $1 AND status IN ('previous', 'retired')",
+                )
+                .bind(kid)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(n == 1)
+            }
+
             async fn insert_first_key(&self, k: &$crate::StoredKey) -> $crate::Result<()> {
                 sqlx::query(
                     "INSERT INTO signing_keys (kid, alg, private_sealed, public_jwk, status, created_at) \
@@ -1085,6 +1305,35 @@ macro_rules! sql_store {
                 rows.iter().map($crate::sql::event_from_row).collect()
             }
 
+            async fn find_events(
+                &self,
+                f: &$crate::EventFilter,
+            ) -> $crate::Result<Vec<(i64, $crate::Event)>> {
+                use sqlx::Row as _;
+                let rows = sqlx::query(
+                    "SELECT seq, id, at, kind, client_id, connection, user_id, ip, user_agent, description \
+                     FROM events WHERE (CAST($1 AS TEXT) IS NULL OR kind = $1) \
+                     AND (CAST($2 AS TEXT) IS NULL OR user_id = $2) \
+                     AND (CAST($3 AS TEXT) IS NULL OR client_id = $3) \
+                     AND (CAST($4 AS BIGINT) IS NULL OR at >= $4) \
+                     AND (CAST($5 AS BIGINT) IS NULL OR at < $5) \
+                     AND (CAST($6 AS BIGINT) IS NULL OR seq > $6) \
+                     ORDER BY seq DESC LIMIT $7",
+                )
+                .bind(&f.kind)
+                .bind(&f.user_id)
+                .bind(&f.client_id)
+                .bind(f.from)
+                .bind(f.to)
+                .bind(f.after_seq)
+                .bind(f.limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("seq")?, $crate::sql::event_from_row(r)?)))
+                    .collect()
+            }
+
             async fn purge_expired(&self, now: tessera_core::UnixTime) -> $crate::Result<u64> {
                 let mut n = 0;
                 // Expired codes are kept an hour so a late attempt still reads "expired".
@@ -1114,7 +1363,8 @@ macro_rules! const_format_user_select {
     ($rest:literal) => {
         concat!(
             "SELECT user_id, connection, email, email_verified, phone_number, phone_verified, name, \
-             nickname, picture, created_at, updated_at, last_login, logins_count, blocked FROM users ",
+             nickname, picture, created_at, updated_at, last_login, logins_count, blocked, app_metadata, \
+             user_metadata FROM users ",
             $rest
         )
     };
@@ -1126,7 +1376,8 @@ macro_rules! const_format_user_update {
         concat!(
             $stmt,
             "user_id, connection, email, email_verified, phone_number, phone_verified, name, \
-             nickname, picture, created_at, updated_at, last_login, logins_count, blocked"
+             nickname, picture, created_at, updated_at, last_login, logins_count, blocked, \
+             app_metadata, user_metadata"
         )
     };
 }

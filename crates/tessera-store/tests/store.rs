@@ -70,6 +70,7 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
             cross_origin_authentication: true,
             legacy_passwordless: false,
             management_scopes: vec![],
+            id_token_lifetime_secs: None,
         },
     };
     s.upsert_client(&c, 1).await.unwrap();

@@ -1,31 +1,29 @@
-//! A first part of the Management API (`/api/v2`), in Auth0's shapes: users (list and search,
-//! get, block or unblock, delete), logs, and applications (read-only). Access takes a token
-//! from the `client_credentials` grant with audience `<issuer>api/v2/` and scopes granted to the
-//! application in its `management_scopes`. Errors use the Management API's shape
-//! `{"statusCode","error","message","errorCode"}`, and every write is an audit event (`sapi`).
+//! The Management API (`/api/v2`), in Auth0's shapes: clients, connections, users, logs and
+//! signing keys, over the domain operations in [`crate::ops`] (which the dashboard and the CLI
+//! share). Access takes a token from the `client_credentials` grant with audience
+//! `<issuer>api/v2/` and scopes granted to the application in its `management_scopes`. Errors
+//! use the Management API's shape `{"statusCode","error","message","errorCode"}`, and every
+//! write is an audit event (`sapi`).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 use tessera_core::clock::rfc3339;
 use tessera_core::rand::hex_id;
 use tessera_core::user::User;
+use tessera_store::EventFilter;
 
 use crate::error::ApiError;
+use crate::ops::{Actor, OpError, Ops, connection_json, key_json, log_json};
 use crate::params::Params;
 use crate::state::{AppState, RequestMeta};
 
 /// The scopes an application can be granted.
-pub const SCOPES: &[&str] = &[
-    "read:users",
-    "update:users",
-    "delete:users",
-    "read:logs",
-    "read:clients",
-];
+pub use crate::ops::SCOPES;
 
 /// The audience of Management API tokens.
 pub fn audience(st: &AppState) -> String {
@@ -56,6 +54,34 @@ impl From<tessera_store::StoreError> for MgmtError {
     }
 }
 
+impl From<OpError> for MgmtError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::NotFound(what, m) => MgmtError::new(
+                StatusCode::NOT_FOUND,
+                match what {
+                    "user" => "inexistent_user",
+                    "client" => "inexistent_client",
+                    "connection" => "inexistent_connection",
+                    _ => "inexistent_key",
+                },
+                m,
+            ),
+            OpError::Invalid(m) => MgmtError::new(StatusCode::BAD_REQUEST, "invalid_body", m),
+            OpError::Conflict(m) => MgmtError::new(StatusCode::CONFLICT, "conflict", m),
+            OpError::Store(e) => MgmtError::from(e),
+            OpError::Internal(m) => {
+                tracing::error!(error = %m, "management operation failed");
+                MgmtError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "Internal error",
+                )
+            }
+        }
+    }
+}
+
 impl IntoResponse for MgmtError {
     fn into_response(self) -> Response {
         let mut r = (
@@ -80,9 +106,21 @@ impl IntoResponse for MgmtError {
 pub struct Caller {
     pub client_id: String,
     scopes: Vec<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
 }
 
 impl Caller {
+    /// The domain operations, acting as this application.
+    fn ops<'a>(&self, st: &'a AppState) -> Ops<'a> {
+        Ops {
+            store: st.store.as_ref(),
+            rng: st.rng.as_ref(),
+            now: st.now(),
+            actor: Actor::api(&self.client_id, self.ip.clone(), self.user_agent.clone()),
+        }
+    }
+
     fn require(&self, scope: &str) -> Result<(), MgmtError> {
         if self.scopes.iter().any(|s| s == scope) {
             Ok(())
@@ -134,8 +172,40 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|s| granted.iter().any(|g| g == s))
             .map(str::to_string)
             .collect();
-        Ok(Caller { client_id, scopes })
+        let Ok(meta) = RequestMeta::from_request_parts(parts, st).await;
+        Ok(Caller {
+            client_id,
+            scopes,
+            ip: meta.ip.map(|i| i.to_string()),
+            user_agent: meta.user_agent,
+        })
     }
+}
+
+/// The Management API's routes.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/api/v2/users", get(list_users).post(create_user))
+        .route("/api/v2/users-by-email", get(list_users))
+        .route(
+            "/api/v2/users/{id}",
+            get(get_user).patch(patch_user).delete(delete_user),
+        )
+        .route("/api/v2/logs", get(logs))
+        .route("/api/v2/clients", get(clients).post(create_client))
+        .route(
+            "/api/v2/clients/{id}",
+            get(get_client).patch(patch_client).delete(delete_client),
+        )
+        .route("/api/v2/clients/{id}/rotate-secret", post(rotate_secret))
+        .route("/api/v2/connections", get(connections))
+        .route(
+            "/api/v2/connections/{id}",
+            get(get_connection).patch(patch_connection),
+        )
+        .route("/api/v2/keys/signing", get(signing_keys))
+        .route("/api/v2/keys/signing/rotate", post(rotate_key))
+        .route("/api/v2/keys/signing/{kid}/revoke", put(revoke_key))
 }
 
 /// A user in the Management API's shape.
@@ -151,6 +221,8 @@ pub fn user_json(u: &User) -> Value {
         "last_login": u.last_login.map(rfc3339),
         "logins_count": u.logins_count,
         "blocked": u.blocked,
+        "app_metadata": u.app_metadata,
+        "user_metadata": u.user_metadata,
         "identities": [{"provider": provider, "user_id": id, "connection": u.connection, "isSocial": false}],
     });
     if let Some(e) = &u.email {
@@ -183,6 +255,31 @@ fn query(q: Option<&str>) -> Result<Params, MgmtError> {
     })
 }
 
+/// A JSON object body, or the Management API's validation error.
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, MgmtError> {
+    let invalid = |m: &str| {
+        MgmtError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            format!("Payload validation error: {m}"),
+        )
+    };
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(invalid("Expected an object")),
+        Err(_) => Err(invalid("Invalid JSON")),
+    }
+}
+
+fn json_response(status: StatusCode, v: Value) -> Response {
+    let mut r = (status, axum::Json(v)).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
 /// `GET /api/v2/users?q=…&per_page=…` (`q` is matched against email and phone number) and
 /// `GET /api/v2/users-by-email?email=…`.
 pub async fn list_users(
@@ -197,19 +294,9 @@ pub async fn list_users(
         .ok()
         .flatten()
         .or(p.str("q").ok().flatten())
-        .unwrap_or_default()
-        .trim()
-        .to_lowercase();
-    let users = st.store.list_users(&search, per_page(&p)).await?;
+        .unwrap_or_default();
+    let users = caller.ops(&st).search_users(search, per_page(&p)).await?;
     Ok(axum::Json(Value::Array(users.iter().map(user_json).collect())).into_response())
-}
-
-fn no_user() -> MgmtError {
-    MgmtError::new(
-        StatusCode::NOT_FOUND,
-        "inexistent_user",
-        "The user does not exist.",
-    )
 }
 
 pub async fn get_user(
@@ -218,72 +305,64 @@ pub async fn get_user(
     Path(id): Path<String>,
 ) -> Result<Response, MgmtError> {
     caller.require("read:users")?;
-    let u = st.store.get_user(&id).await?.ok_or_else(no_user)?;
+    let u = caller.ops(&st).get_user(&id).await?;
     Ok(axum::Json(user_json(&u)).into_response())
 }
 
-/// `PATCH /api/v2/users/{id}` with `{"blocked": true|false}`.
+/// `POST /api/v2/users` with `connection` and `email` or `phone_number`.
+pub async fn create_user(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, MgmtError> {
+    caller.require("create:users")?;
+    let u = caller.ops(&st).create_user(&object(&body)?).await?;
+    Ok(json_response(StatusCode::CREATED, user_json(&u)))
+}
+
+/// `PATCH /api/v2/users/{id}`: `blocked`, `app_metadata`, `user_metadata`.
 pub async fn patch_user(
     State(st): State<AppState>,
-    meta: RequestMeta,
     caller: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, MgmtError> {
     caller.require("update:users")?;
-    let invalid = |m: &str| {
-        MgmtError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            format!("Payload validation error: {m}"),
-        )
-    };
-    let v: Value = serde_json::from_slice(&body).map_err(|_| invalid("Invalid JSON"))?;
-    let obj = v.as_object().ok_or_else(|| invalid("Expected an object"))?;
-    if let Some(k) = obj.keys().find(|k| k.as_str() != "blocked") {
-        return Err(invalid(&format!(
-            "Additional properties not allowed: {k} (only blocked can be changed)"
-        )));
-    }
-    let Some(blocked) = obj.get("blocked").and_then(Value::as_bool) else {
-        return Err(invalid("blocked must be a boolean"));
-    };
-    if !st.store.set_user_blocked(&id, blocked, st.now()).await? {
-        return Err(no_user());
-    }
-    st.event("sapi", &meta, |e| {
-        e.client_id = Some(caller.client_id.clone());
-        e.user_id = Some(id.clone());
-        e.description = format!(
-            "Management API: user {}",
-            if blocked { "blocked" } else { "unblocked" }
-        );
-    })
-    .await;
-    let u = st.store.get_user(&id).await?.ok_or_else(no_user)?;
+    let u = caller.ops(&st).update_user(&id, &object(&body)?).await?;
     Ok(axum::Json(user_json(&u)).into_response())
 }
 
 pub async fn delete_user(
     State(st): State<AppState>,
-    meta: RequestMeta,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, MgmtError> {
     caller.require("delete:users")?;
-    if !st.store.delete_user(&id).await? {
-        return Err(no_user());
-    }
-    st.event("sapi", &meta, |e| {
-        e.client_id = Some(caller.client_id.clone());
-        e.user_id = Some(id.clone());
-        e.description = "Management API: user deleted".into();
-    })
-    .await;
+    caller.ops(&st).delete_user(&id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /api/v2/logs?per_page=…&type=…`, newest first.
+/// A time in a query: RFC 3339 or seconds since the epoch.
+fn query_time(p: &Params, key: &str) -> Result<Option<i64>, MgmtError> {
+    let Some(raw) = p.str(key).ok().flatten() else {
+        return Ok(None);
+    };
+    if let Ok(n) = raw.parse::<i64>() {
+        return Ok(Some(n));
+    }
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map(|t| Some(t.unix_timestamp()))
+        .map_err(|_| {
+            MgmtError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query_string",
+                format!("{key} must be an RFC 3339 time or seconds since the epoch"),
+            )
+        })
+}
+
+/// `GET /api/v2/logs?type=…&user_id=…&client_id=…&from=…&to=…&per_page=…`, newest first
+/// (`from` and `to` are times).
 pub async fn logs(
     State(st): State<AppState>,
     caller: Caller,
@@ -291,28 +370,30 @@ pub async fn logs(
 ) -> Result<Response, MgmtError> {
     caller.require("read:logs")?;
     let p = query(q.as_deref())?;
-    let kind = p.str("type").ok().flatten().map(str::to_string);
-    let limit = per_page(&p);
-    let events = st
-        .store
-        .list_events(if kind.is_some() { limit * 20 } else { limit })
-        .await?;
-    let rows: Vec<Value> = events
-        .iter()
-        .filter(|e| kind.as_ref().is_none_or(|k| &e.kind == k))
-        .take(limit as usize)
-        .map(|e| {
-            json!({"log_id": e.id, "date": rfc3339(e.at), "type": e.kind, "client_id": e.client_id,
-                   "connection": e.connection, "user_id": e.user_id, "ip": e.ip,
-                   "user_agent": e.user_agent, "description": e.description})
-        })
-        .collect();
-    Ok(axum::Json(Value::Array(rows)).into_response())
+    let text = |k: &str| p.str(k).ok().flatten().map(str::to_string);
+    let filter = EventFilter {
+        kind: text("type"),
+        user_id: text("user_id"),
+        client_id: text("client_id"),
+        from: query_time(&p, "from")?,
+        to: query_time(&p, "to")?,
+        after_seq: None,
+        limit: per_page(&p),
+    };
+    let rows = caller.ops(&st).logs(&filter).await?;
+    Ok(axum::Json(Value::Array(
+        rows.iter().map(|(seq, e)| log_json(*seq, e)).collect(),
+    ))
+    .into_response())
 }
 
 /// An application as the Management API and the CLI show it: never its secret.
 pub fn client_json(c: &tessera_core::client::Client) -> Value {
     let s = &c.settings;
+    let mut jwt = json!({"alg": "RS256"});
+    if let Some(l) = s.id_token_lifetime_secs {
+        jwt["lifetime_in_seconds"] = json!(l);
+    }
     json!({
         "client_id": c.client_id, "name": s.name, "app_type": s.app_type.auth0_name(),
         "has_secret": c.is_confidential(),
@@ -323,14 +404,169 @@ pub fn client_json(c: &tessera_core::client::Client) -> Value {
         "cross_origin_authentication": s.cross_origin_authentication,
         "legacy_passwordless": s.legacy_passwordless,
         "trust_forwarded_for": s.trust_forwarded_for,
+        "management_scopes": s.management_scopes,
+        "jwt_configuration": jwt,
     })
+}
+
+/// `client_json` with the secret, shown once after creation or rotation.
+fn with_secret(c: &tessera_core::client::Client, secret: Option<String>) -> Value {
+    let mut v = client_json(c);
+    if let Some(s) = secret {
+        v["client_secret"] = json!(s);
+    }
+    v
 }
 
 /// `GET /api/v2/clients`: the applications, without secrets.
 pub async fn clients(State(st): State<AppState>, caller: Caller) -> Result<Response, MgmtError> {
     caller.require("read:clients")?;
-    let list = st.store.list_clients().await?;
+    let list = caller.ops(&st).list_clients().await?;
     Ok(axum::Json(Value::Array(list.iter().map(client_json).collect())).into_response())
+}
+
+pub async fn get_client(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, MgmtError> {
+    caller.require("read:clients")?;
+    let c = caller.ops(&st).get_client(&id).await?;
+    Ok(axum::Json(client_json(&c)).into_response())
+}
+
+/// `POST /api/v2/clients`: the answer carries the new secret, once.
+pub async fn create_client(
+    State(st): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, MgmtError> {
+    caller.require("create:clients")?;
+    let (c, secret) = caller.ops(&st).create_client(&object(&body)?).await?;
+    Ok(json_response(StatusCode::CREATED, with_secret(&c, secret)))
+}
+
+pub async fn patch_client(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, MgmtError> {
+    caller.require("update:clients")?;
+    let c = caller.ops(&st).update_client(&id, &object(&body)?).await?;
+    Ok(axum::Json(client_json(&c)).into_response())
+}
+
+pub async fn delete_client(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, MgmtError> {
+    caller.require("delete:clients")?;
+    caller.ops(&st).delete_client(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v2/clients/{id}/rotate-secret`: the answer carries the new secret, once.
+pub async fn rotate_secret(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, MgmtError> {
+    caller.require("update:clients")?;
+    let (c, secret) = caller.ops(&st).rotate_secret(&id).await?;
+    Ok(json_response(StatusCode::OK, with_secret(&c, Some(secret))))
+}
+
+/// `con_email` (Auth0 ids) or the name.
+fn connection_name(id: &str) -> &str {
+    id.strip_prefix("con_").unwrap_or(id)
+}
+
+/// `GET /api/v2/connections?strategy=…&name=…`.
+pub async fn connections(
+    State(st): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Result<Response, MgmtError> {
+    caller.require("read:connections")?;
+    let p = query(q.as_deref())?;
+    let strategy = p.str("strategy").ok().flatten();
+    let name = p.str("name").ok().flatten();
+    let list = caller.ops(&st).list_connections().await?;
+    Ok(axum::Json(Value::Array(
+        list.iter()
+            .filter(|(c, _)| strategy.is_none_or(|s| s == c.strategy.as_str()))
+            .filter(|(c, _)| name.is_none_or(|n| n == c.name))
+            .map(|(c, e)| connection_json(c, e))
+            .collect(),
+    ))
+    .into_response())
+}
+
+pub async fn get_connection(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, MgmtError> {
+    caller.require("read:connections")?;
+    let (c, e) = caller.ops(&st).get_connection(connection_name(&id)).await?;
+    Ok(axum::Json(connection_json(&c, &e)).into_response())
+}
+
+/// `PATCH /api/v2/connections/{id}` with `options` and `enabled_clients`.
+pub async fn patch_connection(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, MgmtError> {
+    caller.require("update:connections")?;
+    let (c, e) = caller
+        .ops(&st)
+        .update_connection(connection_name(&id), &object(&body)?)
+        .await?;
+    Ok(axum::Json(connection_json(&c, &e)).into_response())
+}
+
+/// `GET /api/v2/keys/signing`: every key, with its status.
+pub async fn signing_keys(
+    State(st): State<AppState>,
+    caller: Caller,
+) -> Result<Response, MgmtError> {
+    caller.require("read:signing_keys")?;
+    let keys = caller.ops(&st).list_keys().await?;
+    Ok(axum::Json(Value::Array(keys.iter().map(key_json).collect())).into_response())
+}
+
+/// `POST /api/v2/keys/signing/rotate`: `{"kid": <the new current key>}`.
+pub async fn rotate_key(State(st): State<AppState>, caller: Caller) -> Result<Response, MgmtError> {
+    caller.require("create:signing_keys")?;
+    let kid = caller.ops(&st).rotate_key(&st.secret).await?;
+    refresh_keys(&st).await;
+    Ok(json_response(StatusCode::CREATED, json!({"kid": kid})))
+}
+
+/// `PUT /api/v2/keys/signing/{kid}/revoke`.
+pub async fn revoke_key(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(kid): Path<String>,
+) -> Result<Response, MgmtError> {
+    caller.require("update:signing_keys")?;
+    caller.ops(&st).revoke_key(&kid).await?;
+    refresh_keys(&st).await;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({"kid": kid, "revoked": true}),
+    ))
+}
+
+/// This node uses a key change at once; the others on their next periodic refresh.
+async fn refresh_keys(st: &AppState) {
+    if let Err(e) = st.keys.refresh(st.store.as_ref(), &st.secret).await {
+        tracing::warn!(error = %e, "could not refresh signing keys");
+    }
 }
 
 /// The `client_credentials` grant: a Management API token for an application's granted scopes.
