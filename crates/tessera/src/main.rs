@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod import;
 use tessera_server::config::{self, Config};
+use tessera_server::ops::{Actor, Ops, connection_json, key_json, log_json};
 use tessera_server::routes::management::{client_json, user_json};
 use tessera_server::settings::Settings;
 
@@ -47,7 +50,7 @@ enum Cmd {
         #[arg(long)]
         tls: bool,
     },
-    /// Signing keys: list them, or rotate (works on the database; no server needs to run).
+    /// Signing keys: list, rotate, revoke (works on the database; no server needs to run).
     Keys {
         #[command(subcommand)]
         cmd: KeysCmd,
@@ -69,7 +72,8 @@ enum Cmd {
         #[arg(long, global = true)]
         dev: bool,
     },
-    /// Applications as the database has them: list, show (secrets are never shown).
+    /// Applications: list, create, show, update, delete, rotate the secret (works on the
+    /// database; no server needs to run; every change is an audit event).
     Apps {
         #[command(subcommand)]
         cmd: AppsCmd,
@@ -83,10 +87,13 @@ enum Cmd {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
-    /// A passwordless connection's settings (`email` or `sms`) as the database has them.
+    /// Passwordless connections (`email`, `sms`): list, show, update (works on the database).
     Connections {
         #[command(subcommand)]
         cmd: ConnectionsCmd,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
         /// Use the dev-mode defaults (as `tessera dev` does).
         #[arg(long, global = true)]
         dev: bool,
@@ -94,7 +101,7 @@ enum Cmd {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
-    /// Users: list and search, show, block, unblock, delete (works on the database).
+    /// Users: list and search, show, create, block, unblock, delete (works on the database).
     Users {
         #[command(subcommand)]
         cmd: UsersCmd,
@@ -108,22 +115,32 @@ enum Cmd {
         #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
-    /// The audit log, newest first: sign-ins, failures, codes sent, limits hit, token reuse.
+    /// The audit log, newest first: sign-ins, failures, codes sent, limits hit, token reuse,
+    /// administration. `tessera logs tail` follows it.
     Logs {
-        /// How many events to show.
-        #[arg(long, default_value_t = 50)]
-        limit: i64,
-        /// Only events of this type (Auth0's codes: s, f, cls, fcls, limit_wc, limit_mu, ferrt, …).
-        #[arg(long = "type")]
-        kind: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<LogsCmd>,
+        #[command(flatten)]
+        filter: LogFilter,
         /// Print JSON lines instead of a table.
-        #[arg(long)]
+        #[arg(long, global = true)]
         json: bool,
         /// Use the dev-mode defaults (as `tessera dev` does).
-        #[arg(long)]
+        #[arg(long, global = true)]
         dev: bool,
         /// Folder for the SQLite database and the server secret (overrides `data_dir`).
-        #[arg(long)]
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Import from another provider (works on the database; no server needs to run).
+    Import {
+        #[command(subcommand)]
+        cmd: ImportCmd,
+        /// Use the dev-mode defaults (as `tessera dev` does).
+        #[arg(long, global = true)]
+        dev: bool,
+        /// Folder for the SQLite database and the server secret (overrides `data_dir`).
+        #[arg(long, global = true)]
         data_dir: Option<PathBuf>,
     },
     /// Apply pending database migrations, then exit.
@@ -131,6 +148,50 @@ enum Cmd {
         /// Use the dev-mode database location when no database URL is configured.
         #[arg(long)]
         dev: bool,
+    },
+}
+
+/// Which events `tessera logs` shows.
+#[derive(clap::Args, Clone)]
+struct LogFilter {
+    /// How many events to show (the newest).
+    #[arg(long, default_value_t = 50, global = true)]
+    limit: i64,
+    /// Only events of this type (Auth0's codes: s, f, cls, fcls, limit_wc, limit_mu, ferrt, sapi, …).
+    #[arg(long = "type", global = true)]
+    kind: Option<String>,
+    /// Only events about this user.
+    #[arg(long = "user", global = true)]
+    user_id: Option<String>,
+    /// Only events about this application.
+    #[arg(long = "client", global = true)]
+    client_id: Option<String>,
+    /// Only events at or after this time (RFC 3339, or seconds since the epoch).
+    #[arg(long, global = true)]
+    since: Option<String>,
+    /// Only events before this time (RFC 3339, or seconds since the epoch).
+    #[arg(long, global = true)]
+    until: Option<String>,
+}
+
+#[derive(Subcommand, Clone)]
+enum ImportCmd {
+    /// Auth0's exports: users (the export job's JSON lines), clients and passwordless
+    /// connections (Management API JSON). User ids are kept, so `sub` claims stay the same.
+    /// Running it twice changes nothing.
+    Auth0 {
+        /// Auth0's user export (JSON lines, or a JSON array).
+        #[arg(long)]
+        users: Option<PathBuf>,
+        /// `GET /api/v2/clients` output (a JSON array).
+        #[arg(long)]
+        clients: Option<PathBuf>,
+        /// `GET /api/v2/connections` output (a JSON array); only email and sms are imported.
+        #[arg(long)]
+        connections: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -152,14 +213,149 @@ enum TemplatesCmd {
 
 #[derive(Subcommand, Clone)]
 enum AppsCmd {
+    /// Every application.
     List,
+    /// One application (its secret is never shown: it is stored as a digest).
     Show { client_id: String },
+    /// A new application; a regular_web one gets a secret, printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// regular_web (a server-side app with a secret), spa or native.
+        #[arg(long = "type", default_value = "regular_web")]
+        app_type: String,
+        #[command(flatten)]
+        fields: AppFields,
+    },
+    /// Change an application: only the options given change (a list option replaces the list).
+    Update {
+        client_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        fields: AppFields,
+    },
+    /// Delete an application with its codes and tokens.
+    Delete {
+        client_id: String,
+        /// Confirm the deletion.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A new client secret, printed once; the old one stops working at once.
+    RotateSecret { client_id: String },
+}
+
+/// Application fields for `apps create` and `apps update`, in Auth0's names.
+#[derive(clap::Args, Clone, Default)]
+struct AppFields {
+    /// An allowed callback URL (repeat for several; exact match).
+    #[arg(long = "callback")]
+    callbacks: Vec<String>,
+    /// An allowed web origin, scheme://host[:port] (repeat for several).
+    #[arg(long = "web-origin")]
+    web_origins: Vec<String>,
+    /// An allowed logout URL (repeat for several).
+    #[arg(long = "logout-url")]
+    logout_urls: Vec<String>,
+    /// A grant type, e.g. authorization_code, refresh_token,
+    /// http://auth0.com/oauth/grant-type/passwordless/otp (repeat for several).
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// A connection the application may use: email, sms (repeat for several).
+    #[arg(long = "connection")]
+    connections: Vec<String>,
+    /// Allow embedded login (/co/authenticate, Lock and auth0-js).
+    #[arg(long)]
+    cross_origin_authentication: Option<bool>,
+    /// Let this confidential application's pages call /passwordless/start from the browser.
+    #[arg(long)]
+    allow_browser_start: Option<bool>,
+    /// id_token lifetime in seconds (Auth0's jwt_configuration.lifetime_in_seconds).
+    #[arg(long)]
+    id_token_lifetime: Option<i64>,
+    /// Any other Auth0 client fields, as a JSON object (applied after the options above).
+    #[arg(long = "json-fields")]
+    json_fields: Option<String>,
+}
+
+impl AppFields {
+    fn to_map(&self) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        use serde_json::json;
+        let mut m = serde_json::Map::new();
+        for (k, v) in [
+            ("callbacks", &self.callbacks),
+            ("web_origins", &self.web_origins),
+            ("allowed_logout_urls", &self.logout_urls),
+            ("grant_types", &self.grants),
+            ("connections", &self.connections),
+        ] {
+            if !v.is_empty() {
+                m.insert(k.into(), json!(v));
+            }
+        }
+        if let Some(b) = self.cross_origin_authentication {
+            m.insert("cross_origin_authentication".into(), json!(b));
+        }
+        if let Some(b) = self.allow_browser_start {
+            m.insert("allow_browser_start".into(), json!(b));
+        }
+        if let Some(l) = self.id_token_lifetime {
+            m.insert(
+                "jwt_configuration".into(),
+                json!({ "lifetime_in_seconds": l }),
+            );
+        }
+        if let Some(text) = &self.json_fields {
+            match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(extra)) => m.extend(extra),
+                _ => anyhow::bail!("--json-fields must be a JSON object"),
+            }
+        }
+        Ok(m)
+    }
 }
 
 #[derive(Subcommand, Clone)]
 enum ConnectionsCmd {
-    /// Prints the connection's settings as JSON.
+    /// Every connection, with the applications that use it.
+    List,
+    /// A connection's settings (`email` or `sms`).
     Show { name: String },
+    /// Change a connection: only the options given change.
+    Update {
+        name: String,
+        /// Digits per code (4 to 10).
+        #[arg(long)]
+        code_length: Option<i64>,
+        /// Seconds a code stays valid.
+        #[arg(long)]
+        code_lifetime: Option<i64>,
+        /// Wrong attempts allowed per code.
+        #[arg(long)]
+        max_attempts: Option<i64>,
+        /// Refuse codes to unknown identities.
+        #[arg(long)]
+        disable_signup: Option<bool>,
+        /// Magic-link confirmation page: auto, always or never.
+        #[arg(long)]
+        link_confirmation: Option<String>,
+        /// The email's From header (Liquid).
+        #[arg(long)]
+        email_from: Option<String>,
+        /// The email's Subject (Liquid).
+        #[arg(long)]
+        email_subject: Option<String>,
+        /// A file holding the email's HTML body (Liquid).
+        #[arg(long)]
+        email_body_file: Option<PathBuf>,
+        /// Go back to the built-in, translated email.
+        #[arg(long, conflicts_with_all = ["email_from", "email_subject", "email_body_file"])]
+        builtin_email: bool,
+        /// The applications allowed to use the connection (repeat; replaces the list).
+        #[arg(long = "enable-for")]
+        enabled_clients: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Clone)]
@@ -173,6 +369,16 @@ enum UsersCmd {
     /// One user's profile.
     Show {
         user_id: String,
+    },
+    /// Make a user (an email or sms user, before their first sign-in).
+    Create {
+        /// email or sms.
+        #[arg(long, default_value = "email")]
+        connection: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone_number: Option<String>,
     },
     /// Block a user: no more codes, sign-ins or token refreshes.
     Block {
@@ -190,12 +396,25 @@ enum UsersCmd {
     },
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum KeysCmd {
-    /// The published keys (the current one signs; the previous one still verifies).
+    /// Every key (the current one signs; the previous one still verifies; retired and revoked
+    /// ones are no longer published).
     List,
     /// Make a new current key; the current one becomes the previous, the previous one retires.
     Rotate,
+    /// Take a previous key out of the JWKS now: tokens it signed stop verifying.
+    Revoke { kid: String },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum LogsCmd {
+    /// Follow the log: print new events as they are recorded, until interrupted.
+    Tail {
+        /// Seconds between two reads of the database.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -238,9 +457,14 @@ fn main() -> ExitCode {
             override_paths(&mut cfg, None, data_dir);
             (dev, Action::Apps(cmd, json))
         }
-        Cmd::Connections { cmd, dev, data_dir } => {
+        Cmd::Connections {
+            cmd,
+            json,
+            dev,
+            data_dir,
+        } => {
             override_paths(&mut cfg, None, data_dir);
-            (dev, Action::Connections(cmd))
+            (dev, Action::Connections(cmd, json))
         }
         Cmd::Users {
             cmd,
@@ -252,16 +476,38 @@ fn main() -> ExitCode {
             (dev, Action::Users(cmd, json))
         }
         Cmd::Logs {
-            limit,
-            kind,
+            cmd,
+            filter,
             json,
             dev,
             data_dir,
         } => {
             override_paths(&mut cfg, None, data_dir);
-            (dev, Action::Logs { limit, kind, json })
+            (dev, Action::Logs { cmd, filter, json })
         }
         Cmd::Templates { cmd, dev } => (dev, Action::Templates(cmd)),
+        Cmd::Import {
+            cmd:
+                ImportCmd::Auth0 {
+                    users,
+                    clients,
+                    connections,
+                    json,
+                },
+            dev,
+            data_dir,
+        } => {
+            override_paths(&mut cfg, None, data_dir);
+            (
+                dev,
+                Action::Import(import::ImportArgs {
+                    users,
+                    clients,
+                    connections,
+                    json,
+                }),
+            )
+        }
         Cmd::Keys {
             cmd,
             dev,
@@ -287,17 +533,18 @@ fn main() -> ExitCode {
                 Action::Keys(cmd, json) => runtime.block_on(keys(settings, cmd, json)),
                 Action::Users(cmd, json) => runtime.block_on(users(settings, cmd, json)),
                 Action::Apps(cmd, json) => runtime.block_on(apps(settings, cmd, json)),
-                Action::Connections(ConnectionsCmd::Show { name }) => {
-                    runtime.block_on(connection_show(settings, &name))
+                Action::Import(args) => runtime.block_on(import::auth0(settings, args)),
+                Action::Connections(cmd, json) => {
+                    runtime.block_on(connections(settings, cmd, json))
                 }
-                Action::Logs { limit, kind, json } => {
-                    runtime.block_on(logs(settings, limit, kind, json))
+                Action::Logs { cmd, filter, json } => {
+                    runtime.block_on(logs(settings, cmd, filter, json))
                 }
                 Action::Templates(TemplatesCmd::Preview {
                     connection,
                     send,
                     lang,
-                }) => preview(&settings, &connection, &send, lang.as_deref()),
+                }) => runtime.block_on(preview(&settings, &connection, &send, lang.as_deref())),
                 _ => runtime.block_on(tessera_server::serve(settings)),
             },
             Err(e) => return fail(&e),
@@ -315,23 +562,95 @@ enum Action {
     Keys(KeysCmd, bool),
     Templates(TemplatesCmd),
     Logs {
-        limit: i64,
-        kind: Option<String>,
+        cmd: Option<LogsCmd>,
+        filter: LogFilter,
         json: bool,
     },
     Users(UsersCmd, bool),
     Apps(AppsCmd, bool),
-    Connections(ConnectionsCmd),
+    Connections(ConnectionsCmd, bool),
+    Import(import::ImportArgs),
 }
 
-/// `tessera apps list|show`: what the database holds (the configuration file's applications
-/// are written there at every start). Secrets are stored as digests and never shown.
+/// The domain operations the Management API and the dashboard use, on the database directly,
+/// acting as the CLI (every change is an audit event).
+struct CliOps {
+    store: std::sync::Arc<dyn tessera_store::Store>,
+    secret: tessera_core::crypto::ServerSecret,
+}
+
+impl CliOps {
+    async fn open(settings: &Settings) -> anyhow::Result<CliOps> {
+        use tessera_core::rand::SystemRandom;
+        let (store, secret) = tessera_server::app::open_store(settings, &SystemRandom).await?;
+        Ok(CliOps { store, secret })
+    }
+
+    fn ops(&self) -> Ops<'_> {
+        use tessera_core::clock::{Clock, SystemClock};
+        Ops {
+            store: self.store.as_ref(),
+            rng: &tessera_core::rand::SystemRandom,
+            now: SystemClock.now(),
+            actor: Actor::cli(),
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Prints `key: value` lines for a JSON object (nested objects flattened with dots).
+fn print_fields(v: &serde_json::Value) {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, x, out);
+                }
+            }
+            serde_json::Value::Array(a) => out.push((
+                prefix.to_string(),
+                a.iter()
+                    .map(|x| x.as_str().map(str::to_string).unwrap_or(x.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+            serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+            serde_json::Value::Null => out.push((prefix.to_string(), "-".into())),
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let mut rows = Vec::new();
+    walk("", v, &mut rows);
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, x) in rows {
+        // Multi-line values (an email body) are indented under their key.
+        let x = x.replace('\n', &format!("\n{:width$}  ", ""));
+        println!("{k:<width$}  {x}");
+    }
+}
+
+fn print_secret_once(client_id: &str, secret: &str) {
+    println!();
+    println!("client_secret for {client_id} (shown once; store it now): {secret}");
+}
+
+/// `tessera apps …`: the same operations as the Management API and the dashboard.
 async fn apps(settings: Settings, cmd: AppsCmd, json: bool) -> anyhow::Result<()> {
-    use tessera_core::rand::SystemRandom;
-    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
+    use serde_json::json;
+    let db = CliOps::open(&settings).await?;
+    let ops = db.ops();
     match cmd {
         AppsCmd::List => {
-            let list = store.list_clients().await?;
+            let list = ops.list_clients().await?;
             if json {
                 let rows: Vec<_> = list.iter().map(client_json).collect();
                 println!("{}", serde_json::Value::Array(rows));
@@ -352,79 +671,203 @@ async fn apps(settings: Settings, cmd: AppsCmd, json: bool) -> anyhow::Result<()
             }
         }
         AppsCmd::Show { client_id } => {
-            let c = store
-                .get_client(&client_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no application {client_id}"))?;
-            println!("{}", serde_json::to_string_pretty(&client_json(&c))?);
+            let c = ops.get_client(&client_id).await?;
+            if json {
+                print_json(&client_json(&c))?;
+            } else {
+                print_fields(&client_json(&c));
+            }
+        }
+        AppsCmd::Create {
+            name,
+            app_type,
+            fields,
+        } => {
+            let mut body = fields.to_map()?;
+            body.insert("name".into(), json!(name));
+            body.insert("app_type".into(), json!(app_type));
+            let (c, secret) = ops.create_client(&body).await?;
+            if json {
+                let mut v = client_json(&c);
+                if let Some(s) = &secret {
+                    v["client_secret"] = json!(s);
+                }
+                print_json(&v)?;
+            } else {
+                println!("created: {}", c.client_id);
+                print_fields(&client_json(&c));
+                if let Some(s) = &secret {
+                    print_secret_once(&c.client_id, s);
+                }
+            }
+        }
+        AppsCmd::Update {
+            client_id,
+            name,
+            fields,
+        } => {
+            let mut body = fields.to_map()?;
+            if let Some(n) = name {
+                body.insert("name".into(), json!(n));
+            }
+            anyhow::ensure!(!body.is_empty(), "nothing to change: give an option");
+            let c = ops.update_client(&client_id, &body).await?;
+            if json {
+                print_json(&client_json(&c))?;
+            } else {
+                println!("updated: {client_id}");
+                print_fields(&client_json(&c));
+            }
+        }
+        AppsCmd::Delete { client_id, yes } => {
+            anyhow::ensure!(
+                yes,
+                "deleting {client_id} cannot be undone (its tokens stop working): add --yes"
+            );
+            ops.delete_client(&client_id).await?;
+            if !json {
+                println!("deleted: {client_id}");
+            }
+        }
+        AppsCmd::RotateSecret { client_id } => {
+            let (c, secret) = ops.rotate_secret(&client_id).await?;
+            if json {
+                print_json(&json!({"client_id": c.client_id, "client_secret": secret}))?;
+            } else {
+                println!("rotated: the old secret of {client_id} no longer works");
+                print_secret_once(&client_id, &secret);
+            }
         }
     }
     Ok(())
 }
 
-async fn connection_show(settings: Settings, name: &str) -> anyhow::Result<()> {
-    use tessera_core::rand::SystemRandom;
-    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
-    let c = store
-        .get_connection(name)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no connection {name}"))?;
-    let mut v = serde_json::to_value(&c.settings)?;
-    v["name"] = serde_json::json!(c.name);
-    v["strategy"] = serde_json::json!(c.strategy.as_str());
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(())
-}
-
-fn cli_event(user_id: &str, description: &str, now: i64) -> tessera_store::Event {
-    tessera_store::Event {
-        id: tessera_core::rand::hex_id(&tessera_core::rand::SystemRandom),
-        at: now,
-        kind: "sapi".into(),
-        client_id: None,
-        connection: None,
-        user_id: Some(user_id.to_string()),
-        ip: None,
-        user_agent: None,
-        description: description.into(),
-    }
-}
-
-async fn set_blocked(
-    store: &dyn tessera_store::Store,
-    user_id: &str,
-    blocked: bool,
-    json: bool,
-    now: i64,
-) -> anyhow::Result<()> {
-    if !store.set_user_blocked(user_id, blocked, now).await? {
-        anyhow::bail!("no user {user_id}");
-    }
-    let what = if blocked {
-        "User blocked (CLI)"
-    } else {
-        "User unblocked (CLI)"
+/// `tessera connections …`.
+async fn connections(settings: Settings, cmd: ConnectionsCmd, json: bool) -> anyhow::Result<()> {
+    use serde_json::json;
+    let db = CliOps::open(&settings).await?;
+    let ops = db.ops();
+    let show = |c: &tessera_core::connection::Connection, enabled: &[String]| {
+        let v = connection_json(c, enabled);
+        if json {
+            print_json(&v)
+        } else {
+            Ok(print_fields(&v))
+        }
     };
-    store.record_event(&cli_event(user_id, what, now)).await?;
-    if !json {
-        println!(
-            "{}: {user_id}",
-            if blocked { "blocked" } else { "unblocked" }
-        );
+    match cmd {
+        ConnectionsCmd::List => {
+            let list = ops.list_connections().await?;
+            if json {
+                let rows: Vec<_> = list.iter().map(|(c, e)| connection_json(c, e)).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<12} {:<9} {:<8} APPLICATIONS",
+                    "NAME", "STRATEGY", "TEMPLATE"
+                );
+                for (c, e) in &list {
+                    println!(
+                        "{:<12} {:<9} {:<8} {}",
+                        c.name,
+                        c.strategy.as_str(),
+                        if c.settings.email_template.is_some() {
+                            "custom"
+                        } else {
+                            "built-in"
+                        },
+                        e.join(",")
+                    );
+                }
+            }
+        }
+        ConnectionsCmd::Show { name } => {
+            let (c, e) = ops.get_connection(&name).await?;
+            show(&c, &e)?;
+        }
+        ConnectionsCmd::Update {
+            name,
+            code_length,
+            code_lifetime,
+            max_attempts,
+            disable_signup,
+            link_confirmation,
+            email_from,
+            email_subject,
+            email_body_file,
+            builtin_email,
+            enabled_clients,
+        } => {
+            let mut options = serde_json::Map::new();
+            let mut totp = serde_json::Map::new();
+            if let Some(n) = code_length {
+                totp.insert("length".into(), json!(n));
+            }
+            if let Some(n) = code_lifetime {
+                totp.insert("time_step".into(), json!(n));
+            }
+            if !totp.is_empty() {
+                options.insert("totp".into(), serde_json::Value::Object(totp));
+            }
+            if let Some(n) = max_attempts {
+                options.insert("max_attempts".into(), json!(n));
+            }
+            if let Some(b) = disable_signup {
+                options.insert("disable_signup".into(), json!(b));
+            }
+            if let Some(m) = link_confirmation {
+                options.insert("magic_link_confirmation".into(), json!(m));
+            }
+            if builtin_email {
+                options.insert("email".into(), serde_json::Value::Null);
+            } else if email_from.is_some() || email_subject.is_some() || email_body_file.is_some() {
+                let mut e = serde_json::Map::new();
+                if let Some(f) = email_from {
+                    e.insert("from".into(), json!(f));
+                }
+                if let Some(t) = email_subject {
+                    e.insert("subject".into(), json!(t));
+                }
+                if let Some(p) = email_body_file {
+                    let body = std::fs::read_to_string(&p)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+                    e.insert("body".into(), json!(body));
+                }
+                options.insert("email".into(), serde_json::Value::Object(e));
+            }
+            let mut patch = serde_json::Map::new();
+            if !options.is_empty() {
+                patch.insert("options".into(), serde_json::Value::Object(options));
+            }
+            if !enabled_clients.is_empty() {
+                patch.insert("enabled_clients".into(), json!(enabled_clients));
+            }
+            anyhow::ensure!(!patch.is_empty(), "nothing to change: give an option");
+            let (c, e) = ops.update_connection(&name, &patch).await?;
+            if !json {
+                println!("updated: {name}");
+            }
+            show(&c, &e)?;
+        }
     }
     Ok(())
 }
 
-/// `tessera users …`: works on the database; every change is an audit event.
+/// `tessera users …`: the same operations as the Management API and the dashboard.
 async fn users(settings: Settings, cmd: UsersCmd, json: bool) -> anyhow::Result<()> {
-    use tessera_core::clock::{Clock, SystemClock};
-    use tessera_core::rand::SystemRandom;
-    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
-    let now = SystemClock.now();
+    use serde_json::json;
+    let db = CliOps::open(&settings).await?;
+    let ops = db.ops();
+    let block = |b: bool| {
+        let mut m = serde_json::Map::new();
+        m.insert("blocked".into(), json!(b));
+        m
+    };
     match cmd {
         UsersCmd::List { search, limit } => {
-            let q = search.unwrap_or_default().trim().to_lowercase();
-            let list = store.list_users(&q, limit.clamp(1, 10_000)).await?;
+            let list = ops
+                .search_users(&search.unwrap_or_default(), limit.clamp(1, 10_000))
+                .await?;
             if json {
                 let rows: Vec<_> = list.iter().map(user_json).collect();
                 println!("{}", serde_json::Value::Array(rows));
@@ -451,28 +894,48 @@ async fn users(settings: Settings, cmd: UsersCmd, json: bool) -> anyhow::Result<
             }
         }
         UsersCmd::Show { user_id } => {
-            let u = store
-                .get_user(&user_id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no user {user_id}"))?;
-            println!("{}", serde_json::to_string_pretty(&user_json(&u))?);
+            let u = ops.get_user(&user_id).await?;
+            if json {
+                print_json(&user_json(&u))?;
+            } else {
+                print_fields(&user_json(&u));
+            }
+        }
+        UsersCmd::Create {
+            connection,
+            email,
+            phone_number,
+        } => {
+            let mut body = serde_json::Map::new();
+            body.insert("connection".into(), json!(connection));
+            if let Some(e) = email {
+                body.insert("email".into(), json!(e));
+            }
+            if let Some(p) = phone_number {
+                body.insert("phone_number".into(), json!(p));
+            }
+            let u = ops.create_user(&body).await?;
+            if json {
+                print_json(&user_json(&u))?;
+            } else {
+                println!("created: {}", u.user_id);
+            }
         }
         UsersCmd::Block { user_id } => {
-            set_blocked(store.as_ref(), &user_id, true, json, now).await?
+            ops.update_user(&user_id, &block(true)).await?;
+            if !json {
+                println!("blocked: {user_id}");
+            }
         }
         UsersCmd::Unblock { user_id } => {
-            set_blocked(store.as_ref(), &user_id, false, json, now).await?
+            ops.update_user(&user_id, &block(false)).await?;
+            if !json {
+                println!("unblocked: {user_id}");
+            }
         }
         UsersCmd::Delete { user_id, yes } => {
-            if !yes {
-                anyhow::bail!("deleting {user_id} cannot be undone: add --yes");
-            }
-            if !store.delete_user(&user_id).await? {
-                anyhow::bail!("no user {user_id}");
-            }
-            store
-                .record_event(&cli_event(&user_id, "User deleted (CLI)", now))
-                .await?;
+            anyhow::ensure!(yes, "deleting {user_id} cannot be undone: add --yes");
+            ops.delete_user(&user_id).await?;
             if !json {
                 println!("deleted: {user_id}");
             }
@@ -481,55 +944,97 @@ async fn users(settings: Settings, cmd: UsersCmd, json: bool) -> anyhow::Result<
     Ok(())
 }
 
-/// Prints the audit log (codes, tokens and secrets are never in it).
+/// A time given on the command line: RFC 3339, or seconds since the epoch.
+fn cli_time(raw: &str) -> anyhow::Result<i64> {
+    if let Ok(n) = raw.parse::<i64>() {
+        return Ok(n);
+    }
+    time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|_| anyhow::anyhow!("{raw:?} is not an RFC 3339 time or seconds since the epoch"))
+}
+
+/// Prints the audit log (codes, tokens and secrets are never in it); `tail` follows it.
 async fn logs(
     settings: Settings,
-    limit: i64,
-    kind: Option<String>,
+    cmd: Option<LogsCmd>,
+    f: LogFilter,
     json: bool,
 ) -> anyhow::Result<()> {
-    use tessera_core::rand::SystemRandom;
-    let (store, _) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
-    // Filtering happens here, so ask for more than shown when a type is given.
-    let fetch = if kind.is_some() {
-        limit.saturating_mul(20)
-    } else {
-        limit
+    let db = CliOps::open(&settings).await?;
+    let mut filter = tessera_store::EventFilter {
+        kind: f.kind,
+        user_id: f.user_id,
+        client_id: f.client_id,
+        from: f.since.as_deref().map(cli_time).transpose()?,
+        to: f.until.as_deref().map(cli_time).transpose()?,
+        after_seq: None,
+        limit: f.limit.clamp(1, 100_000),
     };
-    let events: Vec<_> = store
-        .list_events(fetch.clamp(1, 100_000))
-        .await?
-        .into_iter()
-        .filter(|e| kind.as_ref().is_none_or(|k| &e.kind == k))
-        .take(limit.max(0) as usize)
-        .collect();
     let clean = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
-    for e in &events {
-        if json {
-            println!(
-                "{}",
-                serde_json::json!({"id": e.id, "date": tessera_core::clock::rfc3339(e.at), "type": e.kind,
-                    "client_id": e.client_id, "connection": e.connection, "user_id": e.user_id,
-                    "ip": e.ip, "user_agent": e.user_agent, "description": e.description})
-            );
-        } else {
-            println!(
-                "{} {:<9} {:<16} {:<10} {:<34} {:<15} {}",
-                tessera_core::clock::rfc3339(e.at),
-                e.kind,
-                clean(&e.client_id),
-                clean(&e.connection),
-                clean(&e.user_id),
-                clean(&e.ip),
-                e.description
-            );
+    let print = |rows: &[(i64, tessera_store::Event)]| {
+        // Oldest first when following, so the newest line is the last one.
+        for (seq, e) in rows {
+            if json {
+                println!("{}", log_json(*seq, e));
+            } else {
+                println!(
+                    "{} {:<9} {:<16} {:<10} {:<34} {:<15} {}",
+                    tessera_core::clock::rfc3339(e.at),
+                    e.kind,
+                    clean(&e.client_id),
+                    clean(&e.connection),
+                    clean(&e.user_id),
+                    clean(&e.ip),
+                    e.description
+                );
+            }
+        }
+    };
+    let rows = db.ops().logs(&filter).await?;
+    match cmd {
+        None => print(&rows),
+        Some(LogsCmd::Tail { interval }) => {
+            use std::io::Write;
+            let mut rows = rows;
+            rows.reverse();
+            print(&rows);
+            let pause = std::time::Duration::from_secs_f64(interval.clamp(0.1, 60.0));
+            // Without earlier events, start from the newest one recorded so far.
+            let mut last = match rows.last() {
+                Some((seq, _)) => *seq,
+                None => {
+                    let newest = tessera_store::EventFilter {
+                        limit: 1,
+                        ..Default::default()
+                    };
+                    db.ops().logs(&newest).await?.first().map_or(0, |r| r.0)
+                }
+            };
+            filter.limit = 1_000;
+            loop {
+                std::io::stdout().flush()?;
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+                filter.after_seq = Some(last);
+                let mut new = db.ops().logs(&filter).await?;
+                new.reverse();
+                if let Some((seq, _)) = new.last() {
+                    last = *seq;
+                }
+                print(&new);
+            }
         }
     }
     Ok(())
 }
 
-/// The same rendering `/passwordless/start` uses, with sample values.
-fn preview(
+/// The same rendering `/passwordless/start` uses, with sample values, of the connection as
+/// the database has it (edited in the dashboard, the API or the CLI), or as the file has it
+/// before the first start.
+async fn preview(
     settings: &Settings,
     connection: &str,
     send: &str,
@@ -544,12 +1049,17 @@ fn preview(
         matches!(send, "code" | "link" | "link_ios" | "link_android"),
         "--send must be code or link, not {send:?}"
     );
+    let db = CliOps::open(settings).await?;
+    let conn = match db.store.get_connection("email").await? {
+        Some(c) => c.settings,
+        None => settings.email_connection.clone(),
+    };
     let vars = templates::EmailVars {
         tenant: settings.tenant.clone(),
-        lifetime_minutes: (settings.email_connection.code_lifetime_secs + 59) / 60,
+        lifetime_minutes: (conn.code_lifetime_secs + 59) / 60,
         ..templates::sample_vars(send, lang)
     };
-    let template = settings.email_connection.email_template.as_ref();
+    let template = conn.email_template.as_ref();
     let m = templates::render(template, &vars, &settings.email_from, "preview@tessera")?;
     let source = match template {
         Some(_) => "the configured template".to_string(),
@@ -567,26 +1077,28 @@ fn preview(
 }
 
 async fn keys(settings: Settings, cmd: KeysCmd, json: bool) -> anyhow::Result<()> {
-    use tessera_core::clock::{Clock, SystemClock};
-    use tessera_core::rand::SystemRandom;
-    let (store, secret) = tessera_server::app::open_store(&settings, &SystemRandom).await?;
-    if let KeysCmd::Rotate = cmd {
-        let now = SystemClock.now();
-        let ring = tessera_server::keys::KeyRing::load(store.as_ref(), &secret, &SystemRandom, now)
-            .await?;
-        let kid = ring
-            .rotate(store.as_ref(), &secret, &SystemRandom, now)
-            .await?;
-        if !json {
-            println!("rotated: the new current key is {kid}");
+    let db = CliOps::open(&settings).await?;
+    let ops = db.ops();
+    // A fresh database gets its first key as a server's first start would make it.
+    tessera_server::keys::KeyRing::load(db.store.as_ref(), &db.secret, ops.rng, ops.now).await?;
+    match cmd {
+        KeysCmd::List => {}
+        KeysCmd::Rotate => {
+            let kid = ops.rotate_key(&db.secret).await?;
+            if !json {
+                println!("rotated: the new current key is {kid} (servers use it within a minute)");
+            }
+        }
+        KeysCmd::Revoke { kid } => {
+            ops.revoke_key(&kid).await?;
+            if !json {
+                println!("revoked: {kid} (servers stop accepting its tokens within a minute)");
+            }
         }
     }
-    let keys = store.signing_keys().await?;
+    let keys = ops.list_keys().await?;
     if json {
-        let rows: Vec<_> = keys
-            .iter()
-            .map(|k| serde_json::json!({"kid": k.kid, "alg": k.alg, "status": k.status.as_str(), "created_at": tessera_core::clock::rfc3339(k.created_at)}))
-            .collect();
+        let rows: Vec<_> = keys.iter().map(key_json).collect();
         println!("{}", serde_json::Value::Array(rows));
     } else {
         println!("{:<24} {:<6} {:<9} CREATED", "KID", "ALG", "STATUS");

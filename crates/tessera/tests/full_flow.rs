@@ -247,7 +247,7 @@ async fn email_code_sign_in_over_real_smtp() {
     let user_id = claims["sub"].as_str().unwrap();
     assert_eq!(list[0]["user_id"], user_id);
     assert!(cli(&["users", "block", user_id]).0);
-    let (_, shown, _) = cli(&["users", "show", user_id]);
+    let (_, shown, _) = cli(&["users", "show", user_id, "--json"]);
     assert_eq!(
         serde_json::from_str::<Value>(&shown).unwrap()["blocked"],
         true
@@ -269,11 +269,12 @@ async fn email_code_sign_in_over_real_smtp() {
     let (ok, shown, _) = cli(&["apps", "show", "acme-web"]);
     assert!(ok && shown.contains("https://acme.test/callback") && !shown.contains(SECRET));
     assert!(!cli(&["apps", "show", "nope"]).0);
-    let (ok, conn, _) = cli(&["connections", "show", "email"]);
+    let (ok, conn, _) = cli(&["connections", "show", "email", "--json"]);
     assert!(ok);
     let conn: Value = serde_json::from_str(&conn).unwrap();
     assert_eq!(conn["strategy"], "email");
-    assert_eq!(conn["code_length"], 6);
+    assert_eq!(conn["options"]["totp"]["length"], 6);
+    assert_eq!(conn["enabled_clients"], json!(["acme-web"]));
 }
 
 #[test]
