@@ -34,6 +34,9 @@ pub struct ConnectionSettings {
     pub email_template: Option<EmailTemplate>,
     /// When a magic link asks for a click before it is used (against link scanners).
     pub magic_link_confirmation: LinkConfirmation,
+    /// The operator's SMS text (the `sms` connection); `None` uses the built-in, translated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms_template: Option<SmsTemplate>,
 }
 
 /// When a magic link shows a one-click confirmation page instead of signing in on `GET`.
@@ -68,6 +71,16 @@ fn liquid_syntax() -> String {
     "liquid".into()
 }
 
+/// An operator's SMS text, in Auth0's two syntaxes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsTemplate {
+    /// `liquid` (`{{ code }}`, `{{ application.name }}`, …) or `md_with_macros` (`@@password@@`).
+    #[serde(default = "liquid_syntax")]
+    pub syntax: String,
+    pub body: String,
+}
+
 impl Default for ConnectionSettings {
     fn default() -> Self {
         ConnectionSettings {
@@ -77,6 +90,7 @@ impl Default for ConnectionSettings {
             disable_signup: false,
             email_template: None,
             magic_link_confirmation: LinkConfirmation::Auto,
+            sms_template: None,
         }
     }
 }

@@ -651,19 +651,7 @@ mod tests {
     }
 }
 
-/// An operator's SMS template, in Auth0's two syntaxes.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SmsTemplate {
-    /// `liquid` (`{{ code }}`, `{{ application.name }}`, …) or `md_with_macros` (`@@password@@`).
-    #[serde(default = "liquid_syntax")]
-    pub syntax: String,
-    pub body: String,
-}
-
-fn liquid_syntax() -> String {
-    "liquid".into()
-}
+pub use tessera_core::connection::SmsTemplate;
 
 /// What an SMS template may use.
 #[derive(Debug, Clone)]

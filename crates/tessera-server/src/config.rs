@@ -65,6 +65,18 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The dashboard at `/admin`: who may sign in to it (with Tessera itself, by email).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The administrators' email addresses. None: the dashboard is off (dev mode: one dev
+    /// administrator, `admin@example.com`).
+    #[serde(default)]
+    pub emails: Vec<String>,
 }
 
 /// Prometheus metrics on a listener of their own (never on the public one).
@@ -391,7 +403,6 @@ pub struct GatewayConfig {
 /// What the request path needs of the `sms` connection (no credentials).
 #[derive(Debug, Clone)]
 pub struct SmsOptions {
-    pub template: Option<tessera_delivery::templates::SmsTemplate>,
     pub autofill_line: bool,
     pub allowed_countries: Vec<u16>,
     pub per_number_per_hour: i64,
@@ -499,6 +510,9 @@ pub struct AppConfig {
     /// `client_credentials` grant.
     #[serde(default)]
     pub management_scopes: Vec<String>,
+    /// This application's id_token lifetime in seconds (60 to 2,592,000); default
+    /// `tokens.id_token_lifetime_secs`.
+    pub id_token_lifetime_secs: Option<i64>,
 }
 
 fn default_true() -> bool {
@@ -755,6 +769,13 @@ pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> 
             "application {name:?}: allow_browser_start needs web_origins (the pages allowed to call)"
         ));
     }
+    if let Some(l) = app.id_token_lifetime_secs
+        && !(60..=2_592_000).contains(&l)
+    {
+        return Err(format!(
+            "application {name:?}: id_token_lifetime_secs must be between 60 and 2592000, not {l}"
+        ));
+    }
     let grants = app.grant_types.clone().unwrap_or_else(|| {
         let mut g = vec![
             GRANT_AUTHORIZATION_CODE.to_string(),
@@ -895,6 +916,7 @@ mod tests {
             cross_origin_authentication: true,
             legacy_passwordless: false,
             management_scopes: vec![],
+            id_token_lifetime_secs: None,
         }
     }
 

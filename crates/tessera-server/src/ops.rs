@@ -107,7 +107,10 @@ fn no_client(id: &str) -> OpError {
 }
 
 fn no_connection(name: &str) -> OpError {
-    OpError::NotFound("connection", format!("The connection {name} does not exist."))
+    OpError::NotFound(
+        "connection",
+        format!("The connection {name} does not exist."),
+    )
 }
 
 fn no_user(id: &str) -> OpError {
@@ -166,7 +169,9 @@ impl Ops<'_> {
                 id: hex_id(self.rng),
                 at: self.now,
                 kind: "sapi".into(),
-                client_id: client_id.map(str::to_string).or(self.actor.client_id.clone()),
+                client_id: client_id
+                    .map(str::to_string)
+                    .or(self.actor.client_id.clone()),
                 connection: connection.map(str::to_string),
                 user_id: user_id.map(str::to_string),
                 ip: self.actor.ip.clone(),
@@ -207,7 +212,10 @@ impl Ops<'_> {
             None => random_client_id(self.rng),
         };
         not_reserved(&client_id)?;
-        let secret = match (app_type.is_confidential(), str_field(body, "client_secret")?) {
+        let secret = match (
+            app_type.is_confidential(),
+            str_field(body, "client_secret")?,
+        ) {
             (true, Some(s)) => Some(s),
             (true, None) => Some(token(self.rng)),
             (false, Some(_)) => {
@@ -490,7 +498,9 @@ impl Ops<'_> {
                 let bare = id.strip_prefix(&prefix).unwrap_or(&id).to_string();
                 if bare.is_empty()
                     || bare.len() > 128
-                    || bare.chars().any(|c| c.is_control() || c.is_whitespace() || c == '|')
+                    || bare
+                        .chars()
+                        .any(|c| c.is_control() || c.is_whitespace() || c == '|')
                 {
                     return Err(invalid(format!("user_id {id:?} is not a valid id")));
                 }
@@ -512,12 +522,11 @@ impl Ops<'_> {
                 let raw = str_field(body, "phone_number")?.ok_or_else(|| {
                     invalid("Payload validation error: Missing required property: phone_number")
                 })?;
-                let p = PhoneNumber::parse(&raw)
-                    .map_err(|_| {
-                        invalid(format!(
-                            "phone_number {raw:?} is not a valid number in E.164 form (+14155552671)"
-                        ))
-                    })?;
+                let p = PhoneNumber::parse(&raw).map_err(|_| {
+                    invalid(format!(
+                        "phone_number {raw:?} is not a valid number in E.164 form (+14155552671)"
+                    ))
+                })?;
                 let mut u = User::new_sms_user(&id_part, &connection, p.as_str(), self.now);
                 u.phone_verified = bool_field(body, "phone_verified")?.unwrap_or(false);
                 (u, p.as_str().to_string())
@@ -613,8 +622,13 @@ impl Ops<'_> {
         if !self.store.delete_user(id).await? {
             return Err(no_user(id));
         }
-        self.audit(None, Some(&user.connection), Some(id), "user deleted".into())
-            .await
+        self.audit(
+            None,
+            Some(&user.connection),
+            Some(id),
+            "user deleted".into(),
+        )
+        .await
     }
 
     // Signing keys.
@@ -628,8 +642,13 @@ impl Ops<'_> {
         let kid = crate::keys::rotate(self.store, secret, self.rng, self.now)
             .await
             .map_err(|e| OpError::Internal(e.to_string()))?;
-        self.audit(None, None, None, format!("signing key rotated: {kid} is current"))
-            .await?;
+        self.audit(
+            None,
+            None,
+            None,
+            format!("signing key rotated: {kid} is current"),
+        )
+        .await?;
         Ok(kid)
     }
 
@@ -916,10 +935,37 @@ pub fn apply_connection_options(c: &mut Connection, o: &Map<String, Value>) -> R
                         "options.email needs a subject and a body (or null for the built-in email)",
                     ));
                 }
-                tessera_delivery::templates::validate(&t).map_err(|e| {
-                    invalid(format!("options.email.{}: {}", e.part, e.reason))
-                })?;
+                tessera_delivery::templates::validate(&t)
+                    .map_err(|e| invalid(format!("options.email.{}: {}", e.part, e.reason)))?;
                 s.email_template = Some(t);
+            }
+            // Auth0's sms connection keeps its text in `options.template` and `options.syntax`.
+            "template" if c.strategy == Strategy::Sms => {
+                s.sms_template = match str_field(o, k)? {
+                    None => None,
+                    Some(body) => Some(tessera_core::connection::SmsTemplate {
+                        syntax: s
+                            .sms_template
+                            .as_ref()
+                            .map_or("liquid".into(), |t| t.syntax.clone()),
+                        body,
+                    }),
+                };
+            }
+            "syntax" if c.strategy == Strategy::Sms => {}
+            "from"
+            | "twilio_sid"
+            | "twilio_token"
+            | "messaging_service_sid"
+            | "provider"
+            | "gateway_url"
+            | "gateway_authentication"
+                if c.strategy == Strategy::Sms =>
+            {
+                return Err(invalid(format!(
+                    "options.{k}: the SMS provider and its credentials are set in the configuration \
+                     file ([connections.sms]), where secrets stay out of the database"
+                )));
             }
             "name" | "strategy" => {
                 return Err(invalid(format!("{k} cannot be changed")));
@@ -930,6 +976,25 @@ pub fn apply_connection_options(c: &mut Connection, o: &Map<String, Value>) -> R
                 )));
             }
         }
+    }
+    if c.strategy == Strategy::Sms
+        && let Some(syntax) = o.get("syntax")
+    {
+        let syntax = syntax
+            .as_str()
+            .ok_or_else(|| invalid("options.syntax must be liquid or md_with_macros"))?;
+        match &mut s.sms_template {
+            Some(t) => t.syntax = syntax.to_string(),
+            None => {
+                return Err(invalid(
+                    "options.syntax needs options.template (the built-in text is translated)",
+                ));
+            }
+        }
+    }
+    if let Some(t) = &s.sms_template {
+        tessera_delivery::templates::validate_sms(t)
+            .map_err(|e| invalid(format!("options.template: {}", e.reason)))?;
     }
     s.validate().map_err(OpError::Invalid)
 }
@@ -970,6 +1035,10 @@ pub fn connection_json(c: &Connection, enabled: &[String]) -> Value {
     if let Some(t) = &s.email_template {
         options["email"] =
             json!({"from": t.from, "subject": t.subject, "body": t.body, "syntax": t.syntax});
+    }
+    if let Some(t) = &s.sms_template {
+        options["template"] = json!(t.body);
+        options["syntax"] = json!(t.syntax);
     }
     json!({
         "id": format!("con_{}", c.name),

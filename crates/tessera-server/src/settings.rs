@@ -78,6 +78,8 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// Where `GET /metrics` is served, if anywhere.
     pub metrics_listen: Option<String>,
+    /// Who may sign in to the dashboard (normalised email addresses); empty: it is off.
+    pub admin_emails: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -199,6 +201,7 @@ impl Settings {
             disable_signup: ec.disable_signup,
             email_template: ec.template.clone(),
             magic_link_confirmation: ec.magic_link_confirmation,
+            sms_template: None,
         };
         if let Some(t) = &email_connection.email_template {
             tessera_delivery::templates::validate(t)
@@ -252,6 +255,7 @@ impl Settings {
             })
             .collect::<Result<Vec<_>, _>>()?;
         config::check_unique_clients(&c.applications)?;
+        let admin_emails = admin_emails(&c, dev)?;
         let mut clients = Vec::new();
         for app in &c.applications {
             let (grant_types, connections) = config::check_app(app)?;
@@ -274,6 +278,7 @@ impl Settings {
                     cross_origin_authentication: app.cross_origin_authentication,
                     legacy_passwordless: app.legacy_passwordless,
                     management_scopes: app.management_scopes.clone(),
+                    id_token_lifetime_secs: app.id_token_lifetime_secs,
                 },
             });
         }
@@ -334,6 +339,7 @@ impl Settings {
             demo_app,
             tls,
             metrics_listen: c.metrics.listen.clone(),
+            admin_emails,
         })
     }
 }
@@ -409,6 +415,7 @@ fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
         disable_signup: s.disable_signup,
         email_template: None,
         magic_link_confirmation: Default::default(),
+        sms_template: s.template.clone(),
     };
     settings
         .validate()
@@ -492,7 +499,6 @@ fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
         }
     };
     let options = crate::config::SmsOptions {
-        template: s.template.clone(),
         autofill_line: s.autofill_line,
         allowed_countries: s.allowed_countries.clone(),
         per_number_per_hour: s.per_number_per_hour,
@@ -585,6 +591,7 @@ fn demo_client(d: &DemoApp) -> Client {
             cross_origin_authentication: true,
             legacy_passwordless: true,
             management_scopes: vec![],
+            id_token_lifetime_secs: None,
         },
     }
 }
@@ -605,4 +612,35 @@ fn load_or_create_demo(dir: &Path) -> Result<DemoApp, String> {
     let text = serde_json::to_string_pretty(&demo).map_err(|e| e.to_string())?;
     crate::files::write_private(&path, text.as_bytes())?;
     Ok(demo)
+}
+
+/// Dev mode's administrator when `[admin] emails` is empty: its codes go to the dev mailbox.
+pub const DEV_ADMIN: &str = "admin@example.com";
+
+/// `[admin] emails`, each a valid address, normalised as sign-in normalises it (so the check
+/// at sign-in is a plain comparison). The dashboard's application id is reserved.
+fn admin_emails(c: &Config, dev: bool) -> Result<Vec<String>, String> {
+    if let Some(app) = c
+        .applications
+        .iter()
+        .find(|a| a.client_id == crate::ops::DASHBOARD_CLIENT_ID)
+    {
+        return Err(format!(
+            "application {:?}: the client_id {} is reserved for the dashboard",
+            app.name,
+            crate::ops::DASHBOARD_CLIENT_ID
+        ));
+    }
+    let mut out = Vec::new();
+    for raw in &c.admin.emails {
+        let e = tessera_core::email::EmailAddress::parse(raw)
+            .map_err(|_| format!("admin.emails: {raw:?} is not a valid email address"))?;
+        if !out.iter().any(|o| o == e.as_str()) {
+            out.push(e.as_str().to_string());
+        }
+    }
+    if out.is_empty() && dev {
+        out.push(DEV_ADMIN.to_string());
+    }
+    Ok(out)
 }

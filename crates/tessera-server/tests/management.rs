@@ -588,6 +588,73 @@ async fn clients_connections_users_and_keys(backend: &str) {
     );
 }
 
+/// The sms connection's text is edited like the email's; its provider stays in the file.
+async fn sms_connection_text(backend: &str) {
+    let extra = format!(
+        "{ROOT}\n[connections.sms]\nfrom = \"+15005550006\"\n\n[[applications]]\nname = \"Phone\"\n\
+         client_id = \"phone\"\nclient_secret = \"{SECRET}\"\napp_type = \"regular_web\"\n\
+         connections = [\"sms\"]\n"
+    );
+    let h = H::with(backend, &extra).await;
+    let at = token(&h, "root", ROOT_SECRET, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = api(&h, "PATCH", "/api/v2/connections/con_sms", &at,
+        Some(json!({"options": {"template": "Acme: @@password@@ is your code", "syntax": "md_with_macros"}}))).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["options"]["syntax"], "md_with_macros");
+    assert_eq!(r.body["enabled_clients"], json!(["phone"]));
+    for bad in [
+        json!({"options": {"template": "{{ code ", "syntax": "liquid"}}),
+        json!({"options": {"syntax": "markdown"}}),
+        json!({"options": {"twilio_token": "x"}}),
+        json!({"options": {"email": {"subject": "x", "body": "y"}}}),
+    ] {
+        let r = api(
+            &h,
+            "PATCH",
+            "/api/v2/connections/sms",
+            &at,
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+    let r = h
+        .post_json(
+            "/passwordless/start",
+            json!({"client_id": "phone", "client_secret": SECRET, "connection": "sms",
+               "phone_number": "+14155552671"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    h.worker.run_once().await.unwrap();
+    let sms =
+        h.st.mailer
+            .dev_mailbox()
+            .unwrap()
+            .messages()
+            .into_iter()
+            .find(|m| m.to == "+14155552671")
+            .expect("the SMS in the dev mailbox");
+    assert!(
+        sms.text.starts_with("Acme: ") && sms.text.contains(" is your code"),
+        "{}",
+        sms.text
+    );
+    let r = api(
+        &h,
+        "PATCH",
+        "/api/v2/connections/sms",
+        &at,
+        Some(json!({"options": {"template": null}})),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["options"].get("template"), None);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -599,4 +666,8 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(users_logs_and_scopes, clients_connections_users_and_keys);
+both_backends!(
+    users_logs_and_scopes,
+    clients_connections_users_and_keys,
+    sms_connection_text
+);

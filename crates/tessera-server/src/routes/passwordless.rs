@@ -534,7 +534,7 @@ pub async fn issue_code(
                     .is_none_or(|o| o.autofill_line)
                     .then(|| domain.to_string()),
             };
-            let body = templates::render_sms(options.and_then(|o| o.template.as_ref()), &vars)
+            let body = templates::render_sms(s.sms_template.as_ref(), &vars)
                 .map_err(ApiError::internal)?;
             let sms = SmsMessage {
                 to: phone.as_str().to_string(),
