@@ -352,6 +352,15 @@ enum ConnectionsCmd {
         /// Go back to the built-in, translated email.
         #[arg(long, conflicts_with_all = ["email_from", "email_subject", "email_body_file"])]
         builtin_email: bool,
+        /// The SMS text (the sms connection), in `--sms-syntax`.
+        #[arg(long)]
+        sms_template: Option<String>,
+        /// liquid (`{{ code }}`) or md_with_macros (`@@password@@`).
+        #[arg(long, requires = "sms_template")]
+        sms_syntax: Option<String>,
+        /// Go back to the built-in, translated SMS text.
+        #[arg(long, conflicts_with_all = ["sms_template", "sms_syntax"])]
+        builtin_sms: bool,
         /// The applications allowed to use the connection (repeat; replaces the list).
         #[arg(long = "enable-for")]
         enabled_clients: Vec<String>,
@@ -796,6 +805,9 @@ async fn connections(settings: Settings, cmd: ConnectionsCmd, json: bool) -> any
             email_subject,
             email_body_file,
             builtin_email,
+            sms_template,
+            sms_syntax,
+            builtin_sms,
             enabled_clients,
         } => {
             let mut options = serde_json::Map::new();
@@ -834,6 +846,15 @@ async fn connections(settings: Settings, cmd: ConnectionsCmd, json: bool) -> any
                     e.insert("body".into(), json!(body));
                 }
                 options.insert("email".into(), serde_json::Value::Object(e));
+            }
+            if builtin_sms {
+                options.insert("template".into(), serde_json::Value::Null);
+            }
+            if let Some(t) = sms_template {
+                options.insert("template".into(), json!(t));
+            }
+            if let Some(x) = sms_syntax {
+                options.insert("syntax".into(), json!(x));
             }
             let mut patch = serde_json::Map::new();
             if !options.is_empty() {
