@@ -215,7 +215,8 @@ pub fn router(state: AppState) -> Router {
             get(routes::discovery::openid_configuration),
         )
         .route("/.well-known/jwks.json", get(routes::discovery::jwks))
-        .route("/health", get(routes::discovery::health));
+        .route("/health", get(routes::discovery::health))
+        .route("/openapi.json", get(routes::discovery::openapi));
     if state.dev {
         r = r
             .route("/_dev/mailbox", get(routes::dev::mailbox_html))

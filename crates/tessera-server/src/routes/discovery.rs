@@ -1,4 +1,5 @@
-//! OpenID Connect discovery, the JWKS, and `/health`.
+//! OpenID Connect discovery, the JWKS, `/health`, and `/openapi.json` (the OpenAPI 3
+//! description of the public API, kept by hand in `src/openapi.json`).
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -40,6 +41,16 @@ pub async fn jwks(State(st): State<AppState>) -> Response {
     );
     public(r, 60)
 }
+
+/// The public API's OpenAPI 3 document. It is static: it names no host (its server is `/`),
+/// so it is the same for every issuer.
+pub async fn openapi() -> Response {
+    let r = ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response();
+    public(r, 300)
+}
+
+/// The document `GET /openapi.json` serves.
+pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 
 /// Cacheable and readable from any origin (browsers verify id_tokens with an XHR).
 fn public(mut r: Response, max_age: u32) -> Response {

@@ -1,0 +1,115 @@
+//! `GET /openapi.json`: the public API's OpenAPI 3 document is served, parses, lists the
+//! public endpoints (and none of the Management API, the dev mailbox or the legacy
+//! endpoints), names no host, and matches the router: every operation it lists is routed and
+//! answers an empty request with a status the document gives for it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const PUBLIC: &[(&str, &[&str])] = &[
+    ("/passwordless/start", &["post"]),
+    ("/passwordless/verify", &["post"]),
+    ("/passwordless/verify_redirect", &["get", "head", "post"]),
+    ("/oauth/token", &["post"]),
+    ("/co/authenticate", &["post"]),
+    ("/authorize", &["get"]),
+    ("/userinfo", &["get", "post"]),
+    ("/v2/logout", &["get"]),
+    ("/oidc/logout", &["get"]),
+    ("/.well-known/jwks.json", &["get"]),
+    ("/.well-known/openid-configuration", &["get"]),
+    ("/health", &["get"]),
+    ("/openapi.json", &["get"]),
+];
+
+async fn document(h: &H) -> Value {
+    let r = h.get("/openapi.json", None).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert!(r.body.is_object(), "not JSON: {:?}", r.body);
+    r.body
+}
+
+#[tokio::test]
+async fn openapi_document_is_served_and_lists_the_public_api() {
+    let h = H::new("sqlite").await;
+    let doc = document(&h).await;
+    let version = doc["openapi"].as_str().unwrap();
+    assert!(version.starts_with("3."), "OpenAPI 3.x, not {version}");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    // Relative to the server that serves it: no host is named anywhere.
+    let servers = doc["servers"].as_array().unwrap();
+    assert!(
+        servers.len() == 1 && servers[0]["url"] == "/",
+        "{servers:?}"
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, methods) in PUBLIC {
+        let item = paths.get(*path).unwrap_or_else(|| panic!("{path} missing"));
+        for m in *methods {
+            assert!(item.get(*m).is_some(), "{m} {path} missing");
+        }
+    }
+    for p in paths.keys() {
+        assert!(
+            !p.starts_with("/api/v2")
+                && !p.starts_with("/_dev")
+                && p != "/oauth/ro"
+                && p != "/tokeninfo",
+            "{p} is not part of the public document"
+        );
+    }
+    // The document names the OTP grant and every other grant /oauth/token takes.
+    let grants = doc["components"]["schemas"]["TokenRequest"]["anyOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let name = r["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            doc["components"]["schemas"][name]["properties"]["grant_type"]["enum"][0]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(
+        grants,
+        [
+            OTP,
+            "authorization_code",
+            "refresh_token",
+            "client_credentials"
+        ]
+    );
+}
+
+/// Every listed operation is routed (no 405, no fallback 404) and answers an empty request
+/// with a status the document lists for it.
+#[tokio::test]
+async fn openapi_operations_match_the_router() {
+    let h = H::new("sqlite").await;
+    let doc = document(&h).await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let url = path.replace("{file}", "rwa.js");
+            let r = h
+                .send(
+                    &method.to_uppercase(),
+                    &url,
+                    &[("content-type", "application/x-www-form-urlencoded")],
+                    "",
+                )
+                .await;
+            let status = r.status.as_u16().to_string();
+            assert!(
+                op["responses"].get(&status).is_some(),
+                "{method} {path} answered {status}, which the document does not list: {:?}",
+                r.body
+            );
+        }
+    }
+}
+
