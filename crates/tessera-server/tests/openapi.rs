@@ -1,7 +1,8 @@
 //! `GET /openapi.json`: the public API's OpenAPI 3 document is served, parses, lists the
 //! public endpoints (and none of the Management API, the dev mailbox or the legacy
 //! endpoints), names no host, and matches the router: every operation it lists is routed and
-//! answers an empty request with a status the document gives for it.
+//! answers an empty request with a status the document gives for it. Then regression tests
+//! for bad input that got axum's plain-text answers instead of Auth0's error shape.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
@@ -113,3 +114,58 @@ async fn openapi_operations_match_the_router() {
     }
 }
 
+/// A body over the 64 KiB limit is refused in Auth0's shape (it was axum's plain-text 413),
+/// and on the pages a browser posts to, with an error page.
+#[tokio::test]
+async fn an_oversized_body_is_refused_in_auth0_shape() {
+    let h = H::new("sqlite").await;
+    let big = format!(r#"{{"client_id":"{}"}}"#, "x".repeat(70 * 1024));
+    for path in [
+        "/passwordless/start",
+        "/passwordless/verify",
+        "/oauth/token",
+        "/co/authenticate",
+    ] {
+        let r = h.post(path, "application/json", big.clone(), &[]).await;
+        assert_eq!(r.status, 413, "{path}: {r:?}");
+        assert_eq!(r.headers["content-type"], "application/json", "{path}");
+        assert_eq!(
+            r.err(),
+            (
+                413,
+                "invalid_request",
+                "The request body is larger than 64 KiB"
+            ),
+            "{path}"
+        );
+    }
+    for path in [
+        "/passwordless/verify_redirect",
+        "/login/start",
+        "/login/verify",
+    ] {
+        let r = h
+            .post(path, "application/x-www-form-urlencoded", big.clone(), &[])
+            .await;
+        assert_eq!(r.status, 413, "{path}: {r:?}");
+        assert!(
+            r.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+    }
+}
+
+/// `/client/<name>.js` with a name that is not UTF-8 is an unknown application: `404
+/// not_found` in Auth0's shape (it was axum's plain-text 400).
+#[tokio::test]
+async fn a_client_script_name_that_is_not_utf8_is_not_found() {
+    let h = H::new("sqlite").await;
+    for path in ["/client/%FF.js", "/client/%C3%28.js", "/client/nobody.js"] {
+        let r = h.get(path, None).await;
+        assert_eq!(r.err(), (404, "not_found", "Not found"), "{path}: {r:?}");
+    }
+    assert_eq!(h.get("/client/rwa.js", None).await.status, 200);
+}

@@ -22,6 +22,7 @@ use crate::limits;
 use crate::otpcheck::{self, Accept, Mode};
 use crate::pages::{self, Lang};
 use crate::params::Params;
+use crate::routes::Body;
 use crate::routes::passwordless::{Recipient, issue_code};
 use crate::session;
 use crate::state::{AppState, RequestMeta};
@@ -275,9 +276,13 @@ pub async fn login_start(
     State(st): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Body, ApiError>,
 ) -> Response {
     let fallback = Lang::pick(None, meta.language.as_deref());
+    let body = match body {
+        Ok(Body(b)) => b,
+        Err(e) => return AuthError::Api(e).into_response(fallback),
+    };
     match login_start_inner(&st, &meta, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(fallback),
@@ -440,9 +445,13 @@ pub async fn login_verify(
     State(st): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<Body, ApiError>,
 ) -> Response {
     let fallback = Lang::pick(None, meta.language.as_deref());
+    let body = match body {
+        Ok(Body(b)) => b,
+        Err(e) => return AuthError::Api(e).into_response(fallback),
+    };
     match login_verify_inner(&st, &meta, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(fallback),

@@ -7,7 +7,7 @@
 //! with the ticket and sets it, per `co_id`, in a cookie on its own site, so `/authorize` only
 //! takes the ticket from the browser that ran `/co/authenticate`.
 
-use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -21,7 +21,7 @@ use tessera_store::LoginTicket;
 use crate::error::ApiError;
 use crate::limits;
 use crate::otpcheck::{self, Accept, Mode};
-use crate::routes::{no_store_json, parse_body};
+use crate::routes::{Body, no_store_json, parse_body};
 use crate::session;
 use crate::state::{AppState, RequestMeta};
 
@@ -31,7 +31,7 @@ pub async fn authenticate(
     State(st): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     limits::browser(&st, &meta).await?;
     let p = parse_body(&body, "invalid_request")?;
@@ -217,9 +217,13 @@ fn allow(h: &mut HeaderMap, origin: &str, credentials: bool) {
 /// `GET /client/{client_id}.js`: the JSONP `Auth0.setClient({...})` Lock loads.
 pub async fn client_js(
     State(st): State<AppState>,
-    Path(file): Path<String>,
+    file: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found");
+    // A name that is not UTF-8 names no application: the same 404 as an unknown one.
+    let Ok(Path(file)) = file else {
+        return Err(not_found());
+    };
     let client_id = file.strip_suffix(".js").ok_or_else(not_found)?;
     let client = st
         .store

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::limits;
 use crate::otpcheck::{self, Accept, Failure, Mode};
 use crate::params::Params;
-use crate::routes::{no_store_json, parse_body};
+use crate::routes::{Body, no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
 use crate::tokens::{self, Grant, Refresh};
 
@@ -69,7 +69,7 @@ pub fn ro_error(f: Failure, strategy: tessera_core::connection::Strategy) -> Api
 pub async fn oauth_ro(
     State(st): State<AppState>,
     meta: RequestMeta,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     limits::browser(&st, &meta).await?;
     let p = parse_body(&body, "invalid_request")?;
@@ -159,7 +159,7 @@ pub async fn oauth_ro(
 pub async fn tokeninfo(
     State(st): State<AppState>,
     meta: RequestMeta,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     limits::browser(&st, &meta).await?;
     let p = parse_body(&body, "invalid_request")?;
@@ -263,7 +263,9 @@ pub async fn jsonp(
             Ok(_) => {}
         }
     }
-    let body = Bytes::from(serde_json::to_vec(&Value::Object(p.0)).unwrap_or_default());
+    let body = Body(Bytes::from(
+        serde_json::to_vec(&Value::Object(p.0)).unwrap_or_default(),
+    ));
     let resp = match which {
         Jsonp::Start => crate::routes::passwordless::start(State(st), meta, headers, body)
             .await

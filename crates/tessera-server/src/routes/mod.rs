@@ -11,11 +11,33 @@ pub mod token;
 pub mod userinfo;
 pub mod verify;
 
-use axum::http::{HeaderValue, header};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::params::{Params, ParamsError};
+
+/// A request body, read whole (at most the router's 64 KiB). Unlike axum's `Bytes`, a body that
+/// is too large or cannot be read is refused in Auth0's error shape, not in plain text.
+pub struct Body(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, st: &S) -> Result<Body, ApiError> {
+        Bytes::from_request(req, st).await.map(Body).map_err(|e| {
+            let status = e.status();
+            let description = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "The request body is larger than 64 KiB"
+            } else {
+                "The request body could not be read"
+            };
+            ApiError::new(status, "invalid_request", description)
+        })
+    }
+}
 
 /// Parses a request body, answering malformed input in the given error code.
 pub fn parse_body(body: &[u8], error_code: &str) -> Result<Params, ApiError> {

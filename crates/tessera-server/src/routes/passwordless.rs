@@ -6,7 +6,6 @@
 //! same answer as everyone else and are sent nothing; the answer never says whether the
 //! address has an account.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -25,7 +24,7 @@ use crate::clientauth::{self, Endpoint};
 use crate::error::ApiError;
 use crate::limits;
 use crate::params::Params;
-use crate::routes::{no_store_json, parse_body};
+use crate::routes::{Body, no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
 use tessera_core::client::Client;
 
@@ -47,7 +46,7 @@ pub async fn start(
     State(st): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     // The per-IP limit counts every request, good or bad, and every answer carries its state.
     // The IP is the connecting client's, unless a confidential application that just proved

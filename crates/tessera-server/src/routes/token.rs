@@ -4,7 +4,6 @@
 //! Steps: parse → authenticate the client → check the grant is enabled → run the grant →
 //! issue tokens. The error bodies are Auth0's, word for word.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -23,7 +22,7 @@ use crate::error::ApiError;
 use crate::limits;
 use crate::otpcheck::{self, Accept, Mode};
 use crate::params::Params;
-use crate::routes::{no_store_json, parse_body};
+use crate::routes::{Body, no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
 use crate::tokens::{self, Grant, Refresh};
 
@@ -31,7 +30,7 @@ pub async fn token(
     State(st): State<AppState>,
     meta: RequestMeta,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     let rl = &st.rate_limits;
     let ip = meta.ip_key();

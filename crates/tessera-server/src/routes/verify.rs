@@ -10,7 +10,6 @@
 //! back the attempt it counted when the code was right, so a scanner costs nothing, while a
 //! wrong code always counts.
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,7 +21,7 @@ use crate::limits;
 use crate::otpcheck::{self, Accept, Mode};
 use crate::pages::{self, Lang};
 use crate::params::Params;
-use crate::routes::{no_store_json, parse_body};
+use crate::routes::{Body, no_store_json, parse_body};
 use crate::session;
 use crate::state::{AppState, RequestMeta};
 
@@ -32,9 +31,13 @@ pub async fn verify_redirect(
     method: Method,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
-    body: Bytes,
+    body: Result<Body, ApiError>,
 ) -> Response {
     let lang = Lang::pick(None, meta.language.as_deref());
+    let body = match body {
+        Ok(Body(b)) => b,
+        Err(e) => return AuthError::Api(e).into_response(lang),
+    };
     let params = if method == Method::POST {
         Params::parse(&body)
     } else {
@@ -197,7 +200,7 @@ async fn verify_redirect_inner(
 pub async fn verify(
     State(st): State<AppState>,
     meta: RequestMeta,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Response, ApiError> {
     limits::browser(&st, &meta).await?;
     let p = parse_body(&body, "bad.request")?;
