@@ -75,6 +75,10 @@ pub struct ClientSettings {
     /// `None` keeps the server's `tokens.id_token_lifetime_secs`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token_lifetime_secs: Option<i64>,
+    /// The id_token's algorithm (`RS256`, `ES256`, `EdDSA`; Auth0's `jwt_configuration.alg`);
+    /// `None` is RS256, the only one auth0-js and Lock accept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_alg: Option<String>,
 }
 
 fn yes() -> bool {
@@ -90,6 +94,15 @@ pub struct Client {
 }
 
 impl Client {
+    /// The algorithm of this application's id_tokens.
+    pub fn signing_alg(&self) -> crate::jwt::Alg {
+        self.settings
+            .signing_alg
+            .as_deref()
+            .and_then(crate::jwt::Alg::parse)
+            .unwrap_or_default()
+    }
+
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.settings.grant_types.iter().any(|g| g == grant)
     }
@@ -161,6 +174,8 @@ mod tests {
                 cross_origin_authentication: true,
                 legacy_passwordless: false,
                 management_scopes: vec![],
+                id_token_lifetime_secs: None,
+                signing_alg: None,
             },
         }
     }

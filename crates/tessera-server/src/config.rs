@@ -513,6 +513,9 @@ pub struct AppConfig {
     /// This application's id_token lifetime in seconds (60 to 2,592,000); default
     /// `tokens.id_token_lifetime_secs`.
     pub id_token_lifetime_secs: Option<i64>,
+    /// This application's id_token algorithm: `RS256` (default; auth0-js and Lock accept
+    /// nothing else), `ES256` or `EdDSA`.
+    pub signing_alg: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -776,6 +779,13 @@ pub fn check_app(app: &AppConfig) -> Result<(Vec<String>, Vec<String>), String> 
             "application {name:?}: id_token_lifetime_secs must be between 60 and 2592000, not {l}"
         ));
     }
+    if let Some(a) = &app.signing_alg
+        && tessera_core::jwt::Alg::parse(a).is_none()
+    {
+        return Err(format!(
+            "application {name:?}: signing_alg must be RS256, ES256 or EdDSA, not {a:?}"
+        ));
+    }
     let grants = app.grant_types.clone().unwrap_or_else(|| {
         let mut g = vec![
             GRANT_AUTHORIZATION_CODE.to_string(),
@@ -917,6 +927,7 @@ mod tests {
             legacy_passwordless: false,
             management_scopes: vec![],
             id_token_lifetime_secs: None,
+            signing_alg: None,
         }
     }
 

@@ -1,15 +1,17 @@
 //! The key ring: signing keys loaded from the store, kept parsed in memory.
 //!
-//! At first start one node generates a key and inserts it; a unique index lets exactly one
-//! insert win when several nodes start together, and everyone then loads the winner. Keys are
-//! re-read periodically, so a rotation made on one node is published by every node's JWKS.
+//! At first start one node generates an RS256 key and inserts it; a unique index (one current
+//! key per algorithm) lets exactly one insert win when several nodes start together, and
+//! everyone then loads the winner. An ES256 or EdDSA key is made the same way the first time an
+//! application signs with that algorithm. Keys are re-read periodically, so a rotation made on
+//! one node is published by every node's JWKS.
 
 use std::sync::{Arc, RwLock};
 
 use serde_json::{Value, json};
 use tessera_core::UnixTime;
 use tessera_core::crypto::ServerSecret;
-use tessera_core::jwt::{SigningKey, VerifyingKey};
+use tessera_core::jwt::{Alg, SigningKey, VerifyingKey};
 use tessera_core::rand::Random;
 use tessera_store::{KeyStatus, Store, StoredKey};
 
@@ -17,11 +19,21 @@ use tessera_store::{KeyStatus, Store, StoredKey};
 const SEAL_PURPOSE: &str = "tessera/signing-key/v1";
 
 pub struct Keys {
+    /// The current RS256 key: the default, and the Management API's.
     pub signing: Arc<SigningKey>,
+    /// The current key of each algorithm in use.
+    signers: Vec<Arc<SigningKey>>,
     pub verifying: Vec<VerifyingKey>,
     /// The JWKS document, rendered once.
     pub jwks: Arc<Vec<u8>>,
     kids: Vec<String>,
+}
+
+impl Keys {
+    /// The current key for `alg`, if one is in use.
+    pub fn signer(&self, alg: Alg) -> Option<Arc<SigningKey>> {
+        self.signers.iter().find(|k| k.alg == alg).cloned()
+    }
 }
 
 pub struct KeyRing {
@@ -39,8 +51,11 @@ impl KeyRing {
         now: UnixTime,
     ) -> anyhow::Result<KeyRing> {
         let mut stored = store.signing_keys().await?;
-        if !stored.iter().any(|k| k.status == KeyStatus::Current) {
-            let fresh = generate(secret, rng, now)?;
+        if !stored
+            .iter()
+            .any(|k| k.status == KeyStatus::Current && k.alg == Alg::RS256.as_str())
+        {
+            let fresh = generate(Alg::RS256, secret, rng, now)?;
             store.insert_first_key(&fresh).await?;
             stored = store.signing_keys().await?;
         }
@@ -49,6 +64,28 @@ impl KeyRing {
             current: RwLock::new(Arc::new(keys)),
             last_forced: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The current key for `alg`, made (and stored, race-safe) the first time an application
+    /// signs with it.
+    pub async fn signer(
+        &self,
+        alg: Alg,
+        store: &dyn Store,
+        secret: &ServerSecret,
+        rng: &dyn Random,
+        now: UnixTime,
+    ) -> anyhow::Result<Arc<SigningKey>> {
+        if let Some(k) = self.get().signer(alg) {
+            return Ok(k);
+        }
+        store
+            .insert_first_key(&generate(alg, secret, rng, now)?)
+            .await?;
+        self.refresh(store, secret).await?;
+        self.get()
+            .signer(alg)
+            .ok_or_else(|| anyhow::anyhow!("no current {} key after inserting one", alg.as_str()))
     }
 
     pub fn get(&self) -> Arc<Keys> {
@@ -112,30 +149,46 @@ impl KeyRing {
         rng: &dyn Random,
         now: UnixTime,
     ) -> anyhow::Result<String> {
-        let kid = rotate(store, secret, rng, now).await?;
+        let kids = rotate(store, secret, rng, now).await?;
         self.refresh(store, secret).await?;
-        Ok(kid)
+        Ok(kids.into_iter().next().unwrap_or_default())
     }
 }
 
-/// Makes a new current key in the store (the current one becomes the previous key) and returns
-/// its id. Nodes pick it up on their next refresh.
+/// Makes a new current key for every algorithm in use (each current key becomes its
+/// algorithm's previous key) and returns their ids, RS256 first. Nodes pick them up on their
+/// next refresh.
 pub async fn rotate(
     store: &dyn Store,
     secret: &ServerSecret,
     rng: &dyn Random,
     now: UnixTime,
-) -> anyhow::Result<String> {
-    let fresh = generate(secret, rng, now)?;
-    store.rotate_key(&fresh, now).await?;
-    Ok(fresh.kid)
+) -> anyhow::Result<Vec<String>> {
+    let stored = store.signing_keys().await?;
+    let mut kids = Vec::new();
+    for alg in Alg::ALL {
+        let in_use = stored
+            .iter()
+            .any(|k| k.status == KeyStatus::Current && k.alg == alg.as_str());
+        if in_use || alg == Alg::RS256 {
+            let fresh = generate(alg, secret, rng, now)?;
+            store.rotate_key(&fresh, now).await?;
+            kids.push(fresh.kid);
+        }
+    }
+    Ok(kids)
 }
 
-fn generate(secret: &ServerSecret, rng: &dyn Random, now: UnixTime) -> anyhow::Result<StoredKey> {
-    let (key, der) = SigningKey::generate(rng)?;
+fn generate(
+    alg: Alg,
+    secret: &ServerSecret,
+    rng: &dyn Random,
+    now: UnixTime,
+) -> anyhow::Result<StoredKey> {
+    let (key, der) = SigningKey::generate_for(alg, rng)?;
     Ok(StoredKey {
         kid: key.kid.clone(),
-        alg: "RS256".into(),
+        alg: alg.as_str().into(),
         private_sealed: secret.seal(rng, SEAL_PURPOSE, &der),
         public_jwk: key.public_jwk().to_string(),
         status: KeyStatus::Current,
@@ -144,19 +197,34 @@ fn generate(secret: &ServerSecret, rng: &dyn Random, now: UnixTime) -> anyhow::R
 }
 
 fn build(stored: &[StoredKey], secret: &ServerSecret) -> anyhow::Result<Keys> {
-    let current = stored
-        .iter()
-        .find(|k| k.status == KeyStatus::Current)
-        .ok_or_else(|| anyhow::anyhow!("no current signing key in the store"))?;
-    let der = secret
-        .open(SEAL_PURPOSE, &current.private_sealed)
-        .map_err(|e| {
+    let mut signers = Vec::new();
+    for current in stored.iter().filter(|k| k.status == KeyStatus::Current) {
+        let alg = Alg::parse(&current.alg).ok_or_else(|| {
             anyhow::anyhow!(
-                "cannot open signing key {}: {e} (was the server secret changed?)",
-                current.kid
+                "signing key {} has an unknown algorithm {:?}",
+                current.kid,
+                current.alg
             )
         })?;
-    let signing = Arc::new(SigningKey::from_pkcs8(&current.kid, &der)?);
+        let der = secret
+            .open(SEAL_PURPOSE, &current.private_sealed)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot open signing key {}: {e} (was the server secret changed?)",
+                    current.kid
+                )
+            })?;
+        signers.push(Arc::new(SigningKey::from_pkcs8_for(
+            alg,
+            &current.kid,
+            &der,
+        )?));
+    }
+    let signing = signers
+        .iter()
+        .find(|k| k.alg == Alg::RS256)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no current RS256 signing key in the store"))?;
     let mut verifying = Vec::new();
     let mut jwks = Vec::new();
     for k in stored {
@@ -171,6 +239,7 @@ fn build(stored: &[StoredKey], secret: &ServerSecret) -> anyhow::Result<Keys> {
         .collect();
     Ok(Keys {
         signing,
+        signers,
         verifying,
         jwks: Arc::new(doc),
         kids,

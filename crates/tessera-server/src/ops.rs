@@ -240,6 +240,7 @@ impl Ops<'_> {
             legacy_passwordless: false,
             management_scopes: vec![],
             id_token_lifetime_secs: None,
+            signing_alg: None,
         };
         let mut rest = body.clone();
         for k in ["name", "app_type", "client_id", "client_secret"] {
@@ -637,19 +638,20 @@ impl Ops<'_> {
         Ok(self.store.all_signing_keys().await?)
     }
 
-    /// Makes a new current key; the current one stays published as the previous key.
-    pub async fn rotate_key(&self, secret: &ServerSecret) -> Result<String, OpError> {
-        let kid = crate::keys::rotate(self.store, secret, self.rng, self.now)
+    /// Makes a new current key for every algorithm in use (RS256's first); each current key
+    /// stays published as its algorithm's previous key.
+    pub async fn rotate_key(&self, secret: &ServerSecret) -> Result<Vec<String>, OpError> {
+        let kids = crate::keys::rotate(self.store, secret, self.rng, self.now)
             .await
             .map_err(|e| OpError::Internal(e.to_string()))?;
         self.audit(
             None,
             None,
             None,
-            format!("signing key rotated: {kid} is current"),
+            format!("signing key rotated: {} now current", kids.join(", ")),
         )
         .await?;
-        Ok(kid)
+        Ok(kids)
     }
 
     /// Takes a previous key out of the JWKS at once: the tokens it signed stop verifying.
@@ -785,10 +787,13 @@ pub fn apply_client_fields(s: &mut ClientSettings, m: &Map<String, Value>) -> Re
                             s.id_token_lifetime_secs = int_field(j, jk)?;
                         }
                         "alg" => match str_field(j, jk)?.as_deref() {
-                            None | Some("RS256") => {}
+                            None | Some("RS256") => s.signing_alg = None,
+                            Some(a) if tessera_core::jwt::Alg::parse(a).is_some() => {
+                                s.signing_alg = Some(a.to_string());
+                            }
                             Some(other) => {
                                 return Err(invalid(format!(
-                                    "jwt_configuration.alg {other:?} is not supported (RS256)"
+                                    "jwt_configuration.alg must be RS256, ES256 or EdDSA, not {other:?}"
                                 )));
                             }
                         },
@@ -848,6 +853,7 @@ fn validate_client(
         legacy_passwordless: s.legacy_passwordless,
         management_scopes: s.management_scopes.clone(),
         id_token_lifetime_secs: s.id_token_lifetime_secs,
+        signing_alg: s.signing_alg.clone(),
     };
     let (grants, _) = check_app(&as_file).map_err(OpError::Invalid)?;
     Ok(grants)

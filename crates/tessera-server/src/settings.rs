@@ -279,6 +279,7 @@ impl Settings {
                     legacy_passwordless: app.legacy_passwordless,
                     management_scopes: app.management_scopes.clone(),
                     id_token_lifetime_secs: app.id_token_lifetime_secs,
+                    signing_alg: app.signing_alg.clone(),
                 },
             });
         }
@@ -592,6 +593,7 @@ fn demo_client(d: &DemoApp) -> Client {
             legacy_passwordless: true,
             management_scopes: vec![],
             id_token_lifetime_secs: None,
+            signing_alg: None,
         },
     }
 }

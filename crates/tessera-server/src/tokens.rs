@@ -1,11 +1,14 @@
 //! Issuing tokens: the id_token, the access token (a JWT for an API, opaque for `/userinfo`),
 //! and rotating refresh tokens. Tokens are returned once and stored only as SHA-256 digests.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 use tessera_core::client::{Client, GRANT_REFRESH_TOKEN};
 use tessera_core::crypto::sha256;
+use tessera_core::jwt::Alg;
 use tessera_core::rand::{hex_id, token};
 use tessera_core::scope::Scope;
 use tessera_core::user::User;
@@ -138,9 +141,17 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
             );
         }
         c.extend(g.user.claims(&g.scope));
+        let signer = match g.client.signing_alg() {
+            Alg::RS256 => Arc::clone(&keys.signing),
+            alg => st
+                .keys
+                .signer(alg, st.store.as_ref(), &st.secret, st.rng.as_ref(), now)
+                .await
+                .map_err(ApiError::internal)?,
+        };
         body.insert(
             "id_token".into(),
-            json!(keys.signing.sign(&c).map_err(ApiError::internal)?),
+            json!(signer.sign(&c).map_err(ApiError::internal)?),
         );
     }
 

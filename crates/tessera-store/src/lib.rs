@@ -227,9 +227,11 @@ pub trait Store: Send + Sync + 'static {
     // Signing keys.
     /// The current and previous keys, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
-    /// Inserts `key` as the current key unless one exists (first start; race-safe).
+    /// Inserts `key` as the current key of its algorithm unless one exists (first start, or an
+    /// algorithm's first use; race-safe).
     async fn insert_first_key(&self, key: &StoredKey) -> Result<()>;
-    /// Makes `key` current, the current key previous, and retires the previous one.
+    /// Makes `key` current, the current key of its algorithm previous, and retires the
+    /// previous one of that algorithm.
     async fn rotate_key(&self, key: &StoredKey, now: UnixTime) -> Result<()>;
     /// Every key ever made, newest first (for operators: includes retired and revoked keys).
     async fn all_signing_keys(&self) -> Result<Vec<StoredKey>>;

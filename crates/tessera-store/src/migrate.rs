@@ -32,6 +32,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "admin",
         sql: include_str!("../migrations/sqlite/0005_admin.sql"),
     },
+    Migration {
+        version: 6,
+        name: "key_algs",
+        sql: include_str!("../migrations/sqlite/0006_key_algs.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -59,6 +64,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "admin",
         sql: include_str!("../migrations/postgres/0005_admin.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "key_algs",
+        sql: include_str!("../migrations/postgres/0006_key_algs.sql"),
     },
 ];
 

@@ -1097,10 +1097,12 @@ macro_rules! sql_store {
                 _now: tessera_core::UnixTime,
             ) -> $crate::Result<()> {
                 let mut tx = self.pool.begin_with($begin_write).await?;
-                sqlx::query("UPDATE signing_keys SET status = 'retired' WHERE status = 'previous'")
+                sqlx::query("UPDATE signing_keys SET status = 'retired' WHERE status = 'previous' AND alg = $1")
+                    .bind(&k.alg)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("UPDATE signing_keys SET status = 'previous' WHERE status = 'current'")
+                sqlx::query("UPDATE signing_keys SET status = 'previous' WHERE status = 'current' AND alg = $1")
+                    .bind(&k.alg)
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(

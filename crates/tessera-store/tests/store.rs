@@ -71,6 +71,7 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
             legacy_passwordless: false,
             management_scopes: vec![],
             id_token_lifetime_secs: None,
+            signing_alg: None,
         },
     };
     s.upsert_client(&c, 1).await.unwrap();

@@ -1105,9 +1105,12 @@ async fn keys(settings: Settings, cmd: KeysCmd, json: bool) -> anyhow::Result<()
     match cmd {
         KeysCmd::List => {}
         KeysCmd::Rotate => {
-            let kid = ops.rotate_key(&db.secret).await?;
+            let kids = ops.rotate_key(&db.secret).await?;
             if !json {
-                println!("rotated: the new current key is {kid} (servers use it within a minute)");
+                println!(
+                    "rotated: the new current keys are {} (servers use them within a minute)",
+                    kids.join(", ")
+                );
             }
         }
         KeysCmd::Revoke { kid } => {

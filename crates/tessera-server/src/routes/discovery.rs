@@ -22,7 +22,7 @@ pub async fn openid_configuration(State(st): State<AppState>) -> Response {
         "response_modes_supported": ["query", "fragment", "form_post", "web_message"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "grant_types_supported": ["authorization_code", "implicit", "refresh_token",
                                   "http://auth0.com/oauth/grant-type/passwordless/otp"],

@@ -390,7 +390,7 @@ pub async fn logs(
 /// An application as the Management API and the CLI show it: never its secret.
 pub fn client_json(c: &tessera_core::client::Client) -> Value {
     let s = &c.settings;
-    let mut jwt = json!({"alg": "RS256"});
+    let mut jwt = json!({"alg": c.signing_alg().as_str()});
     if let Some(l) = s.id_token_lifetime_secs {
         jwt["lifetime_in_seconds"] = json!(l);
     }
@@ -539,12 +539,16 @@ pub async fn signing_keys(
     Ok(axum::Json(Value::Array(keys.iter().map(key_json).collect())).into_response())
 }
 
-/// `POST /api/v2/keys/signing/rotate`: `{"kid": <the new current key>}`.
+/// `POST /api/v2/keys/signing/rotate`: `{"kid": <the new current RS256 key>, "kids": [every
+/// new current key, one per algorithm in use]}`.
 pub async fn rotate_key(State(st): State<AppState>, caller: Caller) -> Result<Response, MgmtError> {
     caller.require("create:signing_keys")?;
-    let kid = caller.ops(&st).rotate_key(&st.secret).await?;
+    let kids = caller.ops(&st).rotate_key(&st.secret).await?;
     refresh_keys(&st).await;
-    Ok(json_response(StatusCode::CREATED, json!({"kid": kid})))
+    Ok(json_response(
+        StatusCode::CREATED,
+        json!({"kid": kids.first(), "kids": kids}),
+    ))
 }
 
 /// `PUT /api/v2/keys/signing/{kid}/revoke`.
