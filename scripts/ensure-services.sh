@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Makes sure what the tests talk to is there: PostgreSQL on 127.0.0.1:5432 (trust auth for
-# user postgres), the aiosmtpd SMTP server and the Auth0 Python SDK from PyPI, Chromium, and the
-# npm packages of the browser tests. Installs and starts what is missing.
+# user postgres), the aiosmtpd SMTP server, the Auth0 Python SDK and schemathesis from PyPI,
+# Chromium, and the npm packages of the browser tests. Installs and starts what is missing.
 set -euo pipefail
 
 log() { printf '[ensure-services] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # --- Python: aiosmtpd (a real SMTP server the full-flow tests deliver to), the official
-# auth0-python SDK and pytest, pinned in tests/sdk/requirements.txt ---
+# auth0-python SDK, pytest and schemathesis, pinned in tests/sdk/requirements.txt ---
 here=$(cd "$(dirname "$0")/.." && pwd)
 if ! python3 -m pip install --quiet --disable-pip-version-check -r "$here/tests/sdk/requirements.txt"; then
   echo "could not install the Python test requirements (tests/sdk/requirements.txt)" >&2

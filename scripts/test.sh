@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs Tessera's whole test suite: formatting, lints, unit tests, the storage and HTTP suites on
 # SQLite and on PostgreSQL, the multi-node and database-restart tests, the full flow over real
-# SMTP, and the official Auth0 Python SDK against the real binary. Installs and starts what it
-# needs. Last, the browser end-to-end tests: headless Chromium, the real auth0-lock and auth0-js
-# from npm, and the example app (examples/rwa).
+# SMTP, the official Auth0 Python SDK against the real binary, and schemathesis against the real
+# binary from its OpenAPI document. Installs and starts what it needs. Last, the browser
+# end-to-end tests: headless Chromium, the real auth0-lock and auth0-js from npm, and the example
+# app (examples/rwa).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,7 @@ echo "== Auth0 SDK compatibility (auth0-python against the tessera binary)"
 # differently and rebuild everything): it leaves target/debug/tessera in place.
 cargo test --workspace --no-run --locked
 python3 -m pytest -q tests/sdk
+echo "== schemathesis (the OpenAPI document at /openapi.json, fuzzed against the tessera binary)"
+bash tests/schemathesis/run.sh
 echo "== browser end-to-end tests (Chromium: Lock, auth0-js, the hosted page, the example app)"
 bash tests/browser/run.sh
