@@ -88,7 +88,7 @@ pub async fn auth0(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
         .map(|p| read_list(p, "connections"))
         .transpose()?;
     if let Some(p) = &args.users {
-        std::fs::metadata(p).with_context(|| format!("{}", p.display()))?;
+        users::sniff(p)?;
     }
     let tessera =
         tessera_server::app::build(&settings, Arc::new(SystemClock), Arc::new(SystemRandom))

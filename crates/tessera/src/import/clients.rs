@@ -333,7 +333,7 @@ async fn import_one(ops: &Ops<'_>, m: Mapped) -> anyhow::Result<Outcome> {
                 && sha256(s) != *h
             {
                 o.notes.push(
-                    "client_secret: differs from Tessera's, which is kept (tessera apps rotate-secret, or the dashboard, to change it)"
+                    "client_secret: differs from Tessera's, which is kept (to take the export's, delete the application in Tessera and import it again)"
                         .into(),
                 );
             }

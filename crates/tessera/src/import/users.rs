@@ -543,6 +543,29 @@ fn opt_metadata(m: &Map<String, Value>, key: &str) -> Result<Map<String, Value>,
     }
 }
 
+/// Checks a users file's format from its first bytes, before the import touches the database:
+/// true for a JSON array, false for JSON lines.
+pub fn sniff(path: &Path) -> anyhow::Result<bool> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let mut head = [0u8; 512];
+    let n = file.read(&mut head)?;
+    let head = &head[..n];
+    if head.starts_with(&[0x1f, 0x8b]) {
+        anyhow::bail!(
+            "{} is gzip-compressed (Auth0's export job writes .json.gz): gunzip it first",
+            path.display()
+        );
+    }
+    match head.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Ok(true),
+        Some(b'{') | None => Ok(false),
+        Some(_) => anyhow::bail!(
+            "{} is neither JSON lines nor a JSON array (export the users with format \"json\"; CSV is not read)",
+            path.display()
+        ),
+    }
+}
+
 /// The rows of an export file: JSON lines (what Auth0's export job writes, once gunzipped)
 /// or one JSON array. Row numbers are line numbers for JSON lines, positions for an array.
 enum Source {
@@ -563,40 +586,25 @@ enum Source {
 impl Source {
     fn open(path: &Path) -> anyhow::Result<Source> {
         let open = || std::fs::File::open(path).with_context(|| format!("{}", path.display()));
-        let mut file = open()?;
-        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut head = [0u8; 512];
-        let n = file.read(&mut head)?;
-        let head = &head[..n];
-        if head.starts_with(&[0x1f, 0x8b]) {
-            anyhow::bail!(
-                "{} is gzip-compressed (Auth0's export job writes .json.gz): gunzip it first",
-                path.display()
-            );
-        }
-        match head.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'[') => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-                let rows: Vec<Value> = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a JSON array", path.display()))?;
-                Ok(Source::Array {
-                    rows: rows.into_iter(),
-                    index: 0,
-                    total,
-                })
-            }
-            Some(b'{') | None => Ok(Source::Lines {
+        let total = open()?.metadata().map(|m| m.len()).unwrap_or(0);
+        if sniff(path)? {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+            let rows: Vec<Value> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a JSON array", path.display()))?;
+            Ok(Source::Array {
+                rows: rows.into_iter(),
+                index: 0,
+                total,
+            })
+        } else {
+            Ok(Source::Lines {
                 reader: BufReader::with_capacity(1 << 20, open()?),
                 line: 0,
                 read: 0,
                 total,
                 buf: String::new(),
-            }),
-            Some(_) => anyhow::bail!(
-                "{} is neither JSON lines nor a JSON array (export the users with format \"json\"; CSV is not read)",
-                path.display()
-            ),
+            })
         }
     }
 
@@ -769,6 +777,23 @@ mod tests {
         assert_eq!(r.ignored_fields.get("given_name"), Some(&1));
         assert!(!r.ignored_fields.contains_key("last_ip"));
         assert_eq!(r.linked_identities, 1);
+    }
+
+    #[test]
+    fn file_formats_are_told_apart_up_front() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert!(!sniff(&file("a.json", b"{\"user_id\":\"email|1\"}\n")).unwrap());
+        assert!(sniff(&file("b.json", b"  [\n{}]")).unwrap());
+        assert!(!sniff(&file("empty.json", b"")).unwrap());
+        let gz = sniff(&file("c.json.gz", &[0x1f, 0x8b, 8, 0])).unwrap_err();
+        assert!(gz.to_string().contains("gunzip"), "{gz}");
+        let csv = sniff(&file("d.csv", b"user_id,email\n")).unwrap_err();
+        assert!(csv.to_string().contains("CSV"), "{csv}");
     }
 
     #[test]
