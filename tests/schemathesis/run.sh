@@ -48,7 +48,7 @@ base="http://127.0.0.1:$port"
 # Rate limits and lockouts off: every request should reach the handlers' checks, not a 429.
 # An SMS connection (texts go to the dev mailbox), an API, a public browser application that
 # uses both connections, and a back end with Management scopes (the client_credentials grant),
-# beside dev mode's demo application.
+# beside dev mode's demo application; the two sign with ES256 and EdDSA, the demo with RS256.
 cat >"$work/tessera.toml" <<EOF
 [rate_limits]
 start_per_ip = 0
@@ -79,6 +79,7 @@ callbacks = ["https://spa.fuzz.test/callback"]
 web_origins = ["https://spa.fuzz.test"]
 allowed_logout_urls = ["https://spa.fuzz.test/"]
 connections = ["email", "sms"]
+signing_alg = "ES256"
 
 [[applications]]
 name = "Fuzz back end"
@@ -88,6 +89,7 @@ app_type = "regular_web"
 callbacks = ["https://m2m.fuzz.test/callback"]
 allowed_logout_urls = ["https://m2m.fuzz.test/"]
 management_scopes = ["read:users", "read:clients"]
+signing_alg = "EdDSA"
 EOF
 
 # Tessera reads every TESSERA_* variable as a configuration key (and stops on an unknown one),
