@@ -10,6 +10,7 @@ pub mod message;
 pub mod outbox;
 pub mod sms;
 pub mod smtp;
+pub mod stats;
 pub mod templates;
 
 pub use mailer::{DeliveryError, DevMailbox, Mailer};

@@ -146,6 +146,7 @@ impl Worker {
                 "message dropped: its code expired before delivery",
             )
             .await;
+            crate::stats::given_up(&msg.channel);
             return Ok(());
         }
         let opened = self.secret.open(SEAL_PURPOSE, &msg.payload);
@@ -167,6 +168,7 @@ impl Worker {
                     .await?;
                 self.event("fn", &msg, &format!("message unreadable: {e}"))
                     .await;
+                crate::stats::given_up(&msg.channel);
                 return Ok(());
             }
         };
@@ -181,6 +183,11 @@ impl Worker {
                 self.store
                     .settle_outbox(&msg.id, &OutboxOutcome::Delivered)
                     .await?;
+                // Queued times are whole seconds; the send itself is timed precisely.
+                crate::stats::delivered(
+                    what,
+                    (now - msg.created_at).max(0) as f64 + started.elapsed().as_secs_f64(),
+                );
                 tracing::info!(
                     outbox_id = %msg.id,
                     attempts = msg.attempts,
@@ -193,12 +200,14 @@ impl Worker {
             Err(DeliveryError::Transient(e)) if msg.attempts < self.options.max_attempts => {
                 let at = now + self.backoff(msg.attempts);
                 tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, retry_at = at, error = %e, channel = %what, "delivery failed; will retry");
+                crate::stats::retried(what);
                 self.store
                     .settle_outbox(&msg.id, &OutboxOutcome::Retry { at, error: e })
                     .await?;
             }
             Err(e) => {
                 tracing::warn!(outbox_id = %msg.id, attempts = msg.attempts, error = %e, channel = %what, "delivery given up");
+                crate::stats::given_up(what);
                 self.store
                     .settle_outbox(
                         &msg.id,

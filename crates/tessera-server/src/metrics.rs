@@ -24,7 +24,88 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
-    events: Mutex<BTreeMap<String, u64>>,
+    /// By type and connection.
+    events: Mutex<BTreeMap<(String, String), u64>>,
+    /// By connection, result and reason.
+    sign_ins: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+}
+
+/// Upper bounds, in seconds, of the store-statement histogram's buckets.
+const STORE_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+];
+
+#[derive(Default)]
+struct StoreHistogram {
+    counts: [u64; 11],
+    sum: f64,
+    count: u64,
+}
+
+/// Store statement latency by verb, process-wide: filled by [`StoreLatencyLayer`] from sqlx's
+/// own per-statement events.
+static STORE: Mutex<BTreeMap<&'static str, StoreHistogram>> = Mutex::new(BTreeMap::new());
+
+/// A tracing layer that times every SQL statement, from the `elapsed_secs` field of sqlx's
+/// `sqlx::query` events (emitted at DEBUG; give this layer its own filter so the log's level
+/// does not decide). Only the statement's verb is kept, so the label stays bounded.
+pub struct StoreLatencyLayer;
+
+#[derive(Default)]
+struct QueryFields {
+    verb: Option<&'static str>,
+    secs: Option<f64>,
+}
+
+impl tracing::field::Visit for QueryFields {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.secs = Some(value);
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "summary" {
+            self.verb = Some(verb(value));
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+fn verb(sql: &str) -> &'static str {
+    let first = sql.split_whitespace().next().unwrap_or("");
+    [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "BEGIN", "COMMIT", "ROLLBACK",
+    ]
+    .into_iter()
+    .find(|v| first.eq_ignore_ascii_case(v))
+    .unwrap_or("other")
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StoreLatencyLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        let mut f = QueryFields::default();
+        event.record(&mut f);
+        if let Some(secs) = f.secs {
+            record_store(f.verb.unwrap_or("other"), secs);
+        }
+    }
+}
+
+fn record_store(verb: &'static str, secs: f64) {
+    let mut m = lock(&STORE);
+    let h = m.entry(verb).or_default();
+    for (i, b) in STORE_BUCKETS.iter().enumerate() {
+        if secs <= *b {
+            h.counts[i] += 1;
+        }
+    }
+    h.sum += secs;
+    h.count += 1;
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -56,8 +137,27 @@ impl Metrics {
         h.count += 1;
     }
 
-    pub fn event(&self, kind: &str) {
-        *lock(&self.events).entry(kind.to_string()).or_default() += 1;
+    /// An audit event; `connection` is `email`, `sms` or empty (the connections that exist).
+    pub fn event(&self, kind: &str, connection: Option<&str>) {
+        let connection = match connection {
+            Some(c @ ("email" | "sms")) => c,
+            Some(_) => "other",
+            None => "",
+        };
+        *lock(&self.events)
+            .entry((kind.to_string(), connection.to_string()))
+            .or_default() += 1;
+    }
+
+    /// A sign-in's outcome (`success` or `failure`) and, for a failure, its reason.
+    pub fn sign_in(&self, connection: &str, result: &'static str, reason: &'static str) {
+        let connection = match connection {
+            "email" | "sms" => connection,
+            _ => "other",
+        };
+        *lock(&self.sign_ins)
+            .entry((connection.to_string(), result, reason))
+            .or_default() += 1;
     }
 
     /// The exposition text; `outbox_depth` is read by the caller.
@@ -105,8 +205,91 @@ impl Metrics {
         }
         out.push_str("# HELP tessera_events_total Audit events by type (s: sign-in, f: failure, cls: code or link sent, limit_*: limits, ferrt: refresh-token reuse, ...).\n");
         out.push_str("# TYPE tessera_events_total counter\n");
-        for (k, n) in lock(&self.events).iter() {
-            let _ = writeln!(out, "tessera_events_total{{type=\"{}\"}} {n}", esc(k));
+        for ((k, c), n) in lock(&self.events).iter() {
+            let _ = writeln!(
+                out,
+                "tessera_events_total{{type=\"{}\",connection=\"{}\"}} {n}",
+                esc(k),
+                esc(c)
+            );
+        }
+        out.push_str(
+            "# HELP tessera_sign_ins_total Sign-ins by connection, result and failure reason.\n",
+        );
+        out.push_str("# TYPE tessera_sign_ins_total counter\n");
+        for ((c, result, reason), n) in lock(&self.sign_ins).iter() {
+            let _ = writeln!(
+                out,
+                "tessera_sign_ins_total{{connection=\"{}\",result=\"{result}\",reason=\"{reason}\"}} {n}",
+                esc(c)
+            );
+        }
+        let delivery = tessera_delivery::stats::snapshot();
+        out.push_str("# HELP tessera_outbox_messages_total Messages by channel and outcome (delivered, retried, given_up), this process.\n");
+        out.push_str("# TYPE tessera_outbox_messages_total counter\n");
+        for (ch, st) in &delivery {
+            for (outcome, n) in [
+                ("delivered", st.delivered),
+                ("retried", st.retried),
+                ("given_up", st.given_up),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "tessera_outbox_messages_total{{channel=\"{ch}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP tessera_outbox_delivery_seconds Time from queueing to delivery, by channel (queue time in whole seconds).\n");
+        out.push_str("# TYPE tessera_outbox_delivery_seconds histogram\n");
+        for (ch, st) in &delivery {
+            for (i, b) in tessera_delivery::stats::BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "tessera_outbox_delivery_seconds_bucket{{channel=\"{ch}\",le=\"{b}\"}} {}",
+                    st.latency_buckets[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tessera_outbox_delivery_seconds_bucket{{channel=\"{ch}\",le=\"+Inf\"}} {}",
+                st.delivered
+            );
+            let _ = writeln!(
+                out,
+                "tessera_outbox_delivery_seconds_sum{{channel=\"{ch}\"}} {}",
+                st.latency_sum
+            );
+            let _ = writeln!(
+                out,
+                "tessera_outbox_delivery_seconds_count{{channel=\"{ch}\"}} {}",
+                st.delivered
+            );
+        }
+        out.push_str("# HELP tessera_store_statement_duration_seconds SQL statement latency by verb, this process.\n");
+        out.push_str("# TYPE tessera_store_statement_duration_seconds histogram\n");
+        for (v, h) in lock(&STORE).iter() {
+            for (i, b) in STORE_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "tessera_store_statement_duration_seconds_bucket{{verb=\"{v}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "tessera_store_statement_duration_seconds_bucket{{verb=\"{v}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "tessera_store_statement_duration_seconds_sum{{verb=\"{v}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "tessera_store_statement_duration_seconds_count{{verb=\"{v}\"}} {}",
+                h.count
+            );
         }
         if let Some(d) = outbox_depth {
             out.push_str(
@@ -129,8 +312,11 @@ mod tests {
         m.request("POST", "/oauth/token", 200, Duration::from_millis(3));
         m.request("POST", "/oauth/token", 403, Duration::from_millis(30));
         m.request("FOO", "/health", 200, Duration::from_millis(1));
-        m.event("s");
-        m.event("s");
+        m.event("s", Some("email"));
+        m.event("s", Some("email"));
+        m.event("cls", None);
+        m.sign_in("sms", "failure", "wrong code");
+        record_store(verb("SELECT 1"), 0.0003);
         let t = m.render(Some(4));
         assert!(t.contains(
             "tessera_http_requests_total{method=\"POST\",route=\"/oauth/token\",status=\"200\"} 1"
@@ -144,7 +330,14 @@ mod tests {
         assert!(
             t.contains("tessera_http_request_duration_seconds_count{route=\"/oauth/token\"} 2")
         );
-        assert!(t.contains("tessera_events_total{type=\"s\"} 2"));
+        assert!(t.contains("tessera_events_total{type=\"s\",connection=\"email\"} 2"));
+        assert!(t.contains("tessera_events_total{type=\"cls\",connection=\"\"} 1"));
+        assert!(t.contains(
+            "tessera_sign_ins_total{connection=\"sms\",result=\"failure\",reason=\"wrong code\"} 1"
+        ));
+        assert!(t.contains(
+            "tessera_store_statement_duration_seconds_bucket{verb=\"SELECT\",le=\"0.0005\"}"
+        ));
         assert!(t.contains("tessera_outbox_depth 4"));
         assert!(t.contains("method=\"other\",route=\"/health\"") && !t.contains("FOO"));
     }

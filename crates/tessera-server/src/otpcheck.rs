@@ -254,6 +254,7 @@ pub async fn sign_in(
             .hit_rate_limit(&format!("sms:verified:{}", p.prefix()), 3600, st.now())
             .await?;
     }
+    st.metrics.sign_in(&connection.name, "success", "");
     st.event("s", meta, |e| {
         e.client_id = Some(client.client_id.clone());
         e.connection = Some(connection.name.clone());
@@ -269,8 +270,9 @@ async fn fail_event(
     meta: &RequestMeta,
     client: &Client,
     connection: &str,
-    reason: &str,
+    reason: &'static str,
 ) {
+    st.metrics.sign_in(connection, "failure", reason);
     st.event("f", meta, |e| {
         e.client_id = Some(client.client_id.clone());
         e.connection = Some(connection.to_string());

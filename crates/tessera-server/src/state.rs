@@ -40,6 +40,8 @@ pub struct Inner {
     pub tenant: tessera_delivery::templates::Tenant,
     pub dev: bool,
     pub metrics: crate::metrics::Metrics,
+    /// Who may sign in to the dashboard (normalised addresses); empty: it is off.
+    pub admins: Vec<String>,
 }
 
 impl Deref for AppState {
@@ -98,7 +100,7 @@ impl Inner {
             description: String::new(),
         };
         fill(&mut e);
-        self.metrics.event(&e.kind);
+        self.metrics.event(&e.kind, e.connection.as_deref());
         if let Err(err) = self.store.record_event(&e).await {
             tracing::warn!(error = %err, kind, "could not record an audit event");
         }

@@ -1,4 +1,5 @@
-//! Production metrics and request ids.
+//! Production metrics and request ids: requests, sign-ins by connection and reason, codes sent,
+//! outbox delivery, store statement latency.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,6 +12,20 @@ use tower::ServiceExt as _;
 
 #[tokio::test]
 async fn metrics_count_requests_events_and_the_outbox_and_requests_carry_ids() {
+    // As the binary does: every SQL statement timed for /metrics, from sqlx's own events.
+    {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::registry()
+            .with(
+                tessera_server::metrics::StoreLatencyLayer.with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("sqlx::query", tracing::Level::DEBUG),
+                ),
+            )
+            .init();
+    }
     let h = H::new("sqlite").await;
     assert_eq!(h.sign_in("m@example.com", "openid").await.status, 200);
     assert_eq!(h.otp("m@example.com", "000000", "openid").await.status, 403);
@@ -54,9 +69,15 @@ async fn metrics_count_requests_events_and_the_outbox_and_requests_carry_ids() {
         "tessera_http_requests_total{method=\"POST\",route=\"/oauth/token\",status=\"200\"} 1",
         "tessera_http_requests_total{method=\"POST\",route=\"/oauth/token\",status=\"403\"} 1",
         "tessera_http_requests_total{method=\"POST\",route=\"/passwordless/start\",status=\"200\"} 2",
-        "tessera_events_total{type=\"s\"} 1",
-        "tessera_events_total{type=\"f\"} 1",
-        "tessera_events_total{type=\"cls\"} 2",
+        "tessera_events_total{type=\"s\",connection=\"email\"} 1",
+        "tessera_events_total{type=\"f\",connection=\"email\"} 1",
+        "tessera_events_total{type=\"cls\",connection=\"email\"} 2",
+        "tessera_sign_ins_total{connection=\"email\",result=\"success\",reason=\"\"} 1",
+        "tessera_sign_ins_total{connection=\"email\",result=\"failure\",reason=\"no code pending\"} 1",
+        "tessera_outbox_messages_total{channel=\"email\",outcome=\"delivered\"} 1",
+        "tessera_outbox_delivery_seconds_count{channel=\"email\"} 1",
+        "tessera_store_statement_duration_seconds_bucket{verb=\"INSERT\",le=\"+Inf\"}",
+        "tessera_store_statement_duration_seconds_count{verb=\"SELECT\"}",
         "tessera_outbox_depth 1",
         "tessera_http_request_duration_seconds_count{route=\"/oauth/token\"} 2",
     ] {

@@ -317,6 +317,7 @@ impl AppFields {
 }
 
 #[derive(Subcommand, Clone)]
+#[allow(clippy::large_enum_variant)] // parsed once per run; boxing buys nothing
 enum ConnectionsCmd {
     /// Every connection, with the applications that use it.
     List,
@@ -761,7 +762,8 @@ async fn connections(settings: Settings, cmd: ConnectionsCmd, json: bool) -> any
         if json {
             print_json(&v)
         } else {
-            Ok(print_fields(&v))
+            print_fields(&v);
+            Ok(())
         }
     };
     match cmd {
@@ -1164,20 +1166,26 @@ async fn migrate(cfg: &Config, dev: bool) -> anyhow::Result<()> {
 }
 
 fn init_logging(log: &config::LogConfig) {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
     let filter = std::env::var("RUST_LOG")
         .ok()
         .or_else(|| log.level.clone())
         .unwrap_or_else(|| "info,sqlx=warn".to_string());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if log.format.as_deref() == Some("json") {
-        builder.json().init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if log.format.as_deref() == Some("json") {
+        fmt.json().with_filter(filter).boxed()
     } else {
-        builder.init();
-    }
+        fmt.with_filter(filter).boxed()
+    };
+    // Times every SQL statement for /metrics, whatever the log level.
+    let store = tessera_server::metrics::StoreLatencyLayer.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("sqlx::query", tracing::Level::DEBUG),
+    );
+    tracing_subscriber::registry().with(fmt).with(store).init();
 }
 
 fn fail(msg: &str) -> ExitCode {
