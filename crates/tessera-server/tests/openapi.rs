@@ -1,7 +1,8 @@
 //! `GET /openapi.json`: the public API's OpenAPI 3 document is served, parses, lists the
 //! public endpoints (and none of the Management API, the dev mailbox or the legacy
 //! endpoints), names no host, and matches the router: every operation it lists is routed and
-//! answers an empty request with a status the document gives for it. Then regression tests
+//! answers an empty request with a status the document gives for it; the answers of a real
+//! sign-in, which generated requests rarely reach, have the documented shapes. Then regression tests
 //! for bad input that got axum's plain-text answers instead of Auth0's error shape.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
@@ -111,6 +112,65 @@ async fn openapi_operations_match_the_router() {
                 r.body
             );
         }
+    }
+}
+
+/// The object keys of `v` against a schema of the document: every required one is there, and
+/// none is missing from `properties` when `additionalProperties` is false.
+fn conforms(doc: &Value, name: &str, v: &Value) {
+    let schema = &doc["components"]["schemas"][name];
+    let obj = v.as_object().unwrap();
+    for r in schema["required"].as_array().unwrap() {
+        assert!(
+            obj.contains_key(r.as_str().unwrap()),
+            "{name}: no {r} in {v}"
+        );
+    }
+    if schema["additionalProperties"] == false {
+        for k in obj.keys() {
+            assert!(
+                schema["properties"].get(k).is_some(),
+                "{name}: {k} is not documented"
+            );
+        }
+    }
+}
+
+/// The answers generated requests rarely reach (a real sign-in) have the documented shapes.
+#[tokio::test]
+async fn openapi_shapes_match_a_real_sign_in() {
+    let h = H::new("sqlite").await;
+    let doc = document(&h).await;
+    let r = h.start("shape@example.com").await;
+    conforms(&doc, "PasswordlessStartEmailResponse", &r.body);
+    let code = h.last_code("shape@example.com").await;
+    let t = h
+        .otp(
+            "shape@example.com",
+            &code,
+            "openid profile email offline_access",
+        )
+        .await;
+    assert_eq!(t.status, 200, "{t:?}");
+    conforms(&doc, "TokenResponse", &t.body);
+    assert!(t.body["id_token"].is_string() && t.body["refresh_token"].is_string());
+    let u = h.get("/userinfo", t.body["access_token"].as_str()).await;
+    assert_eq!(u.status, 200, "{u:?}");
+    conforms(&doc, "UserInfo", &u.body);
+    let d = h.get("/.well-known/openid-configuration", None).await;
+    conforms(&doc, "OpenIdConfiguration", &d.body);
+    let k = h.get("/.well-known/jwks.json", None).await;
+    conforms(&doc, "Jwks", &k.body);
+    let jwk = &k.body["keys"][0];
+    let variants = doc["components"]["schemas"]["Jwk"]["oneOf"]
+        .as_array()
+        .unwrap();
+    let variant = variants
+        .iter()
+        .find(|s| s["properties"]["kty"]["enum"][0] == jwk["kty"])
+        .expect("a documented key type");
+    for key in jwk.as_object().unwrap().keys() {
+        assert!(variant["properties"].get(key).is_some(), "JWK {key}");
     }
 }
 
