@@ -79,6 +79,11 @@ pub async fn build(
     for c in &s.clients {
         store.upsert_client(c, now).await?;
     }
+    if !s.admin_emails.is_empty() {
+        store
+            .upsert_client(&crate::admin::dashboard_client(&s.issuer), now)
+            .await?;
+    }
     let keys = KeyRing::load(store.as_ref(), &secret, rng.as_ref(), now).await?;
     let mailer = Arc::new(match &s.email {
         EmailTransport::Smtp(cfg) => {
@@ -133,6 +138,7 @@ pub async fn build(
         tenant: s.tenant.clone(),
         dev: s.dev,
         metrics: Default::default(),
+        admins: s.admin_emails.clone(),
     }));
     Ok(Tessera { state, worker })
 }
@@ -186,6 +192,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let mut r = Router::new()
         .merge(cors)
+        .merge(crate::admin::router(state.clone()))
         .route("/authorize", get(routes::authorize::authorize))
         .route("/login/start", post(routes::authorize::login_start))
         .route("/login/verify", post(routes::authorize::login_verify))
@@ -383,6 +390,14 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
         });
     }
     tracing::info!(%addr, issuer = %s.issuer, database = t.state.store.backend(), dev = s.dev, "Tessera is listening");
+    if s.admin_emails.is_empty() {
+        tracing::info!("the dashboard (/admin) is off: no [admin] emails are configured");
+    } else {
+        tracing::info!(
+            administrators = s.admin_emails.len(),
+            "the dashboard is at /admin"
+        );
+    }
     if let Some(d) = &s.demo_app {
         println!(
             "\nTessera dev server on {}://{addr}  (issuer {})",
@@ -390,6 +405,11 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
             s.issuer
         );
         println!("  dev mailbox:    {}_dev/mailbox", s.issuer);
+        println!(
+            "  dashboard:      {}admin  (administrators: {})",
+            s.issuer,
+            s.admin_emails.join(", ")
+        );
         println!("  demo app:       client_id     = {}", d.client_id);
         println!("                  client_secret = {}", d.client_secret);
         println!("                  callback      = {}", d.callback);

@@ -1,6 +1,7 @@
 //! Tessera's HTTP server: the Auth0 passwordless API, OpenID Connect discovery, and the
 //! dev mailbox, over the store and delivery crates.
 
+pub mod admin;
 pub mod app;
 pub mod authz;
 pub mod clientauth;
@@ -10,6 +11,7 @@ pub mod files;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod ops;
 pub mod otpcheck;
 pub mod pages;
 pub mod params;

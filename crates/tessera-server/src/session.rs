@@ -22,7 +22,7 @@ pub const CO_PREFIX: &str = "tessera_co_";
 
 /// A cookie's full name: with the `__Host-` prefix when the issuer is https, so that no other
 /// host of the site (a sibling subdomain) can set or shadow it (RFC 6265bis §4.1.3.2).
-fn full_name(st: &AppState, name: &str) -> String {
+pub fn full_name(st: &AppState, name: &str) -> String {
     if st.issuer.starts_with("https://") {
         format!("__Host-{name}")
     } else {
