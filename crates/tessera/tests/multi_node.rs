@@ -1,8 +1,9 @@
 //! Two `tessera` processes on different ports share one PostgreSQL database, as several nodes
 //! behind a load balancer do. A code started on one node is exchanged on the other; a key
 //! rotated through one node's configuration is published by the other's JWKS; a browser session
-//! (and its login ticket and authorization code) made on one node works on the other; and a thousand
-//! queued emails are all delivered while both outbox workers run and one node is killed.
+//! (and its login ticket and authorization code) made on one node works on the other; a change
+//! made through one node's Management API applies on the other at once; and a thousand queued
+//! emails are all delivered while both outbox workers run and one node is killed.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 mod common;
@@ -391,6 +392,139 @@ async fn a_session_made_on_one_node_is_honoured_by_the_other() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "A's code is exchanged on B");
+}
+
+const ROOT: &str = r#"
+[[applications]]
+name = "Root"
+client_id = "root"
+client_secret = "root-secret-root-secret-root-secret-root-01"
+app_type = "regular_web"
+management_scopes = ["update:clients", "update:connections"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_change_made_through_one_node_applies_on_the_other_at_once() {
+    let db = TestDb::postgres().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = dir.path().join("maildir");
+    let (_smtp, smtp_port) = smtp_server(&maildir);
+    let a = node(dir.path(), "a", &db.url, smtp_port, ROOT);
+    let b = node(dir.path(), "b", &db.url, smtp_port, ROOT);
+    wait_healthy(&a.base, &a.log).await;
+    wait_healthy(&b.base, &b.log).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let t: Value = http
+        .post(format!("{}/oauth/token", a.base))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "root"),
+            (
+                "client_secret",
+                "root-secret-root-secret-root-secret-root-01",
+            ),
+            ("audience", &format!("{ISSUER}api/v2/")),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", t["access_token"].as_str().unwrap());
+    let patch = |path: &str, body: Value| {
+        http.patch(format!("{}{path}", a.base))
+            .header("authorization", &bearer)
+            .json(&body)
+            .send()
+    };
+    let authorize = |cb: &str| {
+        format!(
+            "{}/authorize?client_id=acme-web&response_type=code&scope=openid&state=s&redirect_uri={}",
+            b.base,
+            cb.replace(':', "%3A").replace('/', "%2F")
+        )
+    };
+
+    // The callback URL changed on A is the one B accepts, with no restart.
+    let r = http
+        .get(authorize("https://acme.test/moved"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200, "not allowed yet");
+    let r = patch(
+        "/api/v2/clients/acme-web",
+        json!({"callbacks": ["https://acme.test/moved"]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .get(authorize("https://acme.test/moved"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "B shows the login page for the new callback"
+    );
+    let r = http
+        .get(authorize("https://acme.test/callback"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200, "B refuses the old callback");
+
+    // A secret rotated on A: B refuses the old one at once and takes the new one.
+    let r: Value = http
+        .post(format!("{}/api/v2/clients/acme-web/rotate-secret", a.base))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let fresh = r["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(start(&http, &b.base, "rotated@acme.test").await, 401);
+    let r = http
+        .post(format!("{}/passwordless/start", b.base))
+        .json(
+            &json!({"client_id": "acme-web", "client_secret": fresh, "connection": "email",
+                      "email": "rotated@acme.test", "send": "code"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The code length changed on A is what B sends.
+    let r = patch(
+        "/api/v2/connections/con_email",
+        json!({"options": {"totp": {"length": 9}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{}/passwordless/start", b.base))
+        .json(
+            &json!({"client_id": "acme-web", "client_secret": fresh, "connection": "email",
+                      "email": "nine@acme.test", "send": "code"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_for("the nine-digit code", Duration::from_secs(30), || {
+        code_in(&maildir, "nine@acme.test").is_some()
+    });
+    assert_eq!(code_in(&maildir, "nine@acme.test").unwrap().len(), 9);
 }
 
 /// Every `name=value` of a response's Set-Cookie headers, joined as a Cookie header.
