@@ -30,11 +30,13 @@ const stack = new AdminStack('admin');
 before(() => stack.start(), { timeout: 90_000 });
 after(() => stack.stop());
 
-/** A viewport-sized picture for the README, when DOCS_SHOTS is set. */
-async function docShot(page, name) {
+/** A viewport-sized picture for the README (from `top`, a selector), when DOCS_SHOTS is set. */
+async function docShot(page, name, top) {
   if (!process.env.DOCS_SHOTS) return;
   fs.mkdirSync(DOCS, { recursive: true });
-  await page.setViewportSize({ width: 1200, height: 760 });
+  await page.setViewportSize({ width: 1100, height: 700 });
+  if (top) await page.locator(top).first().evaluate((el) => el.scrollIntoView({ block: 'start' }));
+  else await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(DOCS, `${name}.png`) });
   await page.setViewportSize({ width: 1100, height: 900 });
 }
@@ -142,7 +144,7 @@ describe('the dashboard', () => {
       assert.ok(server.includes(`${t.tessera}/oauth/token`) && server.includes('process.env.TESSERA_CLIENT_SECRET'));
       assert.ok(!server.includes(secret));
       await t.shot(page, 'application-saved');
-      await docShot(page, 'application');
+      await docShot(page, 'application', '#quickstart');
 
       // The change is live: /authorize takes the new callback and refuses the old one.
       const authorize = (cb) =>
@@ -157,7 +159,6 @@ describe('the dashboard', () => {
 
       await page.goto(`${t.tessera}/admin/applications`);
       assert.equal(await page.locator('table#apps').getByText('Shop', { exact: true }).count(), 1);
-      await docShot(page, 'applications');
     }));
 
   test('edits the email template and sees the preview, live and per language', { timeout: 90_000 }, () =>
@@ -185,6 +186,7 @@ describe('the dashboard', () => {
       await assert.doesNotReject(email.locator('h1').getByText('Hello from Shop').waitFor());
       assert.equal((await email.locator('#c').textContent())?.trim(), '123456');
       await t.shot(page, 'template-live-preview');
+      await docShot(page, 'email-template', 'section:has(#template-custom)');
 
       // Per language, with the Preview button (what works without JavaScript).
       await page.selectOption('select#preview_lang', 'fr');
@@ -195,7 +197,6 @@ describe('the dashboard', () => {
       await page.click('button#preview-button');
       await assertPreviewSubject(preview, '123456 ist Ihr Bestätigungscode für Sample App');
       await t.shot(page, 'template-preview-german');
-      await docShot(page, 'email-template');
 
       // Saved, the template is what users get.
       await page.check('input#template-custom');
@@ -291,10 +292,12 @@ describe('the dashboard', () => {
       assert.equal(await page.locator('table#events').getByText('Dashboard sign-in refused: not an administrator').count(), await rows.count());
       await t.shot(page, 'logs-fapi');
       await page.selectOption('select#type', 'sapi');
+      await page.click('button#filter');
+      await page.waitForURL(/type=sapi/);
+      await docShot(page, 'logs');
       await page.fill('input#client_id', 'tessera-dashboard');
       await page.click('button#filter');
       await page.waitForURL(/client_id=tessera-dashboard/);
-      await docShot(page, 'logs');
       await page.locator('a.event-link').first().click();
       await page.waitForSelector('#event-description');
       assert.match((await page.textContent('#event-description'))?.trim(), /^Dashboard \(ops@example\.com\): signed (in|out)$/);
