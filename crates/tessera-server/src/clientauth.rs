@@ -121,5 +121,10 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, Ap
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default()
     };
-    Ok(Some((dec(id), dec(secret))))
+    let (id, secret) = (dec(id), dec(secret));
+    // As in request parameters (params.rs): no client id or secret holds a NUL character.
+    if id.contains('\0') || secret.contains('\0') {
+        return Err(bad());
+    }
+    Ok(Some((id, secret)))
 }

@@ -3,7 +3,9 @@
 //! A body is JSON whenever it looks like JSON, whatever its `Content-Type` says (node-auth0 v4
 //! labels JSON `text/plain`); otherwise it is form-urlencoded, where `authParams[key]=value`
 //! builds a nested object (auth0.js v7). JSON `null` means absent. A form parameter given
-//! twice is refused (RFC 6749 §3.1), so nothing can be smuggled by repetition.
+//! twice is refused (RFC 6749 §3.1), so nothing can be smuggled by repetition. A NUL character
+//! anywhere, in a name or a value, is refused too: no parameter has a use for one, and
+//! PostgreSQL cannot store or even compare text that holds one (a query with it fails).
 
 use serde_json::{Map, Value};
 
@@ -20,6 +22,8 @@ pub enum ParamsError {
     NotAnObject,
     Duplicate(String),
     BadBrackets(String),
+    /// A NUL character in this parameter's name or value.
+    Nul(String),
 }
 
 impl Params {
@@ -34,13 +38,14 @@ impl Params {
             },
             Some(_) => parse_form(body)?,
         };
+        refuse_nul(&map)?;
         Ok(Params(drop_nulls(map)))
     }
 
     pub fn from_query(query: Option<&str>) -> Result<Params, ParamsError> {
-        Ok(Params(drop_nulls(parse_form(
-            query.unwrap_or_default().as_bytes(),
-        )?)))
+        let map = parse_form(query.unwrap_or_default().as_bytes())?;
+        refuse_nul(&map)?;
+        Ok(Params(drop_nulls(map)))
     }
 
     /// A string parameter; an error when present but not a string.
@@ -90,6 +95,22 @@ fn parse_form(body: &[u8]) -> Result<Map<String, Value>, ParamsError> {
         }
     }
     Ok(map)
+}
+
+/// The first top-level parameter with a NUL character in its name or anywhere in its value.
+fn refuse_nul(map: &Map<String, Value>) -> Result<(), ParamsError> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(a) => a.iter().any(has_nul),
+            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    match map.iter().find(|(k, v)| k.contains('\0') || has_nul(v)) {
+        Some((k, _)) => Err(ParamsError::Nul(k.replace('\0', "\\0"))),
+        None => Ok(()),
+    }
 }
 
 fn drop_nulls(map: Map<String, Value>) -> Map<String, Value> {
@@ -143,6 +164,28 @@ mod tests {
         assert_eq!(Params::parse(b"{not json"), Err(ParamsError::NotJson));
         assert_eq!(Params::parse(b"[1,2]"), Err(ParamsError::NotAnObject));
         assert!(Params::parse(b"").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn nul_characters_are_refused_anywhere() {
+        for body in [
+            &br#"{"client_id":"a\u0000b"}"#[..],
+            br#"{"authParams":{"state":["x\u0000"]}}"#,
+            br#"{"a\u0000":1}"#,
+            b"client_id=a%00b",
+            b"authParams[sta%00te]=x",
+        ] {
+            assert!(
+                matches!(Params::parse(body), Err(ParamsError::Nul(_))),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        assert_eq!(
+            Params::from_query(Some("client_id=x&state=%00")),
+            Err(ParamsError::Nul("state".into()))
+        );
+        assert!(Params::parse(br#"{"client_id":"a\u0001b"}"#).is_ok());
     }
 
     #[test]

@@ -229,3 +229,78 @@ async fn a_client_script_name_that_is_not_utf8_is_not_found() {
     }
     assert_eq!(h.get("/client/rwa.js", None).await.status, 200);
 }
+
+/// A NUL character in any parameter is refused as malformed input. It reached the database
+/// before, where PostgreSQL fails any query that holds one: a `500` for a bad request.
+async fn nul_characters_are_refused_as_bad_input(h: H) {
+    use base64::Engine as _;
+    let json_cases = [
+        (
+            "/passwordless/start",
+            r#"{"client_id":"a\u0000b","connection":"email","email":"x@example.com"}"#,
+            "bad.request",
+            "client_id",
+        ),
+        (
+            "/passwordless/verify",
+            r#"{"client_id":"rwa","connection":"e\u0000","verification_code":"1","email":"x@example.com"}"#,
+            "bad.request",
+            "connection",
+        ),
+        (
+            "/co/authenticate",
+            r#"{"client_id":"a\u0000b","credential_type":"x","username":"u","otp":"1","realm":"email"}"#,
+            "invalid_request",
+            "client_id",
+        ),
+        (
+            "/oauth/token",
+            r#"{"grant_type":"refresh_token","client_id":"rwa","client_secret":"s","refresh_token":"x\u0000"}"#,
+            "invalid_request",
+            "refresh_token",
+        ),
+    ];
+    for (path, body, code, param) in json_cases {
+        let r = h.post(path, "application/json", body, &[]).await;
+        let description = format!("Parameter {param} contains a NUL character");
+        assert_eq!(r.err(), (400, code, description.as_str()), "{path}: {r:?}");
+    }
+    let r = h
+        .post_form(
+            "/oauth/token",
+            &[("grant_type", OTP), ("client_id", "a\0b")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    // HTTP Basic credentials with a NUL are malformed credentials.
+    let basic = base64::engine::general_purpose::STANDARD.encode("a\0b:secret");
+    let r = h
+        .post(
+            "/oauth/token",
+            "application/x-www-form-urlencoded",
+            "grant_type=refresh_token&refresh_token=x",
+            &[("authorization", &format!("Basic {basic}"))],
+        )
+        .await;
+    assert_eq!(r.err(), (401, "access_denied", "Unauthorized"), "{r:?}");
+    for path in [
+        "/authorize?client_id=a%00b&redirect_uri=x&response_type=code",
+        "/passwordless/verify_redirect?client_id=rwa&connection=%00&verification_code=1&email=x",
+        "/v2/logout?client_id=a%00b&returnTo=https%3A%2F%2Fapp.example.com%2F",
+    ] {
+        let r = h.get(path, None).await;
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+    }
+    let r = h.get("/client/a%00b.js", None).await;
+    assert_eq!(r.err(), (404, "not_found", "Not found"), "{r:?}");
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_as_bad_input_sqlite() {
+    nul_characters_are_refused_as_bad_input(H::new("sqlite").await).await
+}
+
+#[tokio::test]
+async fn nul_characters_are_refused_as_bad_input_postgres() {
+    nul_characters_are_refused_as_bad_input(H::new("postgres").await).await
+}

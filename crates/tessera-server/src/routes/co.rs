@@ -220,10 +220,14 @@ pub async fn client_js(
     file: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found");
-    // A name that is not UTF-8 names no application: the same 404 as an unknown one.
+    // A name that is not UTF-8, or holds a NUL character (which PostgreSQL cannot even
+    // compare), names no application: the same 404 as an unknown one.
     let Ok(Path(file)) = file else {
         return Err(not_found());
     };
+    if file.contains('\0') {
+        return Err(not_found());
+    }
     let client_id = file.strip_suffix(".js").ok_or_else(not_found)?;
     let client = st
         .store

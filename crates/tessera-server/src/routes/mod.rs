@@ -47,6 +47,7 @@ pub fn parse_body(body: &[u8], error_code: &str) -> Result<Params, ApiError> {
             ParamsError::NotAnObject => "The request body must be a JSON object".to_string(),
             ParamsError::Duplicate(k) => format!("Parameter {k} was given more than once"),
             ParamsError::BadBrackets(k) => format!("Malformed parameter name {k}"),
+            ParamsError::Nul(k) => format!("Parameter {k} contains a NUL character"),
         };
         ApiError::bad_request(error_code, d)
     })
