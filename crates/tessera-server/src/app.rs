@@ -67,17 +67,32 @@ pub async fn build(
         strategy: Strategy::Email,
         settings: s.email_connection.clone(),
     };
-    store.upsert_connection(&email, now).await?;
+    let mut connections = vec![email];
     if let Some((settings, _)) = &s.sms_connection {
-        let sms = Connection {
+        connections.push(Connection {
             name: "sms".into(),
             strategy: Strategy::Sms,
             settings: settings.clone(),
-        };
-        store.upsert_connection(&sms, now).await?;
+        });
+    }
+    // The file is declarative bootstrap: an entry is written when the file's version of it is
+    // new or changed since the last start; otherwise the database (edited in the dashboard, the
+    // Management API or the CLI) wins. README: "When the file and the dashboard disagree".
+    for c in &connections {
+        let hash = file_hash(&[
+            c.strategy.as_str().as_bytes(),
+            &serde_json::to_vec(&c.settings)?,
+        ]);
+        if store.bootstrap_connection(c, &hash, now).await? {
+            tracing::info!(connection = %c.name, "applied the configuration file's connection settings");
+        }
     }
     for c in &s.clients {
-        store.upsert_client(c, now).await?;
+        let secret = c.secret_hash.as_deref().unwrap_or_default();
+        let hash = file_hash(&[secret, &serde_json::to_vec(&c.settings)?]);
+        if store.bootstrap_client(c, &hash, now).await? {
+            tracing::info!(client_id = %c.client_id, "applied the configuration file's application settings");
+        }
     }
     if !s.admin_emails.is_empty() {
         store
@@ -143,6 +158,12 @@ pub async fn build(
     Ok(Tessera { state, worker })
 }
 
+/// A digest of an entry's version in the configuration file.
+fn file_hash(parts: &[&[u8]]) -> String {
+    let joined: Vec<String> = parts.iter().map(hex::encode).collect();
+    hex::encode(tessera_core::crypto::sha256(&joined.join(".")))
+}
+
 /// The HTTP surface.
 pub fn router(state: AppState) -> Router {
     // HSTS binds a host name on every port: never for localhost or a loopback address, where
@@ -192,6 +213,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let mut r = Router::new()
         .merge(cors)
+        .merge(routes::management::router())
         .merge(crate::admin::router(state.clone()))
         .route("/authorize", get(routes::authorize::authorize))
         .route("/login/start", post(routes::authorize::login_start))
@@ -203,19 +225,6 @@ pub fn router(state: AppState) -> Router {
             get(routes::verify::verify_redirect).post(routes::verify::verify_redirect),
         )
         .route("/client/{file}", get(routes::co::client_js))
-        .route("/api/v2/users", get(routes::management::list_users))
-        .route(
-            "/api/v2/users-by-email",
-            get(routes::management::list_users),
-        )
-        .route(
-            "/api/v2/users/{id}",
-            get(routes::management::get_user)
-                .patch(routes::management::patch_user)
-                .delete(routes::management::delete_user),
-        )
-        .route("/api/v2/logs", get(routes::management::logs))
-        .route("/api/v2/clients", get(routes::management::clients))
         .route("/static/webotp.js", get(webotp_js))
         .route(
             "/.well-known/openid-configuration",
