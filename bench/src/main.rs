@@ -1,30 +1,48 @@
 //! `tessera-bench`: starts the real `tessera` binary on a loopback port (dev mode, rate limits
-//! off, a fresh SQLite file) and drives it over HTTP exactly as Auth0 clients do. Every run is
-//! bounded by a duration and a request count. It prints, per scenario, throughput, latency
-//! percentiles, errors by status and Tessera's RSS, then the RSA-2048 signing limit of this
-//! machine and the ratio of logins per second to it. `--json` prints one JSON document instead.
+//! off, SQLite in a work directory) and drives it over HTTP exactly as Auth0 clients do. Every
+//! run is bounded by a duration and a request count. Mail goes over real SMTP to the bench's own
+//! sink (`--mailbox smtp`, the default) or stays in dev mode's mailbox (`--mailbox dev`).
+//!
+//! It prints the start-up time (fresh and with an existing database), the idle RSS, and per
+//! scenario the throughput, latency percentiles, errors by status and Tessera's RSS; then the
+//! machine's signing limits (RS256, ES256, EdDSA on every core) and the ratio of logins per
+//! second to each. `--json` prints one JSON document instead.
 //!
 //! Scenarios:
 //! - `start`: `/passwordless/start` with distinct emails;
-//! - `otp-login`: start, read the code from the dev mailbox (the delivery path dev mode uses),
-//!   then the OTP grant at `/oauth/token`;
+//! - `otp-login`: start, the code as delivered, then the OTP grant at `/oauth/token`; once per
+//!   algorithm in `--algs`, each through an application that signs with it;
 //! - `code-exchange`: `/authorize` with an SSO session gives a code, exchanged at `/oauth/token`;
 //! - `userinfo`: `/userinfo` with an opaque access token.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod flows;
+mod load;
+mod mail;
+mod signing;
+mod sink;
+mod tessera;
 
-use anyhow::{Context, bail};
-use clap::Parser;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, ValueEnum};
 use serde_json::{Value, json};
 
-const OTP: &str = "http://auth0.com/oauth/grant-type/passwordless/otp";
-const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123456789";
-const CB: &str = "http://localhost:5999/callback";
+use crate::flows::{Api, Codes};
+use crate::load::{Bounds, Outcome, drive};
+use crate::sink::Sink;
+use crate::tessera::{CLIENT_ID, ExtraApp, Launch, Workdir};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mailbox {
+    /// Tessera sends over SMTP to the bench's sink on loopback.
+    Smtp,
+    /// Dev mode's in-memory mailbox, polled over `/_dev/mailbox.json`.
+    Dev,
+}
 
 #[derive(Parser)]
 #[command(version, about)]
@@ -32,466 +50,501 @@ struct Args {
     /// The tessera binary to start.
     #[arg(long, default_value = "target/release/tessera")]
     tessera: PathBuf,
-    /// Scenarios to run, comma-separated.
+    /// Scenarios to run, comma-separated, in order.
     #[arg(long, default_value = "start,otp-login,code-exchange,userinfo")]
     scenarios: String,
-    /// Concurrent clients.
+    /// Signing algorithms for otp-login, comma-separated; each gets its own application.
+    #[arg(long, default_value = "RS256,ES256,EdDSA")]
+    algs: String,
+    /// Where codes are read.
+    #[arg(long, value_enum, default_value = "smtp")]
+    mailbox: Mailbox,
+    /// Diagnostic: the SMTP sink acknowledges every read at once (TCP_QUICKACK), which hides
+    /// the delayed-ACK wait a client without TCP_NODELAY meets at a real server.
+    #[arg(long)]
+    sink_quickack: bool,
+    /// Concurrent clients (closed loop).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    /// Seconds per scenario (the run stops at the first of duration and count).
+    /// Start operations at this many per second instead (open loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds per scenario (a run stops at the first of duration and count).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
-    /// Requests (or logins) per scenario at most.
+    /// Operations (logins, requests) per scenario at most.
     #[arg(long, default_value_t = 20_000)]
     count: u64,
+    /// Run the scenarios this many times against the same Tessera (RSS across runs).
+    #[arg(long, default_value_t = 1)]
+    repeat: u32,
+    /// Seconds per algorithm for the signing limits (0: skip them).
+    #[arg(long, default_value_t = 2)]
+    sign_seconds: u64,
+    /// Tessera's stdout and stderr go here (default: a file in the work directory). Its log
+    /// level is `warn` unless RUST_LOG says otherwise.
+    #[arg(long)]
+    tessera_log: Option<PathBuf>,
+    /// Keep the work directory (config, SQLite database, log).
+    #[arg(long)]
+    keep: bool,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
 }
 
-struct Tessera {
-    child: Child,
-    base: String,
-    _dir: PathBuf,
-}
-
-impl Drop for Tessera {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// Starts Tessera on loopback with limits off; returns when `/health` answers and how long that
-/// took.
-async fn start_tessera(bin: &PathBuf) -> anyhow::Result<(Tessera, Duration)> {
-    let port = free_port()?;
-    let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let config = dir.join("tessera.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = {dir:?}
-
-[rate_limits]
-start_per_ip = 0
-start_per_identifier = 0
-start_per_client = 0
-failed_attempts_per_identifier = 0
-failed_attempts_per_ip_identifier = 0
-token_per_ip = 0
-browser_per_ip = 0
-
-[log]
-level = "warn"
-
-[[applications]]
-name = "Bench"
-client_id = "bench"
-client_secret = "{SECRET}"
-app_type = "regular_web"
-callbacks = ["{CB}"]
-"#
-        ),
-    )?;
-    let started = Instant::now();
-    let child = Command::new(bin)
-        .args(["serve", "--dev", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let t = Tessera {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        _dir: dir,
-    };
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(format!("{}/health", t.base)).send().await
-            && r.status() == 200
-        {
-            return Ok((t, started.elapsed()));
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("tessera did not answer /health within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-#[derive(Default)]
-struct Outcome {
-    latencies_us: Vec<u64>,
-    errors: BTreeMap<String, u64>,
-}
-
-/// Runs `op` from `concurrency` tasks until the time or the count runs out.
-async fn drive<F, Fut>(args: &Args, op: F) -> (Outcome, Duration)
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), String>> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
-        let (op, next, count) = (Arc::clone(&op), Arc::clone(&next), args.count);
-        tasks.push(tokio::spawn(async move {
-            let mut out = Outcome::default();
-            loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= count || Instant::now() >= deadline {
-                    return out;
-                }
-                let t = Instant::now();
-                match op(i).await {
-                    Ok(()) => out.latencies_us.push(t.elapsed().as_micros() as u64),
-                    Err(e) => *out.errors.entry(e).or_default() += 1,
-                }
-            }
-        }));
-    }
-    let mut all = Outcome::default();
-    for t in tasks {
-        if let Ok(o) = t.await {
-            all.latencies_us.extend(o.latencies_us);
-            for (k, v) in o.errors {
-                *all.errors.entry(k).or_default() += v;
-            }
-        }
-    }
-    (all, started.elapsed())
-}
-
-fn status_err(r: &reqwest::Response) -> String {
-    format!("HTTP {}", r.status().as_u16())
-}
-
-async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Result<Value, String> {
-    let r = http
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| format!("transport: {}", e.without_url()))?;
-    if !r.status().is_success() {
-        return Err(status_err(&r));
-    }
-    r.json().await.map_err(|_| "bad JSON".to_string())
-}
-
-/// Waits for the code mailed to `to` in the dev mailbox.
-async fn code_for(http: &reqwest::Client, base: &str, to: &str) -> Result<String, String> {
-    for _ in 0..2000 {
-        let v: Value = http
-            .get(format!("{base}/_dev/mailbox.json"))
-            .send()
-            .await
-            .map_err(|_| "mailbox".to_string())?
-            .json()
-            .await
-            .map_err(|_| "mailbox JSON".to_string())?;
-        if let Some(code) = v["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["to"] == to)
-            .and_then(|m| m["subject"].as_str())
-            .and_then(|s| s.split_whitespace().next())
-        {
-            return Ok(code.to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    Err("no code in the mailbox".into())
-}
-
-async fn otp_login(http: &reqwest::Client, base: &str, email: &str) -> Result<Value, String> {
-    post_json(
-        http,
-        format!("{base}/passwordless/start"),
-        json!({"client_id": "bench", "client_secret": SECRET, "connection": "email", "email": email, "send": "code"}),
-    )
-    .await?;
-    let code = code_for(http, base, email).await?;
-    post_json(
-        http,
-        format!("{base}/oauth/token"),
-        json!({"grant_type": OTP, "client_id": "bench", "client_secret": SECRET, "username": email, "otp": code, "realm": "email", "scope": "openid email"}),
-    )
-    .await
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
-}
-
-/// RSA-2048 RS256 signatures per second on every core, through the library Tessera uses.
-fn signing_limit() -> anyhow::Result<f64> {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let (key, _) = tessera_core::jwt::SigningKey::generate(&tessera_core::rand::SystemRandom)
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    let key = Arc::new(key);
-    let mut claims = serde_json::Map::new();
-    claims.insert("sub".into(), json!("email|0123456789abcdef01234567"));
-    claims.insert("aud".into(), json!("bench"));
-    let claims = Arc::new(claims);
-    let window = Duration::from_secs(2);
-    let handles: Vec<_> = (0..cores)
-        .map(|_| {
-            let (key, claims) = (Arc::clone(&key), Arc::clone(&claims));
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let mut n = 0u64;
-                while started.elapsed() < window {
-                    if key.sign(&claims).is_ok() {
-                        n += 1;
-                    }
-                }
-                n
-            })
-        })
-        .collect();
-    let total: u64 = handles.into_iter().filter_map(|h| h.join().ok()).sum();
-    Ok(total as f64 / window.as_secs_f64())
+/// A scenario run in the report.
+struct Run {
+    name: String,
+    alg: Option<String>,
+    outcome: Outcome,
+    rss_before: Option<u64>,
+    rss_after: Option<u64>,
+    drain: Option<Duration>,
+    /// otp-login: p50/p99 of each step.
+    steps: Option<Value>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (tessera, startup) = start_tessera(&args.tessera).await?;
-    let pid = tessera.child.id();
-    let base = tessera.base.clone();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
-    let idle_rss = rss_kib(pid);
-    let mut report = Vec::new();
-    let mut logins_per_sec = None;
-    for scenario in args.scenarios.split(',').map(str::trim) {
-        let rss_before = rss_kib(pid);
-        let (http2, base2) = (http.clone(), base.clone());
-        let run = match scenario {
-            "start" => {
-                drive(&args, move |i| {
-                    let (http, base) = (http2.clone(), base2.clone());
-                    async move {
-                        post_json(
-                            &http,
-                            format!("{base}/passwordless/start"),
-                            json!({"client_id": "bench", "client_secret": SECRET, "connection": "email", "email": format!("start{i}@bench.test"), "send": "code"}),
-                        )
-                        .await
-                        .map(|_| ())
-                    }
-                })
-                .await
-            }
-            "otp-login" => {
-                drive(&args, move |i| {
-                    let (http, base) = (http2.clone(), base2.clone());
-                    async move { otp_login(&http, &base, &format!("login{i}@bench.test")).await.map(|_| ()) }
-                })
-                .await
-            }
-            "userinfo" => {
-                let tokens = otp_login(&http, &base, "userinfo@bench.test")
-                    .await
-                    .map_err(anyhow::Error::msg)?;
-                let at = tokens["access_token"].as_str().unwrap_or_default().to_string();
-                drive(&args, move |_| {
-                    let (http, base, at) = (http2.clone(), base2.clone(), at.clone());
-                    async move {
-                        let r = http
-                            .get(format!("{base}/userinfo"))
-                            .bearer_auth(at)
-                            .send()
-                            .await
-                            .map_err(|e| format!("transport: {}", e.without_url()))?;
-                        if r.status().is_success() { Ok(()) } else { Err(status_err(&r)) }
-                    }
-                })
-                .await
-            }
-            "code-exchange" => {
-                // One sign-in on the hosted page's behalf: a session cookie from a magic-free
-                // path is not available to a plain HTTP client, so the session comes from
-                // /co/authenticate + /authorize?login_ticket, as Lock does.
-                let cookie = session_cookie(&http, &base).await.map_err(anyhow::Error::msg)?;
-                let no_redirect = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .pool_max_idle_per_host(args.concurrency)
-                    .build()?;
-                drive(&args, move |_| {
-                    let (http, base, cookie) = (no_redirect.clone(), base2.clone(), cookie.clone());
-                    async move {
-                        let r = http
-                            .get(format!("{base}/authorize?client_id=bench&response_type=code&redirect_uri=http%3A%2F%2Flocalhost%3A5999%2Fcallback&scope=openid&prompt=none"))
-                            .header("cookie", cookie)
-                            .send()
-                            .await
-                            .map_err(|e| format!("transport: {}", e.without_url()))?;
-                        let loc = r.headers().get("location").and_then(|l| l.to_str().ok()).unwrap_or_default().to_string();
-                        let code = loc.split("code=").nth(1).map(|c| c.split('&').next().unwrap_or_default().to_string()).ok_or_else(|| status_err(&r))?;
-                        let t = http
-                            .post(format!("{base}/oauth/token"))
-                            .form(&[("grant_type", "authorization_code"), ("client_id", "bench"), ("client_secret", SECRET), ("code", &code), ("redirect_uri", CB)])
-                            .send()
-                            .await
-                            .map_err(|e| format!("transport: {}", e.without_url()))?;
-                        if t.status().is_success() { Ok(()) } else { Err(status_err(&t)) }
-                    }
-                })
-                .await
-            }
-            other => bail!("unknown scenario {other:?}"),
-        };
-        let (mut out, took) = run;
-        out.latencies_us.sort_unstable();
-        let ok = out.latencies_us.len() as f64;
-        let per_sec = ok / took.as_secs_f64();
-        if scenario == "otp-login" {
-            logins_per_sec = Some(per_sec);
+    let load_before = tessera::loadavg();
+    let algs: Vec<String> = args
+        .algs
+        .split(',')
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    for a in &algs {
+        if !signing::ALGS.contains(&a.as_str()) {
+            bail!(
+                "unknown algorithm {a:?} (known: {})",
+                signing::ALGS.join(", ")
+            );
         }
-        report.push(json!({
-            "scenario": scenario,
-            "ok": out.latencies_us.len(),
-            "seconds": took.as_secs_f64(),
-            "per_second": per_sec,
-            "p50_ms": percentile(&out.latencies_us, 0.50),
-            "p90_ms": percentile(&out.latencies_us, 0.90),
-            "p99_ms": percentile(&out.latencies_us, 0.99),
-            "max_ms": percentile(&out.latencies_us, 1.0),
-            "errors": out.errors,
-            "rss_kib_before": rss_before,
-            "rss_kib_after": rss_kib(pid),
-        }));
     }
-    drop(tessera);
-    let limit = signing_limit()?;
-    // An OTP login signs one RS256 id_token (the access token is opaque).
-    let signatures_per_login = 1.0;
-    let ratio = logins_per_sec.map(|l| l / (limit / signatures_per_login));
-    let summary = json!({
-        "startup_to_health_ms": startup.as_secs_f64() * 1000.0,
-        "idle_rss_kib": idle_rss,
-        "concurrency": args.concurrency,
-        "scenarios": report,
-        "rsa2048_signatures_per_second": limit,
-        "signatures_per_login": signatures_per_login,
-        "logins_to_signing_limit_ratio": ratio,
-    });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(
+            args.concurrency
+                .max(if args.rate.is_some() { 512 } else { 0 }),
+        )
+        .build()?;
+    let (codes, smtp_port, sink) = match args.mailbox {
+        Mailbox::Smtp => {
+            let (sink, port) = Sink::start(args.sink_quickack).await?;
+            (Codes::Smtp(sink.clone()), Some(port), Some(sink))
+        }
+        Mailbox::Dev => (Codes::Dev, None, None),
+    };
+    let work = Workdir::create(args.keep)?;
+    let log = args
+        .tessera_log
+        .clone()
+        .unwrap_or_else(|| work.dir.join("tessera.log"));
+    let extra: Vec<ExtraApp> = algs
+        .iter()
+        .filter(|a| *a != "RS256")
+        .map(|a| ExtraApp::for_alg(a))
+        .collect();
+    let launch = |extra_apps| Launch {
+        bin: &args.tessera,
+        work: &work,
+        smtp_port,
+        extra_apps,
+        log: &log,
+    };
+    // The first start creates the database. A Tessera that does not know `signing_alg` yet
+    // refuses the extra applications; it then runs without them.
+    let mut apps: &[ExtraApp] = &extra;
+    let mut skipped = serde_json::Map::new();
+    let (first, startup_fresh) = match launch(apps).start(&http).await {
+        Ok(x) => x,
+        Err(e) if !apps.is_empty() => {
+            for app in apps {
+                skipped.insert(
+                    app.alg.clone(),
+                    json!(format!("tessera refused the application: {e}")),
+                );
+            }
+            apps = &[];
+            launch(apps).start(&http).await?
+        }
+        Err(e) => return Err(e),
+    };
+    first.stop().await?;
+    let (tessera, startup_existing) = launch(apps).start(&http).await?;
+    let idle_rss = tessera.rss_kib();
+    let api = Api {
+        http: http.clone(),
+        base: tessera.base.clone(),
+        codes,
+    };
+    let bounds = Bounds {
+        concurrency: args.concurrency,
+        seconds: args.seconds,
+        count: args.count,
+        rate: args.rate,
+    };
+    let mut runs = Vec::new();
+    for round in 1..=args.repeat {
+        for scenario in args.scenarios.split(',').map(str::trim) {
+            let targets: Vec<(String, Option<String>)> = if scenario == "otp-login" {
+                algs.iter()
+                    .filter(|a| !skipped.contains_key(*a))
+                    .map(|a| {
+                        let client = apps
+                            .iter()
+                            .find(|x| &x.alg == a)
+                            .map_or(CLIENT_ID.to_string(), |x| x.client_id.clone());
+                        (client, Some(a.clone()))
+                    })
+                    .collect()
+            } else {
+                vec![(CLIENT_ID.to_string(), None)]
+            };
+            for (client, alg) in targets {
+                let rss_before = tessera.rss_kib();
+                let (outcome, steps) =
+                    run_scenario(scenario, &api, bounds, client, alg.clone(), round).await?;
+                let rss_after = tessera.rss_kib();
+                // Mail still queued would slow the next scenario down: wait for the outbox.
+                let drain = tessera.drain_outbox(&http, Duration::from_secs(120)).await;
+                runs.push(Run {
+                    name: scenario.to_string(),
+                    alg,
+                    outcome,
+                    rss_before,
+                    rss_after,
+                    drain,
+                    steps,
+                });
+            }
+        }
+    }
+    let final_rss = tessera.rss_kib();
+    tessera.stop().await?;
+    let limits: Vec<(String, f64)> = if args.sign_seconds == 0 {
+        Vec::new()
+    } else {
+        signing::ALGS
+            .iter()
+            .map(|a| {
+                Ok((
+                    a.to_string(),
+                    signing::limit(a, Duration::from_secs(args.sign_seconds))?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let summary = report(
+        &args,
+        &runs,
+        &limits,
+        &skipped,
+        ReportHead {
+            startup_fresh,
+            startup_existing,
+            idle_rss,
+            final_rss,
+            sink: sink.as_deref(),
+            load_before,
+        },
+    );
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
-        return Ok(());
-    }
-    println!(
-        "start-up to first /health: {:.1} ms; idle RSS {} KiB; concurrency {}",
-        startup.as_secs_f64() * 1000.0,
-        idle_rss.unwrap_or(0),
-        args.concurrency
-    );
-    println!(
-        "{:<14} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10}  errors",
-        "scenario", "ok", "per sec", "p50 ms", "p90 ms", "p99 ms", "max ms", "RSS KiB", "RSS after"
-    );
-    for r in summary["scenarios"].as_array().into_iter().flatten() {
-        println!(
-            "{:<14} {:>8} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10} {:>10}  {}",
-            r["scenario"].as_str().unwrap_or_default(),
-            r["ok"],
-            r["per_second"].as_f64().unwrap_or_default(),
-            r["p50_ms"].as_f64().unwrap_or_default(),
-            r["p90_ms"].as_f64().unwrap_or_default(),
-            r["p99_ms"].as_f64().unwrap_or_default(),
-            r["max_ms"].as_f64().unwrap_or_default(),
-            r["rss_kib_before"],
-            r["rss_kib_after"],
-            r["errors"]
-        );
-    }
-    println!("RSA-2048 signing limit on this machine: {limit:.0}/s (all cores)");
-    if let Some(r) = ratio {
-        println!(
-            "otp-login per second ÷ (limit ÷ {signatures_per_login} signature per login) = {:.1} %",
-            r * 100.0
-        );
+    } else {
+        print_tables(&summary);
     }
     Ok(())
 }
 
-/// A Tessera session cookie, the way Lock gets one: start, code, /co/authenticate, then
-/// /authorize with the login ticket.
-async fn session_cookie(http: &reqwest::Client, base: &str) -> Result<String, String> {
-    let email = "session@bench.test";
-    post_json(
-        http,
-        format!("{base}/passwordless/start"),
-        json!({"client_id": "bench", "client_secret": SECRET, "connection": "email", "email": email, "send": "code"}),
-    )
-    .await?;
-    let code = code_for(http, base, email).await?;
-    let r = http
-        .post(format!("{base}/co/authenticate"))
-        .json(&json!({"client_id": "bench", "username": email, "otp": code, "realm": "email", "credential_type": OTP}))
-        .send()
-        .await
-        .map_err(|e| format!("transport: {}", e.without_url()))?;
-    let co_cookie = cookies(&r);
-    let ticket: Value = r.json().await.map_err(|_| "bad JSON".to_string())?;
-    let no_redirect = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let r = no_redirect
-        .get(format!(
-            "{base}/authorize?client_id=bench&response_type=code&redirect_uri=http%3A%2F%2Flocalhost%3A5999%2Fcallback&scope=openid&realm=email&login_ticket={}",
-            ticket["login_ticket"].as_str().unwrap_or_default()
-        ))
-        .header("cookie", co_cookie)
-        .send()
-        .await
-        .map_err(|e| format!("transport: {}", e.without_url()))?;
-    let all = cookies(&r);
-    all.split("; ")
-        .find(|c| c.starts_with("tessera_session="))
-        .map(str::to_string)
-        .ok_or_else(|| "no session cookie".to_string())
+/// Runs one scenario (`round` keeps the addresses of repeated runs distinct).
+async fn run_scenario(
+    scenario: &str,
+    api: &Api,
+    bounds: Bounds,
+    client: String,
+    alg: Option<String>,
+    round: u32,
+) -> anyhow::Result<(Outcome, Option<Value>)> {
+    let api = api.clone();
+    let out = match scenario {
+        "start" => {
+            drive(bounds, move |i| {
+                let api = api.clone();
+                async move {
+                    api.start(CLIENT_ID, &format!("start{round}-{i}@bench.test"))
+                        .await
+                }
+            })
+            .await
+        }
+        "otp-login" => {
+            let alg = alg.unwrap_or_else(|| "RS256".into());
+            let steps: Arc<Mutex<Vec<[Duration; 3]>>> = Arc::default();
+            let record = Arc::clone(&steps);
+            let out = drive(bounds, move |i| {
+                let (api, client, alg, record) = (
+                    api.clone(),
+                    client.clone(),
+                    alg.clone(),
+                    Arc::clone(&record),
+                );
+                async move {
+                    let email =
+                        format!("login-{}-{round}-{i}@bench.test", alg.to_ascii_lowercase());
+                    let (_, t) = api.otp_login_timed(&client, &alg, &email).await?;
+                    if let Ok(mut s) = record.lock() {
+                        s.push(t);
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+            let steps = steps.lock().map(|s| s.clone()).unwrap_or_default();
+            return Ok((out, Some(step_percentiles(&steps))));
+        }
+        "userinfo" => {
+            let tokens = api
+                .otp_login(CLIENT_ID, "RS256", &format!("userinfo{round}@bench.test"))
+                .await
+                .map_err(anyhow::Error::msg)?;
+            let at = tokens["access_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            drive(bounds, move |_| {
+                let (api, at) = (api.clone(), at.clone());
+                async move { api.userinfo(&at).await }
+            })
+            .await
+        }
+        "code-exchange" => {
+            let cookie = api.session_cookie().await.map_err(anyhow::Error::msg)?;
+            let http = flows::no_redirect(bounds.concurrency).map_err(anyhow::Error::msg)?;
+            drive(bounds, move |_| {
+                let (api, http, cookie) = (api.clone(), http.clone(), cookie.clone());
+                async move { api.code_exchange(&http, &cookie).await }
+            })
+            .await
+        }
+        other => bail!("unknown scenario {other:?}"),
+    };
+    Ok((out, None))
 }
 
-fn cookies(r: &reqwest::Response) -> String {
-    r.headers()
-        .get_all("set-cookie")
+/// p50 and p99 in ms of each step of a login: start, waiting for the code, the token request.
+fn step_percentiles(steps: &[[Duration; 3]]) -> Value {
+    let names = ["start", "code_delivery", "token"];
+    let mut v = serde_json::Map::new();
+    for (k, name) in names.iter().enumerate() {
+        let mut d: Vec<Duration> = steps.iter().map(|s| s[k]).collect();
+        d.sort_unstable();
+        let q = |p: f64| {
+            d.get(((d.len().max(1) - 1) as f64 * p).round() as usize)
+                .map_or(0.0, |x| ms(*x))
+        };
+        v.insert(
+            name.to_string(),
+            json!({"p50_ms": q(0.5), "p99_ms": q(0.99)}),
+        );
+    }
+    Value::Object(v)
+}
+
+struct ReportHead<'a> {
+    startup_fresh: Duration,
+    startup_existing: Duration,
+    idle_rss: Option<u64>,
+    final_rss: Option<u64>,
+    sink: Option<&'a Sink>,
+    /// `/proc/loadavg` when the bench began: other work on the machine skews the figures.
+    load_before: String,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn report(
+    args: &Args,
+    runs: &[Run],
+    limits: &[(String, f64)],
+    skipped: &serde_json::Map<String, Value>,
+    head: ReportHead<'_>,
+) -> Value {
+    // An OTP login signs one token, the id_token (the access token for /userinfo is opaque).
+    let signatures_per_login = 1.0;
+    let scenarios: Vec<Value> = runs
         .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
-        .collect::<Vec<_>>()
-        .join("; ")
+        .map(|r| {
+            let o = &r.outcome;
+            json!({
+                "scenario": r.name,
+                "alg": r.alg,
+                "ok": o.latencies_us.len(),
+                "seconds": o.took.as_secs_f64(),
+                "per_second": o.latencies_us.len() as f64 / o.took.as_secs_f64(),
+                "p50_ms": o.percentile_ms(0.50),
+                "p90_ms": o.percentile_ms(0.90),
+                "p99_ms": o.percentile_ms(0.99),
+                "max_ms": o.percentile_ms(1.0),
+                "errors": o.errors,
+                "rss_kib_before": r.rss_before,
+                "rss_kib_after": r.rss_after,
+                "outbox_drain_ms": r.drain.map(ms),
+                "steps": r.steps,
+            })
+        })
+        .collect();
+    // Logins per second against the limit of their algorithm: the best run of each.
+    let logins: Vec<Value> = limits
+        .iter()
+        .filter_map(|(alg, limit)| {
+            let best = scenarios
+                .iter()
+                .filter(|s| s["scenario"] == "otp-login" && s["alg"] == alg.as_str())
+                .filter_map(|s| s["per_second"].as_f64())
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+            Some(json!({
+                "alg": alg,
+                "logins_per_second": best,
+                "signatures_per_second": limit,
+                "ratio": best / (limit / signatures_per_login),
+            }))
+        })
+        .collect();
+    json!({
+        "machine": tessera::machine(),
+        "loadavg_before": head.load_before,
+        "loadavg_after": tessera::loadavg(),
+        "mailbox": if args.mailbox == Mailbox::Smtp { "smtp" } else { "dev" },
+        "sink_quickack": args.sink_quickack,
+        "concurrency": args.concurrency,
+        "rate": args.rate,
+        "startup_fresh_db_ms": ms(head.startup_fresh),
+        "startup_existing_db_ms": ms(head.startup_existing),
+        "idle_rss_kib": head.idle_rss,
+        "final_rss_kib": head.final_rss,
+        "scenarios": scenarios,
+        "signing_limits_per_second": limits.iter().map(|(a, l)| (a.clone(), json!(l))).collect::<serde_json::Map<String, Value>>(),
+        "signatures_per_login": signatures_per_login,
+        "logins_to_signing_limit": logins,
+        "skipped_algs": skipped,
+        "sink": head.sink.map(|s| json!({
+            "received": s.received.load(Ordering::Relaxed),
+            "unclaimed": s.unclaimed.load(Ordering::Relaxed),
+            "unparsed": s.unparsed.load(Ordering::Relaxed),
+        })),
+    })
+}
+
+fn print_tables(s: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or_default();
+    println!(
+        "machine: {}; load average {} before, {} after",
+        s["machine"].as_str().unwrap_or_default(),
+        s["loadavg_before"].as_str().unwrap_or_default(),
+        s["loadavg_after"].as_str().unwrap_or_default()
+    );
+    println!(
+        "start-up to first /health: {:.1} ms with a fresh database, {:.1} ms with an existing one; idle RSS {} KiB; mailbox {}; concurrency {}{}",
+        f(&s["startup_fresh_db_ms"]),
+        f(&s["startup_existing_db_ms"]),
+        s["idle_rss_kib"],
+        s["mailbox"].as_str().unwrap_or_default(),
+        s["concurrency"],
+        s["rate"]
+            .as_f64()
+            .map(|r| format!("; open loop at {r}/s"))
+            .unwrap_or_default(),
+    );
+    if s["sink_quickack"] == true {
+        println!("SMTP sink in quick-ACK mode (diagnostic; not how a real server acknowledges)");
+    }
+    println!(
+        "{:<20} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9}  errors",
+        "scenario",
+        "ok",
+        "per sec",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "RSS KiB",
+        "RSS after",
+        "drain ms"
+    );
+    for r in s["scenarios"].as_array().into_iter().flatten() {
+        let name = match r["alg"].as_str() {
+            Some(a) => format!("{} {a}", r["scenario"].as_str().unwrap_or_default()),
+            None => r["scenario"].as_str().unwrap_or_default().to_string(),
+        };
+        println!(
+            "{:<20} {:>8} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10} {:>10} {:>9}  {}",
+            name,
+            r["ok"].as_u64().unwrap_or_default(),
+            f(&r["per_second"]),
+            f(&r["p50_ms"]),
+            f(&r["p90_ms"]),
+            f(&r["p99_ms"]),
+            f(&r["max_ms"]),
+            r["rss_kib_before"].as_u64().unwrap_or_default(),
+            r["rss_kib_after"].as_u64().unwrap_or_default(),
+            r["outbox_drain_ms"]
+                .as_f64()
+                .map_or("-".into(), |d| format!("{d:.0}")),
+            r["errors"]
+        );
+        if let Some(st) = r["steps"].as_object() {
+            let parts: Vec<String> = st
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k} p50 {:.1} / p99 {:.1} ms",
+                        f(&v["p50_ms"]),
+                        f(&v["p99_ms"])
+                    )
+                })
+                .collect();
+            println!("{:<20} steps: {}", "", parts.join(", "));
+        }
+    }
+    println!("RSS at the end: {} KiB", s["final_rss_kib"]);
+    for (alg, why) in s["skipped_algs"].as_object().into_iter().flatten() {
+        println!(
+            "otp-login {alg} skipped: {}",
+            why.as_str().unwrap_or_default()
+        );
+    }
+    for (alg, limit) in s["signing_limits_per_second"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "{alg} signing limit on this machine: {:.0}/s (all cores)",
+            f(limit)
+        );
+    }
+    for l in s["logins_to_signing_limit"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "otp-login {}: {:.1} logins/s ÷ ({:.0} signatures/s ÷ {} per login) = {:.1} %",
+            l["alg"].as_str().unwrap_or_default(),
+            f(&l["logins_per_second"]),
+            f(&l["signatures_per_second"]),
+            s["signatures_per_login"],
+            f(&l["ratio"]) * 100.0
+        );
+    }
+    if let Some(k) = s["sink"].as_object() {
+        println!(
+            "SMTP sink: {} messages received, {} with nobody waiting, {} without a code",
+            k["received"], k["unclaimed"], k["unparsed"]
+        );
+    }
 }

@@ -1,0 +1,288 @@
+//! Running the real `tessera` binary for a benchmark: a config file on a free loopback port
+//! (dev mode, rate limits off, SQLite in a work directory), environment overrides for the SMTP
+//! sink and the extra applications, start-up timed to the first successful `/health`, a
+//! graceful stop, and what `/proc` and `/metrics` say about it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The application every scenario uses (RS256, the default algorithm).
+pub const CLIENT_ID: &str = "bench";
+pub const SECRET: &str = "bench-secret-bench-secret-bench-secret-0123456789";
+pub const CALLBACK: &str = "http://localhost:5999/callback";
+pub const OTP_GRANT: &str = "http://auth0.com/oauth/grant-type/passwordless/otp";
+
+/// An application defined through `TESSERA_APPLICATIONS__<n>__*`, signing with `alg`.
+#[derive(Clone, Debug)]
+pub struct ExtraApp {
+    pub client_id: String,
+    pub alg: String,
+}
+
+impl ExtraApp {
+    pub fn for_alg(alg: &str) -> ExtraApp {
+        ExtraApp {
+            client_id: format!("bench-{}", alg.to_ascii_lowercase()),
+            alg: alg.to_string(),
+        }
+    }
+
+    /// Its environment variables, as the `n`th application (the file defines the 0th).
+    fn env(&self, n: usize) -> Vec<(String, String)> {
+        let k = |f: &str| format!("TESSERA_APPLICATIONS__{n}__{f}");
+        vec![
+            (k("NAME"), format!("Bench {}", self.alg)),
+            (k("CLIENT_ID"), self.client_id.clone()),
+            (k("CLIENT_SECRET"), SECRET.into()),
+            (k("APP_TYPE"), "regular_web".into()),
+            (k("CALLBACKS"), format!("[\"{CALLBACK}\"]")),
+            (
+                k("GRANT_TYPES"),
+                format!("[\"{OTP_GRANT}\", \"authorization_code\"]"),
+            ),
+            (k("CONNECTIONS"), "[\"email\"]".into()),
+            (k("SIGNING_ALG"), self.alg.clone()),
+        ]
+    }
+}
+
+/// A data directory with Tessera's config; removed on drop unless kept.
+pub struct Workdir {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub keep: bool,
+}
+
+impl Workdir {
+    pub fn create(keep: bool) -> anyhow::Result<Workdir> {
+        let (port, metrics_port) = (free_port()?, free_port()?);
+        let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("tessera.toml"), config(&dir, port, metrics_port))?;
+        Ok(Workdir {
+            dir,
+            port,
+            metrics_port,
+            keep,
+        })
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn config(dir: &Path, port: u16, metrics_port: u16) -> String {
+    format!(
+        r#"listen = "127.0.0.1:{port}"
+data_dir = {dir:?}
+
+[rate_limits]
+start_per_ip = 0
+start_per_identifier = 0
+start_per_client = 0
+failed_attempts_per_identifier = 0
+failed_attempts_per_ip_identifier = 0
+token_per_ip = 0
+browser_per_ip = 0
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+
+[log]
+level = "warn"
+
+[[applications]]
+name = "Bench"
+client_id = "{CLIENT_ID}"
+client_secret = "{SECRET}"
+app_type = "regular_web"
+callbacks = ["{CALLBACK}"]
+"#
+    )
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// How to start Tessera.
+pub struct Launch<'a> {
+    pub bin: &'a Path,
+    pub work: &'a Workdir,
+    /// The SMTP sink's port; `None` leaves email in the dev mailbox.
+    pub smtp_port: Option<u16>,
+    pub extra_apps: &'a [ExtraApp],
+    /// Where Tessera's stdout and stderr go.
+    pub log: &'a Path,
+}
+
+/// A running Tessera.
+pub struct Tessera {
+    child: Child,
+    pub base: String,
+    pub metrics: String,
+}
+
+impl Drop for Tessera {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Launch<'_> {
+    /// Starts Tessera and waits for `/health`; returns it and the time from spawn to the first
+    /// successful answer. If it exits first, the error carries the end of its log.
+    pub async fn start(&self, http: &reqwest::Client) -> anyhow::Result<(Tessera, Duration)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log)
+            .with_context(|| format!("cannot open {}", self.log.display()))?;
+        let mut cmd = Command::new(self.bin);
+        cmd.args(["serve", "--dev", "--config"])
+            .arg(self.work.dir.join("tessera.toml"))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log));
+        if let Some(p) = self.smtp_port {
+            cmd.env(
+                "TESSERA_EMAIL__SMTP_URL",
+                format!("smtp://127.0.0.1:{p}?tls=none"),
+            );
+        }
+        for (i, app) in self.extra_apps.iter().enumerate() {
+            cmd.envs(app.env(i + 1));
+        }
+        let started = Instant::now();
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.bin.display()))?;
+        let mut t = Tessera {
+            child,
+            base: format!("http://127.0.0.1:{}", self.work.port),
+            metrics: format!("http://127.0.0.1:{}/metrics", self.work.metrics_port),
+        };
+        loop {
+            if let Ok(r) = http.get(format!("{}/health", t.base)).send().await
+                && r.status() == 200
+            {
+                return Ok((t, started.elapsed()));
+            }
+            if let Some(status) = t.child.try_wait()? {
+                bail!(
+                    "tessera exited ({status}) before answering /health:\n{}",
+                    log_tail(self.log)
+                );
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("tessera did not answer /health within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join("\n")
+}
+
+impl Tessera {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM (a graceful shutdown, as a service manager does), then SIGKILL after 10 s.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(()) // Drop kills it.
+    }
+
+    /// Resident set size from `/proc/<pid>/status`.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// `tessera_outbox_depth` from `/metrics`.
+    pub async fn outbox_depth(&self, http: &reqwest::Client) -> Option<i64> {
+        let text = http
+            .get(&self.metrics)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("tessera_outbox_depth "))?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Waits (at most `limit`) until every queued message has been delivered; returns how long
+    /// that took, or `None` if the outbox was still not empty.
+    pub async fn drain_outbox(&self, http: &reqwest::Client, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if self.outbox_depth(http).await == Some(0) {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+/// The machine, for the report: core count and CPU model.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mut out = String::new();
+    let _ = write!(out, "{cores} cores, {model}");
+    out
+}
+
+/// The 1, 5 and 15-minute load averages from `/proc/loadavg`.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
