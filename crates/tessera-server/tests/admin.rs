@@ -629,6 +629,75 @@ async fn the_dashboard_is_off_without_administrators(backend: &str) {
     assert!(err.contains("admin.emails"), "{err}");
 }
 
+async fn the_sms_text_is_edited_in_the_dashboard(backend: &str) {
+    let h = H::with(backend, "[connections.sms]\nfrom = \"+15005550006\"\n").await;
+    let (mut b, csrf) = admin_browser(&h).await;
+    let page = b.get("/admin/connections/sms").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let text = html(&page);
+    assert!(
+        text.contains("SMS text") && text.contains("123456 is your verification code"),
+        "{text}"
+    );
+    let save = |body: &'static str, syntax: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("code_length", "6".to_string()),
+            ("code_lifetime", "180".to_string()),
+            ("max_attempts", "3".to_string()),
+            ("sms_template", "custom".to_string()),
+            ("sms_syntax", syntax.to_string()),
+            ("sms_body", body.to_string()),
+        ]
+    };
+    let pairs = save(
+        "Acme: @@password@@ (@@application.name@@)",
+        "md_with_macros",
+    );
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = b.post("/admin/connections/sms", &refs).await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let stored = h.st.store.get_connection("sms").await.unwrap().unwrap();
+    let t = stored.settings.sms_template.unwrap();
+    assert_eq!(
+        (t.syntax.as_str(), t.body.as_str()),
+        (
+            "md_with_macros",
+            "Acme: @@password@@ (@@application.name@@)"
+        )
+    );
+    let text = html(&b.get("/admin/connections/sms").await);
+    assert!(text.contains("Acme: 123456 (My App)"), "{text}");
+    // A broken Liquid text is refused with the reason, and the saved one stays.
+    let pairs = save("{{ code ", "liquid");
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = b.post("/admin/connections/sms", &refs).await;
+    assert_eq!(r.status, 400, "{r:?}");
+    let stored = h.st.store.get_connection("sms").await.unwrap().unwrap();
+    assert_eq!(
+        stored.settings.sms_template.unwrap().syntax,
+        "md_with_macros"
+    );
+    // Back to the built-in, translated text.
+    let r = b
+        .post(
+            "/admin/connections/sms",
+            &[
+                ("csrf", &csrf),
+                ("code_length", "6"),
+                ("code_lifetime", "180"),
+                ("max_attempts", "3"),
+                ("sms_template", "builtin"),
+                ("sms_syntax", "liquid"),
+                ("sms_body", ""),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{r:?}");
+    let stored = h.st.store.get_connection("sms").await.unwrap().unwrap();
+    assert!(stored.settings.sms_template.is_none());
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -649,4 +718,5 @@ both_backends!(
     https_cookies_take_the_host_prefix,
     applications_templates_and_the_dashboard_client,
     the_dashboard_is_off_without_administrators,
+    the_sms_text_is_edited_in_the_dashboard,
 );

@@ -1,5 +1,6 @@
-//! Connections: their code settings, which applications use them, and the email template
-//! editor with its preview in each language.
+//! Connections: their code settings, which applications use them, the email template editor
+//! with its preview in each language, and the SMS text (Liquid or `md_with_macros`) with a
+//! sample rendered as the phone would get it.
 //!
 //! The preview is a page of its own (`…/preview`), shown in a sandboxed frame of the editor:
 //! the Preview button posts the editor's form into the frame (no JavaScript needed), and
@@ -21,6 +22,9 @@ use tessera_delivery::templates::{self, LANGUAGES};
 use super::{Admin, AdminError, Form, flash, html, page, render_html, see_other, seg};
 use crate::ops::{DASHBOARD_CLIENT_ID, OpError};
 use crate::state::AppState;
+
+/// Where the SMS editor starts when the built-in text is in use.
+const SMS_STARTER: &str = "{{ code }} is your verification code for {{ application.name }}. It expires in {{ lifetime_minutes }} minutes.";
 
 /// The preview page's own policy: inline styles (emails are made of them), images only as
 /// `data:`, no scripts, no forms, an opaque origin, and only the dashboard may frame it.
@@ -48,7 +52,8 @@ pub async fn list(
             let template = match (&c.strategy, &c.settings.email_template) {
                 (Strategy::Email, Some(_)) => "custom",
                 (Strategy::Email, None) => "built-in, translated",
-                (Strategy::Sms, _) => "built-in (configuration file)",
+                (Strategy::Sms, _) if c.settings.sms_template.is_some() => "custom",
+                (Strategy::Sms, _) => "built-in, translated",
             };
             context! { name => c.name, href => href(&c.name), strategy => c.strategy.as_str(),
             apps, template, code_length => c.settings.code_length,
@@ -74,6 +79,9 @@ struct Fields {
     from: String,
     subject: String,
     body: String,
+    sms_custom: bool,
+    sms_body: String,
+    sms_syntax: String,
     clients: Vec<String>,
 }
 
@@ -100,6 +108,15 @@ impl Fields {
             from: t.from.unwrap_or_default(),
             subject: t.subject,
             body: t.body,
+            sms_custom: s.sms_template.is_some(),
+            sms_body: s
+                .sms_template
+                .as_ref()
+                .map_or_else(|| SMS_STARTER.to_string(), |t| t.body.clone()),
+            sms_syntax: s
+                .sms_template
+                .as_ref()
+                .map_or_else(|| "liquid".to_string(), |t| t.syntax.clone()),
             clients: enabled.to_vec(),
         }
     }
@@ -115,6 +132,9 @@ impl Fields {
             from: f.get("from").into(),
             subject: f.get("subject").into(),
             body: f.get("body").into(),
+            sms_custom: f.get("sms_template") == "custom",
+            sms_body: f.get("sms_body").into(),
+            sms_syntax: f.get("sms_syntax").into(),
             clients: f.all("client"),
         }
     }
@@ -156,6 +176,14 @@ fn patch_from(c: &Connection, f: &Fields) -> Map<String, Json> {
             },
         );
     }
+    if c.strategy == Strategy::Sms {
+        if f.sms_custom {
+            o.insert("template".into(), json!(f.sms_body.trim()));
+            o.insert("syntax".into(), json!(f.sms_syntax));
+        } else {
+            o.insert("template".into(), Json::Null);
+        }
+    }
     let mut m = Map::new();
     m.insert("options".into(), Json::Object(o));
     m.insert("enabled_clients".into(), json!(f.clients));
@@ -180,10 +208,24 @@ async fn view(
         })
         .collect();
     let base = href(&c.name);
+    // What a phone gets with the saved text (sample values, English).
+    let sms_sample = (c.strategy == Strategy::Sms).then(|| {
+        let vars = templates::SmsVars {
+            code: "123456".into(),
+            phone_number: "+14155552671".into(),
+            application_name: "My App".into(),
+            request_language: Some("en".into()),
+            lifetime_minutes: (c.settings.code_lifetime_secs.max(1) + 59) / 60,
+            autofill_host: None,
+        };
+        templates::render_sms(c.settings.sms_template.as_ref(), &vars)
+            .unwrap_or_else(|e| format!("(cannot render: {})", e.reason))
+    });
     Ok(context! {
         section => "connections", clients, langs => LANGUAGES,
         conn => context! {
             name => c.name, strategy => c.strategy.as_str(), email => c.strategy == Strategy::Email,
+            sms => c.strategy == Strategy::Sms, sms_sample,
             href => base.clone(), preview => format!("{base}/preview"),
             preview_src => format!("{base}/preview?lang=en&send=code"),
         },
@@ -191,6 +233,7 @@ async fn view(
             code_length => f.code_length, code_lifetime => f.code_lifetime,
             max_attempts => f.max_attempts, disable_signup => f.disable_signup, magic => f.magic,
             custom => f.custom, from => f.from, subject => f.subject, body => f.body,
+            sms_custom => f.sms_custom, sms_body => f.sms_body, sms_syntax => f.sms_syntax,
         },
     })
 }
