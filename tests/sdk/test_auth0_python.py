@@ -11,6 +11,7 @@ Needs: tests/sdk/requirements.txt installed, and a built binary at <repo>/target
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import html
@@ -122,12 +123,12 @@ def smtp(tmp_path_factory):
         stop(proc)
 
 
-@pytest.fixture(scope="module")
-def tessera(smtp, tmp_path_factory):
-    """A real Tessera process, configured for the SMTP server above."""
+@contextlib.contextmanager
+def running_tessera(base: Path, smtp_port: int, extra_config: str = ""):
+    """A real Tessera process in `base`, configured for the SMTP server on `smtp_port`, with the
+    Acme application and `extra_config` (more TOML) in its file; stopped on exit."""
     if not TESSERA_BIN.is_file():
         pytest.fail(f"no Tessera binary at {TESSERA_BIN} (build it, or set TESSERA_BIN)")
-    base = tmp_path_factory.mktemp("tessera")
     port = free_port()
     issuer = f"http://127.0.0.1:{port}/"
     config = base / "tessera.toml"
@@ -138,7 +139,7 @@ data_dir = "{base / 'data'}"
 
 [email]
 from = "Acme Login <login@acme.test>"
-smtp_url = "smtp://127.0.0.1:{smtp['port']}?tls=none"
+smtp_url = "smtp://127.0.0.1:{smtp_port}?tls=none"
 
 [[apis]]
 identifier = "{API}"
@@ -150,7 +151,7 @@ client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
 app_type = "regular_web"
 callbacks = ["https://acme.test/callback"]
-''')
+''' + extra_config)
     log = base / "tessera.log"
     with open(log, "wb") as log_file:
         proc = subprocess.Popen(
@@ -180,6 +181,13 @@ callbacks = ["https://acme.test/callback"]
         yield {"domain": f"127.0.0.1:{port}", "issuer": issuer, "log": log}
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def tessera(smtp, tmp_path_factory):
+    """A real Tessera process, configured for the SMTP server above."""
+    with running_tessera(tmp_path_factory.mktemp("tessera"), smtp["port"]) as t:
+        yield t
 
 
 # --------------------------------------------------------------------------------------------

@@ -655,6 +655,140 @@ async fn sms_connection_text(backend: &str) {
     assert_eq!(r.body["options"].get("template"), None);
 }
 
+/// Auth0's paging (`page`, `per_page`, `include_totals`, which the generated SDKs always send)
+/// and log search (`q`, or `search` as the Python SDK names it).
+async fn paging_and_log_search(backend: &str) {
+    let h = H::with(backend, ROOT).await;
+    let at = token(&h, "root", ROOT_SECRET, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in 0..3 {
+        let body = json!({"connection": "email", "email": format!("paged{n}@example.com")});
+        assert_eq!(
+            api(&h, "POST", "/api/v2/users", &at, Some(body))
+                .await
+                .status,
+            201
+        );
+    }
+    let page = |q: &str| format!("/api/v2/users?q=paged&{q}");
+    let r = api(&h, "GET", &page("per_page=2&page=1"), &at, None).await;
+    assert_eq!(
+        r.body.as_array().unwrap().len(),
+        1,
+        "a bare array without totals"
+    );
+    let last = r.body[0]["email"].clone();
+    let r = api(
+        &h,
+        "GET",
+        &page("per_page=2&include_totals=true"),
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            &r.body["start"],
+            &r.body["limit"],
+            &r.body["length"],
+            &r.body["total"]
+        ),
+        (&json!(0), &json!(2), &json!(2), &json!(3))
+    );
+    let mut emails: Vec<&Value> = r.body["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| &u["email"])
+        .collect();
+    emails.push(&last);
+    emails.sort_by_key(|e| e.as_str());
+    assert_eq!(
+        emails,
+        [
+            "paged0@example.com",
+            "paged1@example.com",
+            "paged2@example.com"
+        ],
+        "the pages split the results"
+    );
+    let r = api(&h, "GET", &page("per_page=100&page=10"), &at, None).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["errorCode"].as_str()),
+        (400, Some("invalid_paging"))
+    );
+    let r = api(&h, "GET", &page("page=-1"), &at, None).await;
+    assert_eq!(r.status, 400);
+
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/logs?q=type%3Asapi%20AND%20client_id%3A%22root%22&include_totals=true",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.body["total"], 3, "{:?}", r.body);
+    assert!(
+        r.body["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["type"] == "sapi")
+    );
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/logs?search=type:seccft&per_page=1&page=1",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.body, json!([]), "one token issued, so no second page");
+    for bad in [
+        "application:x",
+        "type",
+        "type:%22sapi",
+        "type:sapi%20type:s",
+    ] {
+        let r = api(&h, "GET", &format!("/api/v2/logs?q={bad}"), &at, None).await;
+        assert_eq!(
+            r.body["errorCode"], "invalid_query_string",
+            "{bad}: {:?}",
+            r.body
+        );
+    }
+
+    let r = api(&h, "GET", "/api/v2/clients", &at, None).await;
+    let every = r.body.as_array().unwrap().len();
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/clients?per_page=1&include_totals=true",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (
+            r.body["total"].as_u64(),
+            r.body["clients"].as_array().unwrap().len()
+        ),
+        (Some(every as u64), 1)
+    );
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/connections?include_totals=true",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.body["connections"][0]["id"], "con_email", "{:?}", r.body);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -669,5 +803,6 @@ macro_rules! both_backends {
 both_backends!(
     users_logs_and_scopes,
     clients_connections_users_and_keys,
-    sms_connection_text
+    sms_connection_text,
+    paging_and_log_search
 );

@@ -182,6 +182,21 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// Refuses a path or query with a NUL character (PostgreSQL cannot hold one) as bad input.
+async fn refuse_nul(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, MgmtError> {
+    if crate::params::uri_has_nul(req.uri()) {
+        return Err(MgmtError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_uri",
+            "A NUL character is not allowed in the path or the query",
+        ));
+    }
+    Ok(next.run(req).await)
+}
+
 /// The Management API's routes.
 pub fn router() -> axum::Router<AppState> {
     axum::Router::new()
@@ -206,6 +221,7 @@ pub fn router() -> axum::Router<AppState> {
         .route("/api/v2/keys/signing", get(signing_keys))
         .route("/api/v2/keys/signing/rotate", post(rotate_key))
         .route("/api/v2/keys/signing/{kid}/revoke", put(revoke_key))
+        .layer(axum::middleware::from_fn(refuse_nul))
 }
 
 /// A user in the Management API's shape.
@@ -245,6 +261,74 @@ fn per_page(p: &Params) -> i64 {
         .clamp(1, 100)
 }
 
+/// How far Auth0 lets offset paging reach into a search's results (users, logs).
+const SEARCH_WINDOW: i64 = 1000;
+
+/// Auth0's offset paging: `page` (from 0), `per_page` (1–100) and `include_totals`, which
+/// wraps the page in `{"start","limit","length","total",<items>}` (what the generated SDKs
+/// ask for and parse).
+struct Paging {
+    start: i64,
+    per_page: i64,
+    totals: bool,
+}
+
+impl Paging {
+    fn parse(p: &Params) -> Result<Paging, MgmtError> {
+        let page = match p.str("page").ok().flatten() {
+            None => 0,
+            Some(s) => s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                MgmtError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query_string",
+                    "page must be a whole number from 0",
+                )
+            })?,
+        };
+        let per_page = per_page(p);
+        Ok(Paging {
+            start: page.saturating_mul(per_page),
+            per_page,
+            totals: p.str("include_totals").ok().flatten() == Some("true"),
+        })
+    }
+
+    /// How many rows to read from a search: up to the end of this page, or the whole window
+    /// when a total is asked for. Pages past the window are refused, as Auth0 does.
+    fn search_limit(&self) -> Result<i64, MgmtError> {
+        if self.start >= SEARCH_WINDOW {
+            return Err(MgmtError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_paging",
+                format!("You can only page through the first {SEARCH_WINDOW} records"),
+            ));
+        }
+        Ok(if self.totals {
+            SEARCH_WINDOW
+        } else {
+            (self.start + self.per_page).min(SEARCH_WINDOW)
+        })
+    }
+
+    /// This page of `rows` (every row up to the page's end, or all of them for a total).
+    fn respond(&self, key: &str, rows: Vec<Value>) -> Response {
+        let total = rows.len();
+        let items: Vec<Value> = rows
+            .into_iter()
+            .skip(usize::try_from(self.start).unwrap_or(usize::MAX))
+            .take(usize::try_from(self.per_page).unwrap_or(0))
+            .collect();
+        if !self.totals {
+            return axum::Json(Value::Array(items)).into_response();
+        }
+        let mut v = json!({
+            "start": self.start, "limit": self.per_page, "length": items.len(), "total": total,
+        });
+        v[key] = Value::Array(items);
+        axum::Json(v).into_response()
+    }
+}
+
 fn query(q: Option<&str>) -> Result<Params, MgmtError> {
     Params::from_query(q).map_err(|_| {
         MgmtError::new(
@@ -265,6 +349,9 @@ fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, MgmtError> {
         )
     };
     match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) if crate::params::has_nul(&Value::Object(m.clone())) => {
+            Err(invalid("a NUL character is not allowed"))
+        }
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(invalid("Expected an object")),
         Err(_) => Err(invalid("Invalid JSON")),
@@ -295,8 +382,17 @@ pub async fn list_users(
         .flatten()
         .or(p.str("q").ok().flatten())
         .unwrap_or_default();
-    let users = caller.ops(&st).search_users(search, per_page(&p)).await?;
-    Ok(axum::Json(Value::Array(users.iter().map(user_json).collect())).into_response())
+    if p.get("email").is_some() {
+        // `users-by-email` answers a plain array, unpaged.
+        let users = caller.ops(&st).search_users(search, per_page(&p)).await?;
+        return Ok(axum::Json(Value::Array(users.iter().map(user_json).collect())).into_response());
+    }
+    let paging = Paging::parse(&p)?;
+    let users = caller
+        .ops(&st)
+        .search_users(search, paging.search_limit()?)
+        .await?;
+    Ok(paging.respond("users", users.iter().map(user_json).collect()))
 }
 
 pub async fn get_user(
@@ -361,8 +457,9 @@ fn query_time(p: &Params, key: &str) -> Result<Option<i64>, MgmtError> {
         })
 }
 
-/// `GET /api/v2/logs?type=…&user_id=…&client_id=…&from=…&to=…&per_page=…`, newest first
-/// (`from` and `to` are times).
+/// `GET /api/v2/logs?type=…&user_id=…&client_id=…&from=…&to=…&page=…&per_page=…`, newest
+/// first (`from` and `to` are times), also filtered by Auth0's `q` (or `search`, as the Python
+/// SDK sends it).
 pub async fn logs(
     State(st): State<AppState>,
     caller: Caller,
@@ -370,21 +467,69 @@ pub async fn logs(
 ) -> Result<Response, MgmtError> {
     caller.require("read:logs")?;
     let p = query(q.as_deref())?;
+    let paging = Paging::parse(&p)?;
     let text = |k: &str| p.str(k).ok().flatten().map(str::to_string);
-    let filter = EventFilter {
+    let mut filter = EventFilter {
         kind: text("type"),
         user_id: text("user_id"),
         client_id: text("client_id"),
         from: query_time(&p, "from")?,
         to: query_time(&p, "to")?,
         after_seq: None,
-        limit: per_page(&p),
+        limit: paging.search_limit()?,
     };
+    for key in ["q", "search"] {
+        if let Some(search) = p.str(key).ok().flatten() {
+            log_search(search, &mut filter)?;
+        }
+    }
     let rows = caller.ops(&st).logs(&filter).await?;
-    Ok(axum::Json(Value::Array(
+    Ok(paging.respond(
+        "logs",
         rows.iter().map(|(seq, e)| log_json(*seq, e)).collect(),
     ))
-    .into_response())
+}
+
+/// Auth0's log search syntax, in the part Tessera answers: `type:`, `user_id:` and
+/// `client_id:` clauses with exact values (`"quoted"` or bare), joined by spaces or `AND`.
+/// Anything else is refused rather than ignored, so a filter never silently widens.
+fn log_search(text: &str, filter: &mut EventFilter) -> Result<(), MgmtError> {
+    let refuse = |m: String| MgmtError::new(StatusCode::BAD_REQUEST, "invalid_query_string", m);
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("AND ") {
+            rest = after.trim_start();
+            continue;
+        }
+        let (field, after) = rest.split_once(':').ok_or_else(|| {
+            refuse(format!(
+                "log search: expected field:value, found {rest:?} (Tessera searches type, \
+                 user_id and client_id)"
+            ))
+        })?;
+        let (value, after) = match after.strip_prefix('"') {
+            Some(quoted) => quoted
+                .split_once('"')
+                .ok_or_else(|| refuse("log search: a quoted value is not closed".into()))?,
+            None => after.split_once(char::is_whitespace).unwrap_or((after, "")),
+        };
+        let slot = match field {
+            "type" => &mut filter.kind,
+            "user_id" => &mut filter.user_id,
+            "client_id" => &mut filter.client_id,
+            other => {
+                return Err(refuse(format!(
+                    "log search: Tessera searches type, user_id and client_id, not {other:?}"
+                )));
+            }
+        };
+        if slot.as_deref().is_some_and(|v| v != value) {
+            return Err(refuse(format!("log search: {field} is given twice")));
+        }
+        *slot = Some(value.to_string());
+        rest = after.trim_start();
+    }
+    Ok(())
 }
 
 /// An application as the Management API and the CLI show it: never its secret.
@@ -418,11 +563,28 @@ fn with_secret(c: &tessera_core::client::Client, secret: Option<String>) -> Valu
     v
 }
 
-/// `GET /api/v2/clients`: the applications, without secrets.
-pub async fn clients(State(st): State<AppState>, caller: Caller) -> Result<Response, MgmtError> {
+/// `GET /api/v2/clients?page=…&per_page=…&include_totals=…`: the applications, without
+/// secrets.
+pub async fn clients(
+    State(st): State<AppState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> Result<Response, MgmtError> {
     caller.require("read:clients")?;
-    let list = caller.ops(&st).list_clients().await?;
-    Ok(axum::Json(Value::Array(list.iter().map(client_json).collect())).into_response())
+    let p = query(q.as_deref())?;
+    let paging = Paging::parse(&p)?;
+    let rows = caller
+        .ops(&st)
+        .list_clients()
+        .await?
+        .iter()
+        .map(client_json)
+        .collect();
+    if p.get("page").is_none() && p.get("per_page").is_none() && !paging.totals {
+        // Unpaged, as before paging was understood: every application.
+        return Ok(axum::Json(Value::Array(rows)).into_response());
+    }
+    Ok(paging.respond("clients", rows))
 }
 
 pub async fn get_client(
@@ -483,7 +645,8 @@ fn connection_name(id: &str) -> &str {
     id.strip_prefix("con_").unwrap_or(id)
 }
 
-/// `GET /api/v2/connections?strategy=…&name=…`.
+/// `GET /api/v2/connections?strategy=…&name=…`, paged like the other lists (there are two
+/// connections at most).
 pub async fn connections(
     State(st): State<AppState>,
     caller: Caller,
@@ -491,17 +654,18 @@ pub async fn connections(
 ) -> Result<Response, MgmtError> {
     caller.require("read:connections")?;
     let p = query(q.as_deref())?;
+    let paging = Paging::parse(&p)?;
     let strategy = p.str("strategy").ok().flatten();
     let name = p.str("name").ok().flatten();
     let list = caller.ops(&st).list_connections().await?;
-    Ok(axum::Json(Value::Array(
+    Ok(paging.respond(
+        "connections",
         list.iter()
             .filter(|(c, _)| strategy.is_none_or(|s| s == c.strategy.as_str()))
             .filter(|(c, _)| name.is_none_or(|n| n == c.name))
             .map(|(c, e)| connection_json(c, e))
             .collect(),
     ))
-    .into_response())
 }
 
 pub async fn get_connection(
