@@ -97,16 +97,31 @@ fn parse_form(body: &[u8]) -> Result<Map<String, Value>, ParamsError> {
     Ok(map)
 }
 
+/// Whether a JSON value holds a NUL character in any string or key. PostgreSQL cannot store
+/// one, so such input is refused as bad input before it reaches a query.
+pub fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// Whether a request's path or query, percent-decoded, holds a NUL character.
+pub fn uri_has_nul(uri: &axum::http::Uri) -> bool {
+    let decoded = |s: &str| percent_decoded_has_nul(s.as_bytes());
+    decoded(uri.path()) || uri.query().is_some_and(decoded)
+}
+
+fn percent_decoded_has_nul(b: &[u8]) -> bool {
+    b.contains(&0)
+        || b.windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+}
+
 /// The first top-level parameter with a NUL character in its name or anywhere in its value.
 fn refuse_nul(map: &Map<String, Value>) -> Result<(), ParamsError> {
-    fn has_nul(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(a) => a.iter().any(has_nul),
-            Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-            _ => false,
-        }
-    }
     match map.iter().find(|(k, v)| k.contains('\0') || has_nul(v)) {
         Some((k, _)) => Err(ParamsError::Nul(k.replace('\0', "\\0"))),
         None => Ok(()),

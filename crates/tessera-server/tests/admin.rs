@@ -698,6 +698,27 @@ async fn the_sms_text_is_edited_in_the_dashboard(backend: &str) {
     assert!(stored.settings.sms_template.is_none());
 }
 
+/// A NUL character (which PostgreSQL cannot hold) in an address or a field is bad input.
+async fn nul_characters_are_bad_input(backend: &str) {
+    let h = H::new(backend).await;
+    let (mut b, csrf) = admin_browser(&h).await;
+    for path in [
+        "/admin/users/email%7C%00",
+        "/admin/users?q=%00",
+        "/admin/applications/rwa%00",
+    ] {
+        let r = b.get(path).await;
+        assert_eq!(r.status, 400, "{path}: {r:?}");
+    }
+    let r = b
+        .post(
+            "/admin/users/email%7Cx/block",
+            &[("csrf", &csrf), ("x", "a\u{0}b")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -719,4 +740,5 @@ both_backends!(
     applications_templates_and_the_dashboard_client,
     the_dashboard_is_off_without_administrators,
     the_sms_text_is_edited_in_the_dashboard,
+    nul_characters_are_bad_input,
 );

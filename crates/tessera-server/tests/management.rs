@@ -789,6 +789,50 @@ async fn paging_and_log_search(backend: &str) {
     assert_eq!(r.body["connections"][0]["id"], "con_email", "{:?}", r.body);
 }
 
+/// A NUL character (which PostgreSQL cannot hold) is bad input, never a server error.
+async fn nul_characters_are_bad_input(backend: &str) {
+    let h = H::with(backend, ROOT).await;
+    let at = token(&h, "root", ROOT_SECRET, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (method, path, body) in [
+        ("GET", "/api/v2/users/email%7C%00", None),
+        ("GET", "/api/v2/users?q=a%00b", None),
+        ("GET", "/api/v2/clients/rwa%00", None),
+        ("DELETE", "/api/v2/users/%00", None),
+        (
+            "PATCH",
+            "/api/v2/clients/rwa",
+            Some(json!({"callbacks": ["https://x.example.com/\u{0}"]})),
+        ),
+        (
+            "POST",
+            "/api/v2/users",
+            Some(json!({"connection": "email", "email": "a\u{0}@example.com"})),
+        ),
+        (
+            "PATCH",
+            "/api/v2/connections/email",
+            Some(json!({"options": {"email": {"subject": "\u{0}", "body": "x"}}})),
+        ),
+    ] {
+        let r = api(&h, method, path, &at, body).await;
+        assert_eq!(r.status, 400, "{method} {path}: {r:?}");
+        assert_eq!(r.body["statusCode"], 400);
+    }
+    assert_eq!(
+        h.st.store
+            .get_client("rwa")
+            .await
+            .unwrap()
+            .unwrap()
+            .settings
+            .callbacks,
+        vec!["https://app.example.com/callback".to_string()]
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -804,5 +848,6 @@ both_backends!(
     users_logs_and_scopes,
     clients_connections_users_and_keys,
     sms_connection_text,
-    paging_and_log_search
+    paging_and_log_search,
+    nul_characters_are_bad_input
 );

@@ -451,6 +451,9 @@ pub async fn guard(
     if st.admins.is_empty() {
         return dashboard_off();
     }
+    if crate::params::uri_has_nul(req.uri()) {
+        return bad_input();
+    }
     let session = match current(&st, req.headers()).await {
         Ok(s) => s,
         Err(e) => return e.render(None),
@@ -486,8 +489,9 @@ pub async fn guard(
         req
     } else {
         match checked_post(&st, &admin, req).await {
-            Some(r) => r,
-            None => return forbidden_form(),
+            Ok(r) => r,
+            Err(Refused::Forbidden) => return forbidden_form(),
+            Err(Refused::BadInput) => return bad_input(),
         }
     };
     let mut req = req;
@@ -511,18 +515,43 @@ pub async fn guard(
     resp
 }
 
-/// The POST, its body read once to check the CSRF token and handed on; `None` when refused.
-async fn checked_post(st: &AppState, admin: &Admin, req: Request) -> Option<Request> {
+/// Why a POST was refused before its handler.
+enum Refused {
+    /// No valid CSRF token, another site, or a body too large.
+    Forbidden,
+    /// A NUL character in a field (PostgreSQL cannot hold one).
+    BadInput,
+}
+
+/// A form field or address with a NUL character.
+fn bad_input() -> Response {
+    message(
+        None,
+        StatusCode::BAD_REQUEST,
+        "Bad input",
+        "A NUL character is not allowed in a form field or an address.",
+        Some(("/admin", "Back to the dashboard")),
+    )
+}
+
+/// The POST, its body read once to check the CSRF token and handed on.
+async fn checked_post(st: &AppState, admin: &Admin, req: Request) -> Result<Request, Refused> {
     if !same_origin(st, req.headers()) {
-        return None;
+        return Err(Refused::Forbidden);
     }
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_FORM).await.ok()?;
-    let presented = Form::parse(&bytes).get("csrf").to_string();
+    let bytes = axum::body::to_bytes(body, MAX_FORM)
+        .await
+        .map_err(|_| Refused::Forbidden)?;
+    let form = Form::parse(&bytes);
+    let presented = form.get("csrf").to_string();
     if !ct_eq(presented.as_bytes(), admin.csrf.as_bytes()) {
-        return None;
+        return Err(Refused::Forbidden);
     }
-    Some(Request::from_parts(parts, Body::from(bytes)))
+    if form.has_nul() {
+        return Err(Refused::BadInput);
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// `POST /admin/logout`: ends the dashboard session and this browser's Tessera session.

@@ -434,6 +434,13 @@ impl Form {
             .unwrap_or_default()
     }
 
+    /// Whether any name or value holds a NUL character.
+    pub fn has_nul(&self) -> bool {
+        self.0
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.0.iter().any(|(k, _)| k == key)
     }
