@@ -14,14 +14,11 @@ request or answer body is read or changed. The token comes from the SDK's own
 test_auth0_python.py). Against a Tessera served over HTTPS, `ManagementClient(domain=<host>,
 token=...)` needs nothing else.
 
-What cannot parse yet: the signing-key answers (`keys.signing.list/rotate/revoke`). The SDK's
-`SigningKeys`, `RotateSigningKeysResponseContent` and `RevokedSigningKeysResponseContent` models
-require `cert` (the key's X.509 certificate, PEM) and, for the list, `fingerprint` and
-`thumbprint` (of that certificate). Tessera's signing keys are bare key pairs, published as JWKs
-without `x5c`, so there is no certificate to give. test_signing_keys_act_but_lack_a_certificate
-checks that the calls do what they say on the server, and that the only parse failures are
-exactly those missing certificate fields, so it fails (and should be turned into a plain test)
-the day Tessera's keys get certificates.
+Signing keys: the SDK's `SigningKeys`, `RotateSigningKeysResponseContent` and
+`RevokedSigningKeysResponseContent` models require each key's X.509 certificate (`cert`, PEM)
+and, for the list, its `fingerprint` and `thumbprint`. Tessera makes a self-signed certificate
+for every key it generates, publishes it in the JWKS (`x5c`, `x5t`) and gives it in these
+answers, so they parse like the rest.
 
 Run:  python3 -m pytest -q tests/sdk/test_management.py
 Needs: tests/sdk/requirements.txt installed, and a built binary at <repo>/target/debug/tessera
@@ -40,7 +37,6 @@ from auth0.authentication import GetToken, Passwordless
 from auth0.authentication.exceptions import Auth0Error
 from auth0.management import ManagementClient
 from auth0.management.core.api_error import ApiError
-from auth0.management.core.parse_error import ParsingError
 from auth0.management.errors import BadRequestError, NotFoundError, UnauthorizedError
 from auth0.management.types import (
     Client,
@@ -137,9 +133,13 @@ def start_code(t, smtp, client_id: str, secret: str, address: str) -> tuple[str,
     return m.group(1), msg
 
 
-def jwks_kids(t) -> set[str]:
+def jwks_keys(t) -> list[dict]:
     with urllib.request.urlopen(f"{t['issuer']}.well-known/jwks.json", timeout=5) as r:
-        return {k["kid"] for k in json.load(r)["keys"]}
+        return json.load(r)["keys"]
+
+
+def jwks_kids(t) -> set[str]:
+    return {k["kid"] for k in jwks_keys(t)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -339,27 +339,25 @@ def test_errors_surface_as_the_sdk_error_types(tessera, mgmt):
     ), unauth.value.body
 
 
-def test_signing_keys_act_but_lack_a_certificate(tessera, mgmt):
-    """keys.signing.list/rotate/revoke reach Tessera and act; their answers cannot parse into
-    the SDK's models, which require an X.509 certificate (`cert`, and for the list
-    `fingerprint` and `thumbprint`) that Tessera's keys do not have. See the module docstring."""
+def test_signing_keys_list_rotate_and_revoke(tessera, mgmt):
+    """keys.signing.list/rotate/revoke parse into the SDK's models, with each key's certificate,
+    and act: the rotated key is published, the revoked one leaves the JWKS."""
     t = tessera
+    listed = mgmt.keys.signing.list()
+    assert listed, listed
+    for k in listed:
+        assert k.cert.startswith("-----BEGIN CERTIFICATE-----"), k
+        assert re.fullmatch(r"[0-9a-f]{40}", k.thumbprint), k
+        assert k.fingerprint == ":".join(
+            k.thumbprint[i : i + 2].upper() for i in range(0, 40, 2)
+        ), k
+    [old] = [k.kid for k in listed if k.current]
+    jwks = jwks_keys(t)
+    assert all(k.get("x5c") and k.get("x5t") for k in jwks), jwks
 
-    def missing_fields(err: ParsingError) -> set[str]:
-        return {str(e["loc"][-1]) for e in err.cause.errors() if e["type"] == "missing"}
-
-    with pytest.raises(ParsingError) as listed:
-        mgmt.keys.signing.list()
-    assert listed.value.status_code == 200
-    assert missing_fields(listed.value) == {"cert", "fingerprint", "thumbprint"}, listed.value
-    assert len(listed.value.cause.errors()) == 3 * len(listed.value.body), listed.value
-    [old] = [k["kid"] for k in listed.value.body if k["current"]]
-
-    with pytest.raises(ParsingError) as rotated:
-        mgmt.keys.signing.rotate()
-    assert rotated.value.status_code == 201
-    assert missing_fields(rotated.value) == {"cert"}, rotated.value
-    new = rotated.value.body["kid"]
+    rotated = mgmt.keys.signing.rotate()
+    new = rotated.kid
+    assert rotated.cert.startswith("-----BEGIN CERTIFICATE-----")
     assert new != old and {old, new} <= jwks_kids(t)
 
     # The current key cannot be revoked. Auth0's definition lists no 400 for this call, so the
@@ -372,11 +370,8 @@ def test_signing_keys_act_but_lack_a_certificate(tessera, mgmt):
 
     # `mgmt`'s token was signed by the old key; take a new one before revoking it.
     fresh = management_client(t, management_token(t))
-    with pytest.raises(ParsingError) as revoked:
-        fresh.keys.signing.revoke(old)
-    assert revoked.value.status_code == 200
-    assert missing_fields(revoked.value) == {"cert"}, revoked.value
-    assert revoked.value.body["kid"] == old
+    revoked = fresh.keys.signing.revoke(old)
+    assert revoked.kid == old and revoked.cert.startswith("-----BEGIN CERTIFICATE-----")
     assert old not in jwks_kids(t) and new in jwks_kids(t)
 
     # A token the revoked key signed stops working at once.

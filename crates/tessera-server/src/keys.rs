@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 use tessera_core::UnixTime;
 use tessera_core::crypto::ServerSecret;
@@ -179,6 +180,34 @@ pub async fn rotate(
     Ok(kids)
 }
 
+/// SHA-1, for certificate thumbprints only (`x5t`, as RFC 7517 defines it).
+pub fn sha1(der: &[u8]) -> Vec<u8> {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, der)
+        .as_ref()
+        .to_vec()
+}
+
+/// A self-signed X.509 certificate (DER) for a signing key, valid for ten years from `now`.
+fn certificate(alg: Alg, kid: &str, pkcs8: &[u8], now: UnixTime) -> anyhow::Result<Vec<u8>> {
+    let sign_alg = match alg {
+        Alg::RS256 => &rcgen::PKCS_RSA_SHA256,
+        Alg::ES256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        Alg::EdDSA => &rcgen::PKCS_ED25519,
+    };
+    let der = rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.to_vec());
+    let pair = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, sign_alg)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("Tessera signing key {kid}"),
+    );
+    let start = time::OffsetDateTime::from_unix_timestamp(now)?;
+    params.not_before = start;
+    params.not_after = start + time::Duration::days(3650);
+    Ok(params.self_signed(&pair)?.der().to_vec())
+}
+
 fn generate(
     alg: Alg,
     secret: &ServerSecret,
@@ -186,11 +215,17 @@ fn generate(
     now: UnixTime,
 ) -> anyhow::Result<StoredKey> {
     let (key, der) = SigningKey::generate_for(alg, rng)?;
+    // A self-signed certificate for the key, as Auth0 publishes one (`x5c`, `x5t` in the JWKS,
+    // `cert` in the Management API): some libraries and SDKs read keys only from certificates.
+    let cert = certificate(alg, &key.kid, &der, now)?;
+    let mut jwk = key.public_jwk();
+    jwk["x5c"] = json!([base64::engine::general_purpose::STANDARD.encode(&cert)]);
+    jwk["x5t"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha1(&cert)));
     Ok(StoredKey {
         kid: key.kid.clone(),
         alg: alg.as_str().into(),
         private_sealed: secret.seal(rng, SEAL_PURPOSE, &der),
-        public_jwk: key.public_jwk().to_string(),
+        public_jwk: jwk.to_string(),
         status: KeyStatus::Current,
         created_at: now,
     })

@@ -1055,17 +1055,51 @@ pub fn connection_json(c: &Connection, enabled: &[String]) -> Value {
     })
 }
 
-/// A signing key in the Management API's shape (`GET /api/v2/keys/signing`).
+/// A signing key in the Management API's shape (`GET /api/v2/keys/signing`): with its
+/// certificate (`cert` in PEM, `fingerprint` and `thumbprint` of SHA-1, as Auth0 gives them)
+/// when the key has one (keys made before Tessera made certificates have none).
 pub fn key_json(k: &StoredKey) -> Value {
-    json!({
+    let mut v = json!({
         "kid": k.kid,
         "alg": k.alg,
         "status": k.status.as_str(),
         "current": k.status == KeyStatus::Current,
+        "next": false,
         "previous": k.status == KeyStatus::Previous,
         "revoked": k.status == KeyStatus::Revoked,
         "created_at": rfc3339(k.created_at),
-    })
+        "current_since": rfc3339(k.created_at),
+    });
+    if let Some(der) = key_certificate(k) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap_or_default())
+            .collect();
+        let sha1 = crate::keys::sha1(&der);
+        v["cert"] = json!(format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        ));
+        v["thumbprint"] = json!(hex::encode(&sha1));
+        v["fingerprint"] = json!(
+            sha1.iter()
+                .map(|b| format!("{b:02X}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        );
+    }
+    v
+}
+
+/// The DER certificate in a stored key's JWK (`x5c`), if it has one.
+fn key_certificate(k: &StoredKey) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let jwk: Value = serde_json::from_str(&k.public_jwk).ok()?;
+    let first = jwk.get("x5c")?.as_array()?.first()?.as_str()?;
+    base64::engine::general_purpose::STANDARD.decode(first).ok()
 }
 
 /// An audit event in the Management API's log shape.

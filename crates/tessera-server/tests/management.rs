@@ -478,6 +478,22 @@ async fn clients_connections_users_and_keys(backend: &str) {
     let r = api(&h, "GET", "/api/v2/keys/signing", &at, None).await;
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     let first = r.body[0]["kid"].as_str().unwrap().to_string();
+    // Each key has a self-signed certificate: in the JWKS (x5c, x5t) and here (cert, SHA-1s).
+    let cert = r.body[0]["cert"].as_str().unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----\n"), "{cert}");
+    let jwks = h.get("/.well-known/jwks.json", None).await;
+    let der = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(jwks.body["keys"][0]["x5c"][0].as_str().unwrap())
+            .unwrap()
+    };
+    let sha1 = tessera_server::keys::sha1(&der);
+    assert_eq!(r.body[0]["thumbprint"], hex::encode(&sha1));
+    assert_eq!(jwks.body["keys"][0]["x5t"], {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sha1)
+    });
     let r = api(
         &h,
         "PUT",

@@ -707,12 +707,25 @@ pub async fn signing_keys(
 /// new current key, one per algorithm in use]}`.
 pub async fn rotate_key(State(st): State<AppState>, caller: Caller) -> Result<Response, MgmtError> {
     caller.require("create:signing_keys")?;
-    let kids = caller.ops(&st).rotate_key(&st.secret).await?;
+    let ops = caller.ops(&st);
+    let kids = ops.rotate_key(&st.secret).await?;
     refresh_keys(&st).await;
-    Ok(json_response(
-        StatusCode::CREATED,
-        json!({"kid": kids.first(), "kids": kids}),
-    ))
+    let mut v = json!({"kid": kids.first(), "kids": kids});
+    if let Some(cert) = key_cert(&ops, kids.first()).await? {
+        v["cert"] = cert;
+    }
+    Ok(json_response(StatusCode::CREATED, v))
+}
+
+/// The PEM certificate of the key `kid`, as `key_json` gives it.
+async fn key_cert(ops: &Ops<'_>, kid: Option<&String>) -> Result<Option<Value>, MgmtError> {
+    let Some(kid) = kid else { return Ok(None) };
+    Ok(ops
+        .list_keys()
+        .await?
+        .iter()
+        .find(|k| &k.kid == kid)
+        .and_then(|k| key_json(k).get("cert").cloned()))
 }
 
 /// `PUT /api/v2/keys/signing/{kid}/revoke`.
@@ -722,12 +735,14 @@ pub async fn revoke_key(
     Path(kid): Path<String>,
 ) -> Result<Response, MgmtError> {
     caller.require("update:signing_keys")?;
-    caller.ops(&st).revoke_key(&kid).await?;
+    let ops = caller.ops(&st);
+    ops.revoke_key(&kid).await?;
     refresh_keys(&st).await;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"kid": kid, "revoked": true}),
-    ))
+    let mut v = json!({"kid": kid, "revoked": true});
+    if let Some(cert) = key_cert(&ops, Some(&kid)).await? {
+        v["cert"] = cert;
+    }
+    Ok(json_response(StatusCode::OK, v))
 }
 
 /// This node uses a key change at once; the others on their next periodic refresh.
