@@ -37,6 +37,54 @@ pub struct ConnectionSettings {
     /// The operator's SMS text (the `sms` connection); `None` uses the built-in, translated one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sms_template: Option<SmsTemplate>,
+    /// The SMS provider set in the dashboard, the Management API or the CLI; `None` uses the
+    /// configuration file's `[connections.sms]` provider.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms_provider: Option<SmsProviderSettings>,
+}
+
+/// The sealing purpose of the SMS provider's secrets at rest.
+pub const SMS_PROVIDER_SEAL: &str = "tessera/sms-provider/v1";
+
+/// An SMS provider kept in the database, Auth0's two kinds. Secrets (Twilio's auth token, the
+/// gateway's JWT secret) are sealed with the server secret (base64 of the sealed bytes) and
+/// never shown again.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case")]
+pub enum SmsProviderSettings {
+    Twilio {
+        account_sid: String,
+        auth_token_sealed: String,
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default)]
+        messaging_service_sid: Option<String>,
+        /// Twilio's API; a loopback URL only for tests.
+        api_base: String,
+    },
+    SmsGateway {
+        url: String,
+        #[serde(default)]
+        from: Option<String>,
+        #[serde(default)]
+        forward_req_info: bool,
+        #[serde(default)]
+        jwt_secret_sealed: Option<String>,
+        #[serde(default)]
+        jwt_subject: Option<String>,
+        #[serde(default)]
+        jwt_audience: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for SmsProviderSettings {
+    /// Names the provider; never prints its (sealed) credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SmsProviderSettings::Twilio { api_base, .. } => write!(f, "Twilio({api_base})"),
+            SmsProviderSettings::SmsGateway { url, .. } => write!(f, "SmsGateway({url})"),
+        }
+    }
 }
 
 /// When a magic link shows a one-click confirmation page instead of signing in on `GET`.
@@ -91,6 +139,7 @@ impl Default for ConnectionSettings {
             email_template: None,
             magic_link_confirmation: LinkConfirmation::Auto,
             sms_template: None,
+            sms_provider: None,
         }
     }
 }

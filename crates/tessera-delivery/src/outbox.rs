@@ -175,7 +175,7 @@ impl Worker {
         let started = std::time::Instant::now();
         let sent = match &payload {
             Payload::Email(email) => self.mailer.send(email).await,
-            Payload::Sms(sms) => self.sms.send(sms, now).await,
+            Payload::Sms(sms) => self.send_sms(sms, now).await,
         };
         let what = &msg.channel;
         match sent {
@@ -221,6 +221,26 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Sends an SMS through the provider the database names (set in the dashboard, the API or
+    /// the CLI; read at each message, so a change applies at once on every node), else through
+    /// the configuration file's.
+    async fn send_sms(&self, sms: &SmsMessage, now: i64) -> Result<(), DeliveryError> {
+        let stored = self
+            .store
+            .get_connection("sms")
+            .await
+            .map_err(|e| DeliveryError::Transient(format!("cannot read the sms connection: {e}")))?
+            .and_then(|c| c.settings.sms_provider);
+        match stored {
+            None => self.sms.send(sms, now).await,
+            Some(p) => {
+                let provider = crate::sms::provider_from_settings(&p, &self.secret)
+                    .map_err(DeliveryError::Permanent)?;
+                self.sms.send_with(&provider, sms, now).await
+            }
+        }
     }
 
     /// Exponential backoff with up to 25 % jitter, capped at 15 minutes.

@@ -101,7 +101,17 @@ impl SmsSender {
     }
 
     pub async fn send(&self, m: &SmsMessage, now: i64) -> Result<(), DeliveryError> {
-        match &self.provider {
+        self.send_with(&self.provider, m, now).await
+    }
+
+    /// Sends through `provider` instead of the configured one (a provider set in the database).
+    pub async fn send_with(
+        &self,
+        provider: &SmsProvider,
+        m: &SmsMessage,
+        now: i64,
+    ) -> Result<(), DeliveryError> {
+        match provider {
             SmsProvider::Twilio(t) => self.twilio(t, m).await,
             SmsProvider::Gateway(g) => self.gateway(g, m, now).await,
             SmsProvider::Dev(d) => {
@@ -250,6 +260,59 @@ pub fn hs256(secret: &str, claims: &serde_json::Value) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
     let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// The provider a database entry describes, its secrets unsealed.
+pub fn provider_from_settings(
+    p: &tessera_core::connection::SmsProviderSettings,
+    secret: &tessera_core::crypto::ServerSecret,
+) -> Result<SmsProvider, String> {
+    use base64::Engine as _;
+    use tessera_core::connection::{SMS_PROVIDER_SEAL, SmsProviderSettings};
+    let open = |sealed: &str| -> Result<String, String> {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|_| "the stored SMS provider secret is not base64".to_string())?;
+        let plain = secret
+            .open(SMS_PROVIDER_SEAL, &raw)
+            .map_err(|e| format!("cannot open the stored SMS provider secret: {e}"))?;
+        String::from_utf8(plain).map_err(|_| "the stored SMS provider secret is not text".into())
+    };
+    Ok(match p {
+        SmsProviderSettings::Twilio {
+            account_sid,
+            auth_token_sealed,
+            from,
+            messaging_service_sid,
+            api_base,
+        } => SmsProvider::Twilio(TwilioSettings {
+            api_base: api_base.clone(),
+            account_sid: account_sid.clone(),
+            auth_token: open(auth_token_sealed)?,
+            from: from.clone(),
+            messaging_service_sid: messaging_service_sid.clone(),
+        }),
+        SmsProviderSettings::SmsGateway {
+            url,
+            from,
+            forward_req_info,
+            jwt_secret_sealed,
+            jwt_subject,
+            jwt_audience,
+        } => SmsProvider::Gateway(GatewaySettings {
+            url: url.clone(),
+            from: from.clone(),
+            forward_req_info: *forward_req_info,
+            jwt: match jwt_secret_sealed {
+                Some(s) => Some((
+                    open(s)?,
+                    jwt_subject.clone().unwrap_or_default(),
+                    jwt_audience.clone().unwrap_or_default(),
+                )),
+                None => None,
+            },
+        }),
+    })
 }
 
 #[cfg(test)]

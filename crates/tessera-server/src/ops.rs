@@ -154,6 +154,8 @@ pub struct Ops<'a> {
     pub rng: &'a dyn Random,
     pub now: UnixTime,
     pub actor: Actor,
+    /// Seals the secrets an operator gives (the SMS provider's credentials).
+    pub secret: &'a ServerSecret,
 }
 
 impl Ops<'_> {
@@ -406,7 +408,14 @@ impl Ops<'_> {
             let o = o
                 .as_object()
                 .ok_or_else(|| invalid("options must be an object"))?;
-            apply_connection_options(&mut conn, o)?;
+            let (provider, rest): (Map<String, Value>, Map<String, Value>) =
+                o.clone().into_iter().partition(|(k, _)| {
+                    conn.strategy == Strategy::Sms && SMS_PROVIDER_KEYS.contains(&k.as_str())
+                });
+            apply_connection_options(&mut conn, &rest)?;
+            if !provider.is_empty() {
+                apply_sms_provider(&mut conn, &provider, self.secret, self.rng)?;
+            }
         }
         let enabled = match patch.get("enabled_clients") {
             None => None,
@@ -959,18 +968,10 @@ pub fn apply_connection_options(c: &mut Connection, o: &Map<String, Value>) -> R
                 };
             }
             "syntax" if c.strategy == Strategy::Sms => {}
-            "from"
-            | "twilio_sid"
-            | "twilio_token"
-            | "messaging_service_sid"
-            | "provider"
-            | "gateway_url"
-            | "gateway_authentication"
-                if c.strategy == Strategy::Sms =>
-            {
+            k if c.strategy == Strategy::Sms && SMS_PROVIDER_KEYS.contains(&k) => {
                 return Err(invalid(format!(
-                    "options.{k}: the SMS provider and its credentials are set in the configuration \
-                     file ([connections.sms]), where secrets stay out of the database"
+                    "options.{k}: the SMS provider is set through the Management API, the \
+                     dashboard or the CLI (or the configuration file), not here"
                 )));
             }
             "name" | "strategy" => {
@@ -1023,6 +1024,238 @@ fn merge_metadata(slot: &mut Map<String, Value>, v: &Value, key: &str) -> Result
     Ok(())
 }
 
+/// The `sms` connection's provider options, in Auth0's names (plus Tessera's `twilio_api_base`).
+pub const SMS_PROVIDER_KEYS: &[&str] = &[
+    "provider",
+    "twilio_sid",
+    "twilio_token",
+    "messaging_service_sid",
+    "twilio_api_base",
+    "from",
+    "gateway_url",
+    "forward_req_info",
+    "gateway_authentication",
+];
+
+fn seal(secret: &ServerSecret, rng: &dyn Random, plain: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(secret.seal(
+        rng,
+        tessera_core::connection::SMS_PROVIDER_SEAL,
+        plain.as_bytes(),
+    ))
+}
+
+/// Sets the `sms` connection's provider from Auth0's options: `provider` (`twilio`,
+/// `sms_gateway`, or `null` for the configuration file's), `twilio_sid`, `twilio_token`,
+/// `messaging_service_sid`, `from`, `gateway_url`, `forward_req_info`,
+/// `gateway_authentication` (`{method: "bearer", subject, audience, secret}`). Secrets are
+/// sealed; one left out keeps the stored one while the provider stays the same.
+fn apply_sms_provider(
+    c: &mut Connection,
+    o: &Map<String, Value>,
+    secret: &ServerSecret,
+    rng: &dyn Random,
+) -> Result<(), OpError> {
+    use tessera_core::connection::SmsProviderSettings as P;
+    let current = c.settings.sms_provider.clone();
+    let kind = match o.get("provider") {
+        Some(Value::Null) => {
+            if o.len() > 1 {
+                return Err(invalid(
+                    "options.provider null goes back to the configuration file's provider; give no other provider option",
+                ));
+            }
+            c.settings.sms_provider = None;
+            return Ok(());
+        }
+        Some(_) => str_field(o, "provider")?.unwrap_or_default(),
+        None => match &current {
+            Some(P::Twilio { .. }) => "twilio".into(),
+            Some(P::SmsGateway { .. }) => "sms_gateway".into(),
+            None => {
+                return Err(invalid(
+                    "options.provider is needed (twilio or sms_gateway) to set the SMS provider here",
+                ));
+            }
+        },
+    };
+    let check_url = |name: &str, u: &str| {
+        crate::settings::check_provider_url(name, u).map_err(OpError::Invalid)
+    };
+    let from = match o.get("from") {
+        Some(_) => str_field(o, "from")?.filter(|f| !f.is_empty()),
+        None => match &current {
+            Some(P::Twilio { from, .. } | P::SmsGateway { from, .. }) => from.clone(),
+            None => None,
+        },
+    };
+    if let Some(f) = &from
+        && (f.len() > 32 || f.chars().any(char::is_control))
+    {
+        return Err(invalid(
+            "options.from must be at most 32 visible characters",
+        ));
+    }
+    let next = match kind.as_str() {
+        "twilio" => {
+            let (old_sid, old_token, old_msid, old_base) = match &current {
+                Some(P::Twilio {
+                    account_sid,
+                    auth_token_sealed,
+                    messaging_service_sid,
+                    api_base,
+                    ..
+                }) => (
+                    Some(account_sid.clone()),
+                    Some(auth_token_sealed.clone()),
+                    messaging_service_sid.clone(),
+                    Some(api_base.clone()),
+                ),
+                _ => (None, None, None, None),
+            };
+            if let Some(k) = o.keys().find(|k| {
+                !matches!(
+                    k.as_str(),
+                    "provider"
+                        | "twilio_sid"
+                        | "twilio_token"
+                        | "messaging_service_sid"
+                        | "twilio_api_base"
+                        | "from"
+                )
+            }) {
+                return Err(invalid(format!("options.{k} is not a Twilio setting")));
+            }
+            let account_sid = str_field(o, "twilio_sid")?
+                .or(old_sid)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| invalid("options.twilio_sid is needed for Twilio"))?;
+            if !account_sid.starts_with("AC")
+                || account_sid.len() != 34
+                || !account_sid.chars().all(|c| c.is_ascii_alphanumeric())
+            {
+                return Err(invalid(
+                    "options.twilio_sid must be Twilio's account SID (AC and 32 characters)",
+                ));
+            }
+            let auth_token_sealed = match str_field(o, "twilio_token")?.filter(|t| !t.is_empty()) {
+                Some(t) => seal(secret, rng, &t),
+                None => {
+                    old_token.ok_or_else(|| invalid("options.twilio_token is needed for Twilio"))?
+                }
+            };
+            let messaging_service_sid = match o.get("messaging_service_sid") {
+                Some(_) => str_field(o, "messaging_service_sid")?.filter(|s| !s.is_empty()),
+                None => old_msid,
+            };
+            if messaging_service_sid.is_none() && from.is_none() {
+                return Err(invalid(
+                    "Twilio needs options.from (a number) or options.messaging_service_sid",
+                ));
+            }
+            let api_base = str_field(o, "twilio_api_base")?
+                .or(old_base)
+                .unwrap_or_else(|| "https://api.twilio.com".into());
+            check_url("options.twilio_api_base", &api_base)?;
+            P::Twilio {
+                account_sid,
+                auth_token_sealed,
+                from,
+                messaging_service_sid,
+                api_base,
+            }
+        }
+        "sms_gateway" => {
+            let (old_url, old_fwd, old_jwt) = match &current {
+                Some(P::SmsGateway {
+                    url,
+                    forward_req_info,
+                    jwt_secret_sealed,
+                    jwt_subject,
+                    jwt_audience,
+                    ..
+                }) => (
+                    Some(url.clone()),
+                    *forward_req_info,
+                    jwt_secret_sealed
+                        .clone()
+                        .map(|s| (s, jwt_subject.clone(), jwt_audience.clone())),
+                ),
+                _ => (None, false, None),
+            };
+            if let Some(k) = o.keys().find(|k| {
+                !matches!(
+                    k.as_str(),
+                    "provider"
+                        | "gateway_url"
+                        | "forward_req_info"
+                        | "gateway_authentication"
+                        | "from"
+                )
+            }) {
+                return Err(invalid(format!(
+                    "options.{k} is not an SMS gateway setting"
+                )));
+            }
+            let url = str_field(o, "gateway_url")?
+                .or(old_url)
+                .ok_or_else(|| invalid("options.gateway_url is needed for sms_gateway"))?;
+            check_url("options.gateway_url", &url)?;
+            let forward_req_info = bool_field(o, "forward_req_info")?.unwrap_or(old_fwd);
+            let jwt = match o.get("gateway_authentication") {
+                None => old_jwt,
+                Some(Value::Null) => None,
+                Some(Value::Object(a)) => {
+                    match str_field(a, "method")?.as_deref() {
+                        None | Some("bearer") => {}
+                        Some(m) => {
+                            return Err(invalid(format!(
+                                "gateway_authentication.method must be bearer, not {m:?}"
+                            )));
+                        }
+                    }
+                    if bool_field(a, "secret_base64_encoded")? == Some(true) {
+                        return Err(invalid(
+                            "gateway_authentication.secret_base64_encoded is not supported: give the secret as text",
+                        ));
+                    }
+                    let sealed = match str_field(a, "secret")?.filter(|s| !s.is_empty()) {
+                        Some(k) => seal(secret, rng, &k),
+                        None => old_jwt
+                            .as_ref()
+                            .map(|j| j.0.clone())
+                            .ok_or_else(|| invalid("gateway_authentication.secret is needed"))?,
+                    };
+                    Some((sealed, str_field(a, "subject")?, str_field(a, "audience")?))
+                }
+                Some(_) => {
+                    return Err(invalid("gateway_authentication must be an object or null"));
+                }
+            };
+            let (jwt_secret_sealed, jwt_subject, jwt_audience) = match jwt {
+                Some((s, sub, aud)) => (Some(s), sub, aud),
+                None => (None, None, None),
+            };
+            P::SmsGateway {
+                url,
+                from,
+                forward_req_info,
+                jwt_secret_sealed,
+                jwt_subject,
+                jwt_audience,
+            }
+        }
+        other => {
+            return Err(invalid(format!(
+                "options.provider must be twilio or sms_gateway (or null), not {other:?}"
+            )));
+        }
+    };
+    c.settings.sms_provider = Some(next);
+    Ok(())
+}
+
 /// A connection in the Management API's shape.
 pub fn connection_json(c: &Connection, enabled: &[String]) -> Value {
     let s = &c.settings;
@@ -1045,6 +1278,40 @@ pub fn connection_json(c: &Connection, enabled: &[String]) -> Value {
     if let Some(t) = &s.sms_template {
         options["template"] = json!(t.body);
         options["syntax"] = json!(t.syntax);
+    }
+    // The provider, without its secrets (they are never shown again).
+    match &s.sms_provider {
+        Some(tessera_core::connection::SmsProviderSettings::Twilio {
+            account_sid,
+            from,
+            messaging_service_sid,
+            api_base,
+            ..
+        }) => {
+            options["provider"] = json!("twilio");
+            options["twilio_sid"] = json!(account_sid);
+            options["messaging_service_sid"] = json!(messaging_service_sid);
+            options["from"] = json!(from);
+            options["twilio_api_base"] = json!(api_base);
+        }
+        Some(tessera_core::connection::SmsProviderSettings::SmsGateway {
+            url,
+            from,
+            forward_req_info,
+            jwt_secret_sealed,
+            jwt_subject,
+            jwt_audience,
+        }) => {
+            options["provider"] = json!("sms_gateway");
+            options["gateway_url"] = json!(url);
+            options["from"] = json!(from);
+            options["forward_req_info"] = json!(forward_req_info);
+            if jwt_secret_sealed.is_some() {
+                options["gateway_authentication"] =
+                    json!({"method": "bearer", "subject": jwt_subject, "audience": jwt_audience});
+            }
+        }
+        None => {}
     }
     json!({
         "id": format!("con_{}", c.name),

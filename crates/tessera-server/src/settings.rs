@@ -202,6 +202,7 @@ impl Settings {
             email_template: ec.template.clone(),
             magic_link_confirmation: ec.magic_link_confirmation,
             sms_template: None,
+            sms_provider: None,
         };
         if let Some(t) = &email_connection.email_template {
             tessera_delivery::templates::validate(t)
@@ -417,6 +418,7 @@ fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
         email_template: None,
         magic_link_confirmation: Default::default(),
         sms_template: s.template.clone(),
+        sms_provider: None,
     };
     settings
         .validate()
@@ -512,7 +514,7 @@ fn sms_settings(c: &Config, dev: bool) -> Result<SmsParts, String> {
 }
 
 /// Provider URLs: https, or http to a loopback host (tests and local relays).
-fn check_provider_url(name: &str, u: &str) -> Result<(), String> {
+pub fn check_provider_url(name: &str, u: &str) -> Result<(), String> {
     let parsed = url::Url::parse(u).map_err(|e| format!("{name}: {e}"))?;
     let loopback = parsed
         .host_str()

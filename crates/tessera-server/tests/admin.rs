@@ -534,6 +534,7 @@ async fn applications_templates_and_the_dashboard_client(backend: &str) {
         rng: h.st.rng.as_ref(),
         now: h.st.now(),
         actor: Actor::cli(),
+        secret: &h.st.secret,
     };
     let patch = json!({"callbacks": ["https://evil.example/cb"]});
     assert!(matches!(

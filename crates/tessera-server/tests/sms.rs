@@ -668,6 +668,112 @@ macro_rules! both_backends {
     };
 }
 
+/// The SMS provider changed through the Management API applies to the next message, with no
+/// restart: from the file's Twilio to a gateway (its JWT secret sealed, never shown), then
+/// back to the file's provider.
+async fn the_provider_is_changed_through_the_management_api(backend: &str) {
+    let twilio_fake = Arc::new(Fake::default());
+    let gw_fake = Arc::new(Fake::default());
+    let gw = fake(
+        Router::new()
+            .route("/sms", post(gateway))
+            .with_state(gw_fake.clone()),
+    )
+    .await;
+    let h = with_twilio(
+        backend,
+        twilio_fake.clone(),
+        "\n[[applications]]\nname = \"Root\"\nclient_id = \"root\"\nclient_secret = \"root-secret-root-secret-root-secret-root-01\"\napp_type = \"regular_web\"\nmanagement_scopes = [\"read:connections\", \"update:connections\"]\n",
+    )
+    .await;
+    let t = h
+        .post_form(
+            "/oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "root"),
+                (
+                    "client_secret",
+                    "root-secret-root-secret-root-secret-root-01",
+                ),
+                ("audience", "http://localhost:3000/api/v2/"),
+            ],
+        )
+        .await;
+    let auth = format!("Bearer {}", t.body["access_token"].as_str().unwrap());
+    let patch = |body: Value| {
+        let auth = auth.clone();
+        let h = &h;
+        async move {
+            h.send(
+                "PATCH",
+                "/api/v2/connections/con_sms",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    assert_eq!(start_sms(&h, PHONE).await.status, 200);
+    h.worker.run_once().await.unwrap();
+    assert_eq!(twilio_fake.bodies().len(), 1, "the file's Twilio");
+
+    let r = patch(
+        json!({"options": {"provider": "sms_gateway", "gateway_url": format!("{gw}/sms"),
+        "from": "Acme", "gateway_authentication": {"method": "bearer", "subject": "tessera",
+        "audience": "urn:gateway", "secret": GW_SECRET}}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["options"]["provider"], "sms_gateway");
+    assert_eq!(
+        r.body["options"]["gateway_authentication"]["subject"],
+        "tessera"
+    );
+    assert!(
+        !r.body.to_string().contains(GW_SECRET),
+        "secrets are never shown"
+    );
+    let stored = h.st.store.get_connection("sms").await.unwrap().unwrap();
+    assert!(
+        !format!(
+            "{:?} {}",
+            stored.settings,
+            serde_json::to_string(&stored.settings).unwrap()
+        )
+        .contains(GW_SECRET),
+        "sealed at rest"
+    );
+    assert_eq!(start_sms(&h, PHONE).await.status, 200);
+    h.worker.run_once().await.unwrap();
+    let sent = gw_fake.bodies();
+    assert_eq!(sent.len(), 1, "the gateway, at once, with its JWT accepted");
+    let b: Value = serde_json::from_str(&sent[0]).unwrap();
+    assert_eq!(b["sender"], "Acme");
+    assert_eq!(twilio_fake.bodies().len(), 1);
+
+    // Bad provider settings are refused and change nothing.
+    for bad in [
+        json!({"options": {"provider": "carrier-pigeon"}}),
+        json!({"options": {"provider": "twilio", "twilio_sid": "nope", "twilio_token": "x", "from": "+15005550006"}}),
+        json!({"options": {"provider": "sms_gateway", "gateway_url": "http://gateway.example.com/sms"}}),
+        json!({"options": {"gateway_authentication": {"method": "basic", "secret": "x"}}}),
+    ] {
+        let r = patch(bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}: {r:?}");
+    }
+    let r = patch(json!({"options": {"provider": null}})).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body["options"].get("provider"), None);
+    assert_eq!(start_sms(&h, PHONE).await.status, 200);
+    h.worker.run_once().await.unwrap();
+    assert_eq!(twilio_fake.bodies().len(), 2, "back to the file's Twilio");
+    assert_eq!(gw_fake.bodies().len(), 1);
+}
+
 both_backends!(
     sms_sign_in_over_twilio_gives_phone_claims,
     bad_numbers_and_countries_are_refused_and_nothing_is_sent,
@@ -676,4 +782,5 @@ both_backends!(
     a_custom_gateway_gets_json_a_jwt_and_the_request_info,
     hosted_page_signs_in_with_a_phone_number,
     gateway_timeouts_are_retried_and_refusals_are_not,
+    the_provider_is_changed_through_the_management_api,
 );

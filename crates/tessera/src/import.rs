@@ -99,6 +99,7 @@ pub async fn auth0(settings: Settings, args: ImportArgs) -> anyhow::Result<()> {
         rng: &SystemRandom,
         now: SystemClock.now(),
         actor: Actor::cli(),
+        secret: &tessera.state.0.secret,
     };
     let mut parts = Parts::default();
     if let (Some(rows), Some(p)) = (&client_rows, &args.clients) {

@@ -362,6 +362,10 @@ enum ConnectionsCmd {
         /// Go back to the built-in, translated SMS text.
         #[arg(long, conflicts_with_all = ["sms_template", "sms_syntax"])]
         builtin_sms: bool,
+        /// Any other options in Auth0's names, as a JSON object, e.g. the SMS provider:
+        /// '{"provider": "twilio", "twilio_sid": "AC…", "twilio_token": "…", "from": "+1…"}'.
+        #[arg(long = "options-json")]
+        options_json: Option<String>,
         /// The applications allowed to use the connection (repeat; replaces the list).
         #[arg(long = "enable-for")]
         enabled_clients: Vec<String>,
@@ -603,6 +607,7 @@ impl CliOps {
             rng: &tessera_core::rand::SystemRandom,
             now: SystemClock.now(),
             actor: Actor::cli(),
+            secret: &self.secret,
         }
     }
 }
@@ -810,6 +815,7 @@ async fn connections(settings: Settings, cmd: ConnectionsCmd, json: bool) -> any
             sms_template,
             sms_syntax,
             builtin_sms,
+            options_json,
             enabled_clients,
         } => {
             let mut options = serde_json::Map::new();
@@ -857,6 +863,12 @@ async fn connections(settings: Settings, cmd: ConnectionsCmd, json: bool) -> any
             }
             if let Some(x) = sms_syntax {
                 options.insert("syntax".into(), json!(x));
+            }
+            if let Some(text) = &options_json {
+                match serde_json::from_str(text) {
+                    Ok(serde_json::Value::Object(extra)) => options.extend(extra),
+                    _ => anyhow::bail!("--options-json must be a JSON object"),
+                }
             }
             let mut patch = serde_json::Map::new();
             if !options.is_empty() {

@@ -74,6 +74,7 @@ impl Admin {
             rng: st.rng.as_ref(),
             now: st.now(),
             actor: Actor::admin(&self.email, self.ip.clone(), self.user_agent.clone()),
+            secret: &st.secret,
         }
     }
 }

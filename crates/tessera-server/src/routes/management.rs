@@ -118,6 +118,7 @@ impl Caller {
             rng: st.rng.as_ref(),
             now: st.now(),
             actor: Actor::api(&self.client_id, self.ip.clone(), self.user_agent.clone()),
+            secret: &st.secret,
         }
     }
 
