@@ -806,6 +806,44 @@ async fn paging_and_log_search(backend: &str) {
 }
 
 /// A NUL character (which PostgreSQL cannot hold) is bad input, never a server error.
+/// `users-by-email` finds exactly that address, whatever its case, never a longer one.
+async fn users_by_email_is_exact(backend: &str) {
+    let h = H::with(backend, ROOT).await;
+    let at = token(&h, "root", ROOT_SECRET, &[]).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for e in ["bob@example.com", "jimbob@example.com"] {
+        assert_eq!(h.sign_in(e, "openid").await.status, 200);
+    }
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/users-by-email?email=Bob%40Example.com",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let found: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, vec!["bob@example.com"]);
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/users-by-email?email=ob%40example.com",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.body, json!([]));
+}
+
 async fn nul_characters_are_bad_input(backend: &str) {
     let h = H::with(backend, ROOT).await;
     let at = token(&h, "root", ROOT_SECRET, &[]).await.body["access_token"]
@@ -865,5 +903,6 @@ both_backends!(
     clients_connections_users_and_keys,
     sms_connection_text,
     paging_and_log_search,
-    nul_characters_are_bad_input
+    nul_characters_are_bad_input,
+    users_by_email_is_exact
 );

@@ -384,8 +384,17 @@ pub async fn list_users(
         .or(p.str("q").ok().flatten())
         .unwrap_or_default();
     if p.get("email").is_some() {
-        // `users-by-email` answers a plain array, unpaged.
-        let users = caller.ops(&st).search_users(search, per_page(&p)).await?;
+        // `users-by-email` answers a plain array, unpaged: the users with exactly that address
+        // (stored lower-cased, so the match ignores case), never a substring's.
+        let users = match tessera_core::email::EmailAddress::parse(search) {
+            Ok(addr) => st
+                .store
+                .find_user("email", addr.as_str())
+                .await?
+                .into_iter()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         return Ok(axum::Json(Value::Array(users.iter().map(user_json).collect())).into_response());
     }
     let paging = Paging::parse(&p)?;
