@@ -842,6 +842,42 @@ async fn users_by_email_is_exact(backend: &str) {
     )
     .await;
     assert_eq!(r.body, json!([]));
+    // Auth0's field query in `q` is an exact match too; other fields are refused.
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/users?q=email%3A%22bob%40example.com%22",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let found: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, vec!["bob@example.com"]);
+    let r = api(&h, "GET", "/api/v2/users?q=bob%40example.com", &at, None).await;
+    assert_eq!(
+        r.body.as_array().unwrap().len(),
+        2,
+        "plain text is a substring search"
+    );
+    let r = api(
+        &h,
+        "GET",
+        "/api/v2/users?q=app_metadata.plan%3Apro",
+        &at,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["errorCode"].as_str()),
+        (400, Some("invalid_query_string"))
+    );
 }
 
 async fn nul_characters_are_bad_input(backend: &str) {

@@ -398,11 +398,57 @@ pub async fn list_users(
         return Ok(axum::Json(Value::Array(users.iter().map(user_json).collect())).into_response());
     }
     let paging = Paging::parse(&p)?;
-    let users = caller
-        .ops(&st)
-        .search_users(search, paging.search_limit()?)
-        .await?;
+    let users = match field_query(search)? {
+        Some(u) => match u {
+            Some((connection, identifier)) => st
+                .store
+                .find_user(connection, &identifier)
+                .await?
+                .into_iter()
+                .collect(),
+            None => Vec::new(),
+        },
+        None => {
+            caller
+                .ops(&st)
+                .search_users(search, paging.search_limit()?)
+                .await?
+        }
+    };
     Ok(paging.respond("users", users.iter().map(user_json).collect()))
+}
+
+/// Auth0's `q=email:"…"` and `q=phone_number:"…"`: an exact lookup, as `Some(Some((connection,
+/// identifier)))`, or `Some(None)` when the value cannot be an address or a number. `None` is
+/// plain text (searched as a substring). Other `field:` queries are refused, never ignored.
+fn field_query(q: &str) -> Result<Option<Option<(&'static str, String)>>, MgmtError> {
+    let Some((field, value)) = q.trim().split_once(':') else {
+        return Ok(None);
+    };
+    let value = value.trim().trim_matches('"');
+    match field.trim() {
+        "email" => Ok(Some(
+            tessera_core::email::EmailAddress::parse(value)
+                .ok()
+                .map(|e| ("email", e.as_str().to_string())),
+        )),
+        "phone_number" => Ok(Some(
+            tessera_core::phone::PhoneNumber::parse(value)
+                .ok()
+                .map(|p| ("sms", p.as_str().to_string())),
+        )),
+        f if !f.is_empty()
+            && f.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') =>
+        {
+            Err(MgmtError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query_string",
+                format!("Only email:\"…\" and phone_number:\"…\" queries are supported, not {f}:"),
+            ))
+        }
+        _ => Ok(None),
+    }
 }
 
 pub async fn get_user(
