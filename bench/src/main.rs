@@ -22,6 +22,7 @@ mod signing;
 mod sink;
 mod tessera;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -85,6 +86,10 @@ struct Args {
     /// level is `warn` unless RUST_LOG says otherwise.
     #[arg(long)]
     tessera_log: Option<PathBuf>,
+    /// Use this work directory, and the database in it if there is one (e.g. one a run with
+    /// --keep filled); it is kept.
+    #[arg(long)]
+    workdir: Option<PathBuf>,
     /// Keep the work directory (config, SQLite database, log).
     #[arg(long)]
     keep: bool,
@@ -103,6 +108,42 @@ struct Run {
     drain: Option<Duration>,
     /// otp-login: p50/p99 of each step.
     steps: Option<Value>,
+    /// SQL statements per successful operation, by verb and in total.
+    sql: Option<Value>,
+    /// CPU milliseconds per successful operation: Tessera's and the bench's own.
+    cpu: Value,
+}
+
+type Cpu = (Option<Duration>, Option<Duration>);
+
+/// CPU ms per operation, of Tessera and of this load generator (with its SMTP sink), over the
+/// run and the outbox drain after it (so every message the run queued is counted).
+fn cpu_per_op(before: Cpu, after: Cpu, ops: usize) -> Value {
+    let per = |b: Option<Duration>, a: Option<Duration>| {
+        Some(ms(a?.checked_sub(b?)?) / ops.max(1) as f64)
+    };
+    json!({"tessera": per(before.0, after.0), "bench": per(before.1, after.1)})
+}
+
+/// SQL statements per operation between two counts of `/metrics`, by verb; `scrapes` SELECTs
+/// were `/metrics`' own.
+fn statements_per_op(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+    scrapes: u64,
+    ops: usize,
+) -> Value {
+    let mut by_verb = serde_json::Map::new();
+    let mut total = 0u64;
+    for (verb, n) in after {
+        let mut d = n.saturating_sub(before.get(verb).copied().unwrap_or(0));
+        if verb == "SELECT" {
+            d = d.saturating_sub(scrapes);
+        }
+        total += d;
+        by_verb.insert(verb.clone(), json!(d as f64 / ops.max(1) as f64));
+    }
+    json!({"total": total as f64 / ops.max(1) as f64, "by_verb": by_verb})
 }
 
 #[tokio::main]
@@ -136,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Mailbox::Dev => (Codes::Dev, None, None),
     };
-    let work = Workdir::create(args.keep)?;
+    let work = Workdir::create(args.workdir.as_deref(), args.keep)?;
     let log = args
         .tessera_log
         .clone()
@@ -157,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
     // refuses the extra applications; it then runs without them.
     let mut apps: &[ExtraApp] = &extra;
     let mut skipped = serde_json::Map::new();
-    let (first, startup_fresh) = match launch(apps).start(&http).await {
+    let (first, startup_first) = match launch(apps).start(&http).await {
         Ok(x) => x,
         Err(e) if !apps.is_empty() => {
             for app in apps {
@@ -187,7 +228,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut runs = Vec::new();
     for round in 1..=args.repeat {
-        for scenario in args.scenarios.split(',').map(str::trim) {
+        for scenario in args
+            .scenarios
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let targets: Vec<(String, Option<String>)> = if scenario == "otp-login" {
                 algs.iter()
                     .filter(|a| !skipped.contains_key(*a))
@@ -203,12 +249,29 @@ async fn main() -> anyhow::Result<()> {
                 vec![(CLIENT_ID.to_string(), None)]
             };
             for (client, alg) in targets {
+                let sql_before = tessera.statements(&http).await;
                 let rss_before = tessera.rss_kib();
+                let cpu_before = (tessera.cpu(), tessera::cpu_time("/proc/self/stat"));
                 let (outcome, steps) =
                     run_scenario(scenario, &api, bounds, client, alg.clone(), round).await?;
                 let rss_after = tessera.rss_kib();
                 // Mail still queued would slow the next scenario down: wait for the outbox.
-                let drain = tessera.drain_outbox(&http, Duration::from_secs(120)).await;
+                let (drain, scrapes) = tessera.drain_outbox(&http, Duration::from_secs(120)).await;
+                let cpu = cpu_per_op(
+                    cpu_before,
+                    (tessera.cpu(), tessera::cpu_time("/proc/self/stat")),
+                    outcome.latencies_us.len(),
+                );
+                let sql = match (sql_before, tessera.statements(&http).await) {
+                    // The scrapes' own SELECTs (the drain's and this one) are not the scenario's.
+                    (Some(b), Some(a)) => Some(statements_per_op(
+                        &b,
+                        &a,
+                        scrapes + 1,
+                        outcome.latencies_us.len(),
+                    )),
+                    _ => None,
+                };
                 runs.push(Run {
                     name: scenario.to_string(),
                     alg,
@@ -217,6 +280,8 @@ async fn main() -> anyhow::Result<()> {
                     rss_after,
                     drain,
                     steps,
+                    sql,
+                    cpu,
                 });
             }
         }
@@ -242,7 +307,7 @@ async fn main() -> anyhow::Result<()> {
         &limits,
         &skipped,
         ReportHead {
-            startup_fresh,
+            startup_first,
             startup_existing,
             idle_rss,
             final_rss,
@@ -254,6 +319,9 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_tables(&summary);
+    }
+    if work.keep {
+        eprintln!("work directory kept: {}", work.dir.display());
     }
     Ok(())
 }
@@ -353,7 +421,7 @@ fn step_percentiles(steps: &[[Duration; 3]]) -> Value {
 }
 
 struct ReportHead<'a> {
-    startup_fresh: Duration,
+    startup_first: Duration,
     startup_existing: Duration,
     idle_rss: Option<u64>,
     final_rss: Option<u64>,
@@ -394,6 +462,8 @@ fn report(
                 "rss_kib_after": r.rss_after,
                 "outbox_drain_ms": r.drain.map(ms),
                 "steps": r.steps,
+                "sql_per_op": r.sql,
+                "cpu_ms_per_op": r.cpu,
             })
         })
         .collect();
@@ -422,7 +492,10 @@ fn report(
         "sink_quickack": args.sink_quickack,
         "concurrency": args.concurrency,
         "rate": args.rate,
-        "startup_fresh_db_ms": ms(head.startup_fresh),
+        // The first start creates the database (unless --workdir brought one); the second
+        // starts on it.
+        "startup_first_ms": ms(head.startup_first),
+        "database_from_workdir": args.workdir.is_some(),
         "startup_existing_db_ms": ms(head.startup_existing),
         "idle_rss_kib": head.idle_rss,
         "final_rss_kib": head.final_rss,
@@ -448,8 +521,13 @@ fn print_tables(s: &Value) {
         s["loadavg_after"].as_str().unwrap_or_default()
     );
     println!(
-        "start-up to first /health: {:.1} ms with a fresh database, {:.1} ms with an existing one; idle RSS {} KiB; mailbox {}; concurrency {}{}",
-        f(&s["startup_fresh_db_ms"]),
+        "start-up to first /health: {:.1} ms on the first start ({}), {:.1} ms on a restart (existing database); idle RSS {} KiB; mailbox {}; concurrency {}{}",
+        f(&s["startup_first_ms"]),
+        if s["database_from_workdir"] == true {
+            "the --workdir database"
+        } else {
+            "a new database"
+        },
         f(&s["startup_existing_db_ms"]),
         s["idle_rss_kib"],
         s["mailbox"].as_str().unwrap_or_default(),
@@ -496,6 +574,29 @@ fn print_tables(s: &Value) {
                 .map_or("-".into(), |d| format!("{d:.0}")),
             r["errors"]
         );
+        if let (Some(t), Some(b)) = (
+            r["cpu_ms_per_op"]["tessera"].as_f64(),
+            r["cpu_ms_per_op"]["bench"].as_f64(),
+        ) {
+            println!(
+                "{:<20} CPU per operation: Tessera {t:.3} ms, the bench {b:.3} ms",
+                ""
+            );
+        }
+        if let Some(total) = r["sql_per_op"]["total"].as_f64() {
+            let verbs: Vec<String> = r["sql_per_op"]["by_verb"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, v)| f(v) > 0.0)
+                .map(|(k, v)| format!("{k} {:.2}", f(v)))
+                .collect();
+            println!(
+                "{:<20} SQL statements per operation: {total:.2} ({})",
+                "",
+                verbs.join(", ")
+            );
+        }
         if let Some(st) = r["steps"].as_object() {
             let parts: Vec<String> = st
                 .iter()

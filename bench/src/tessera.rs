@@ -3,6 +3,7 @@
 //! sink and the extra applications, start-up timed to the first successful `/health`, a
 //! graceful stop, and what `/proc` and `/metrics` say about it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,9 +60,17 @@ pub struct Workdir {
 }
 
 impl Workdir {
-    pub fn create(keep: bool) -> anyhow::Result<Workdir> {
+    /// A new directory under the system's temp dir; or `existing` (kept, with its database),
+    /// whose config file is rewritten for new ports.
+    pub fn create(existing: Option<&Path>, keep: bool) -> anyhow::Result<Workdir> {
         let (port, metrics_port) = (free_port()?, free_port()?);
-        let dir = std::env::temp_dir().join(format!("tessera-bench-{}-{port}", std::process::id()));
+        let dir = match existing {
+            Some(d) => std::path::absolute(d)?,
+            None => {
+                std::env::temp_dir().join(format!("tessera-bench-{}-{port}", std::process::id()))
+            }
+        };
+        let keep = keep || existing.is_some();
         std::fs::create_dir_all(&dir)?;
         std::fs::write(dir.join("tessera.toml"), config(&dir, port, metrics_port))?;
         Ok(Workdir {
@@ -231,6 +240,11 @@ impl Tessera {
             .ok()
     }
 
+    /// CPU time Tessera has used so far (user and system).
+    pub fn cpu(&self) -> Option<Duration> {
+        cpu_time(&format!("/proc/{}/stat", self.pid()))
+    }
+
     /// `tessera_outbox_depth` from `/metrics`.
     pub async fn outbox_depth(&self, http: &reqwest::Client) -> Option<i64> {
         let text = http
@@ -248,17 +262,48 @@ impl Tessera {
             .ok()
     }
 
+    /// SQL statements run so far, by verb (`tessera_store_statement_duration_seconds_count`).
+    /// Each scrape itself runs one SELECT (the outbox depth), counted in its own answer.
+    pub async fn statements(&self, http: &reqwest::Client) -> Option<BTreeMap<String, u64>> {
+        let text = http
+            .get(&self.metrics)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let mut out = BTreeMap::new();
+        for l in text.lines() {
+            let Some(rest) =
+                l.strip_prefix("tessera_store_statement_duration_seconds_count{verb=\"")
+            else {
+                continue;
+            };
+            let (verb, n) = rest.split_once("\"}")?;
+            out.insert(verb.to_string(), n.trim().parse().ok()?);
+        }
+        Some(out)
+    }
+
     /// Waits (at most `limit`) until every queued message has been delivered; returns how long
     /// that took, or `None` if the outbox was still not empty.
-    pub async fn drain_outbox(&self, http: &reqwest::Client, limit: Duration) -> Option<Duration> {
+    /// Also returns how many times it scraped `/metrics`.
+    pub async fn drain_outbox(
+        &self,
+        http: &reqwest::Client,
+        limit: Duration,
+    ) -> (Option<Duration>, u64) {
         let started = Instant::now();
+        let mut scrapes = 0;
         while started.elapsed() < limit {
+            scrapes += 1;
             if self.outbox_depth(http).await == Some(0) {
-                return Some(started.elapsed());
+                return (Some(started.elapsed()), scrapes);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        None
+        (None, scrapes)
     }
 }
 
@@ -285,4 +330,15 @@ pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
+}
+
+/// User plus system CPU time of a process, from `/proc/<pid>/stat` (fields 14 and 15, in
+/// clock ticks of 1/100 s, the USER_HZ of Linux on x86 and ARM).
+pub fn cpu_time(stat_path: &str) -> Option<Duration> {
+    let s = std::fs::read_to_string(stat_path).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it start past its ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
