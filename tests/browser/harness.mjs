@@ -63,16 +63,29 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => process.exit(130));
 }
 
-export async function freePort() {
-  return new Promise((resolve, reject) => {
+/** Whether `port` can be bound on 127.0.0.1 right now. */
+function bindable(port) {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A free port below the kernel's ephemeral range (32768 and up on Linux). A port the kernel
+ * hands out for `listen(0)` is an ephemeral one, and between our check and the server's own
+ * bind any outgoing connection (Tessera to the SMTP server, Chromium to anything) may take it:
+ * a test then fails with "Address already in use". Ports below that range are never given to
+ * outgoing connections, so only another listener can race us, and each test picks at random.
+ */
+export async function freePort() {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + crypto.randomInt(12000);
+    if (await bindable(port)) return port;
+  }
+  throw new Error('no free port between 20000 and 32000');
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
