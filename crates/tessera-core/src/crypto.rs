@@ -111,6 +111,57 @@ impl ServerSecret {
         Ok(plain.to_vec())
     }
 
+    /// Encrypts a bearer token's content (AES-256-GCM) under a key of its own: the key is an
+    /// HMAC of a random 128-bit salt under the sealing key, so no (key, nonce) pair is ever
+    /// used twice however many tokens one server secret seals (a random 96-bit nonce under
+    /// one key would allow about 2^32). The output is the salt, then the ciphertext and tag.
+    pub fn seal_token(&self, rng: &dyn Random, purpose: &str, plain: &[u8]) -> Vec<u8> {
+        let mut salt = [0u8; TOKEN_SALT_LEN];
+        rng.fill(&mut salt);
+        let mut buf = plain.to_vec();
+        let sealed = self.token_key(purpose, &salt).seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key([0u8; aead::NONCE_LEN]),
+            aead::Aad::from(purpose.as_bytes()),
+            &mut buf,
+        );
+        if sealed.is_err() {
+            buf.clear();
+        }
+        let mut out = salt.to_vec();
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// Decrypts what [`ServerSecret::seal_token`] produced for the same `purpose`.
+    pub fn open_token(&self, purpose: &str, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        if sealed.len() < TOKEN_SALT_LEN + aead::AES_256_GCM.tag_len() {
+            return Err(CryptoError::Unseal);
+        }
+        let (salt, body) = sealed.split_at(TOKEN_SALT_LEN);
+        let mut buf = body.to_vec();
+        let plain = self
+            .token_key(purpose, salt)
+            .open_in_place(
+                aead::Nonce::assume_unique_for_key([0u8; aead::NONCE_LEN]),
+                aead::Aad::from(purpose.as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| CryptoError::Unseal)?;
+        Ok(plain.to_vec())
+    }
+
+    fn token_key(&self, purpose: &str, salt: &[u8]) -> aead::LessSafeKey {
+        let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, &self.seal_key));
+        ctx.update(b"tessera/v1/token-key");
+        ctx.update(&(purpose.len() as u32).to_be_bytes());
+        ctx.update(purpose.as_bytes());
+        ctx.update(salt);
+        match aead::UnboundKey::new(&aead::AES_256_GCM, ctx.sign().as_ref()) {
+            Ok(k) => aead::LessSafeKey::new(k),
+            Err(_) => unreachable!("32-byte key for AES-256-GCM"),
+        }
+    }
+
     fn aead_key(&self) -> aead::LessSafeKey {
         // A 32-byte key is always valid for AES-256-GCM.
         match aead::UnboundKey::new(&aead::AES_256_GCM, &self.seal_key) {
@@ -119,6 +170,8 @@ impl ServerSecret {
         }
     }
 }
+
+const TOKEN_SALT_LEN: usize = 16;
 
 /// SHA-256 of a high-entropy value (a token or a client secret).
 pub fn sha256(value: &str) -> Vec<u8> {
@@ -177,6 +230,25 @@ mod tests {
                 .open("outbox", &sealed)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn sealed_tokens_round_trip_with_a_key_each() {
+        let s = secret();
+        let a = s.seal_token(&SystemRandom, "access", b"{\"u\":\"email|1\"}");
+        let b = s.seal_token(&SystemRandom, "access", b"{\"u\":\"email|1\"}");
+        assert_ne!(a, b);
+        assert_eq!(s.open_token("access", &a).unwrap(), b"{\"u\":\"email|1\"}");
+        assert!(s.open_token("other", &a).is_err());
+        assert!(s.open("access", &a).is_err());
+        for i in 0..a.len() {
+            let mut bad = a.clone();
+            bad[i] ^= 0x40;
+            assert!(s.open_token("access", &bad).is_err(), "byte {i} flipped");
+        }
+        assert!(s.open_token("access", &a[..20]).is_err());
+        let other = ServerSecret::new(&[9u8; 32]).unwrap();
+        assert!(other.open_token("access", &a).is_err());
     }
 
     #[test]

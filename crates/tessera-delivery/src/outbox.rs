@@ -13,7 +13,7 @@ use tessera_core::clock::Clock;
 use tessera_core::crypto::ServerSecret;
 use tessera_core::rand::{Random, below, hex_id};
 use tessera_store::{Event, OutboxMessage, OutboxOutcome, Store};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::mailer::{DeliveryError, Mailer};
@@ -22,7 +22,7 @@ use crate::sms::{SmsMessage, SmsSender};
 
 /// The channel of a message that must not be sent (see `/passwordless/start`: an unknown address
 /// with sign-up disabled, or a blocked user, costs the same work as a real send).
-pub const VOID_CHANNEL: &str = "void";
+pub use tessera_store::VOID_CHANNEL;
 
 /// The sealing purpose for outbox payloads.
 pub const SEAL_PURPOSE: &str = "tessera/outbox/v1";
@@ -66,48 +66,133 @@ pub struct Worker {
     pub options: WorkerOptions,
 }
 
+/// How many messages a node's requests may hand to its own worker before they fall back to
+/// the claim path (stored unleased, for any worker).
+pub const HANDOFF_CAPACITY: usize = 1024;
+
+/// The way from a request to this node's worker: a message stored already leased to the
+/// worker ([`Handoff::lease`]) is handed over in memory, so delivery needs no claim. Should
+/// the node stop before it is sent, the lease runs out and any worker claims it.
+#[derive(Clone)]
+pub struct Handoff {
+    tx: mpsc::Sender<OutboxMessage>,
+    owner: String,
+    lease_secs: i64,
+}
+
+impl Handoff {
+    /// A place in the worker's queue, or `None` when it is full.
+    pub fn reserve(&self) -> Option<mpsc::OwnedPermit<OutboxMessage>> {
+        self.tx.clone().try_reserve_owned().ok()
+    }
+
+    /// The lease to store a handed-over message with: this worker, until `now` plus the lease.
+    pub fn lease(&self, now: i64) -> (String, i64) {
+        (self.owner.clone(), now + self.lease_secs)
+    }
+}
+
 impl Worker {
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true. Messages come two ways: handed over in memory by
+    /// this node's requests (the returned [`Handoff`]), and claimed from the store when woken
+    /// and every `poll_interval` (retries, messages of a node that stopped, and those stored
+    /// while the hand-off queue was full). At most `batch` deliveries run at once; each is
+    /// settled as soon as it ends, so one slow message holds up no other.
     pub fn spawn(
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    ) -> (tokio::task::JoinHandle<()>, Handoff) {
+        let (tx, mut rx) = mpsc::channel::<OutboxMessage>(HANDOFF_CAPACITY);
+        let handoff = Handoff {
+            tx,
+            owner: self.owner.clone(),
+            lease_secs: self.options.lease_secs,
+        };
+        let task = tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(self.options.batch.max(1) as usize));
+            let mut tasks = JoinSet::new();
+            let mut poll = tokio::time::interval(self.options.poll_interval);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut claim = false;
             loop {
                 if *shutdown.borrow() {
                     break;
                 }
-                let handled = match self.run_once().await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "outbox round failed");
-                        0
+                while let Some(r) = tasks.try_join_next() {
+                    log_settle(r);
+                }
+                if claim {
+                    claim = false;
+                    let free = slots.available_permits().max(1) as i64;
+                    match self.claim(free).await {
+                        Ok(batch) => {
+                            // A full batch: more may be due at once.
+                            claim = batch.len() as i64 == free;
+                            for msg in batch {
+                                self.start(&slots, &mut tasks, msg).await;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "outbox claim failed"),
                     }
-                };
-                if handled > 0 {
-                    continue; // drain without waiting
+                    if claim {
+                        continue;
+                    }
                 }
                 tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.options.poll_interval) => {}
+                    Some(msg) = rx.recv() => self.start(&slots, &mut tasks, msg).await,
+                    _ = self.wake.notified() => claim = true,
+                    _ = poll.tick() => claim = true,
+                    Some(r) = tasks.join_next(), if !tasks.is_empty() => log_settle(r),
                     _ = shutdown.changed() => {}
                 }
             }
-        })
+            // Deliver what was already handed over (it is leased to this node), then wait for
+            // the deliveries in flight; the server bounds how long it waits for this.
+            rx.close();
+            while let Some(msg) = rx.recv().await {
+                self.start(&slots, &mut tasks, msg).await;
+            }
+            while let Some(r) = tasks.join_next().await {
+                log_settle(r);
+            }
+        });
+        (task, handoff)
     }
 
-    /// Claims and settles one batch; returns how many messages it handled.
-    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
-        let now = self.clock.now();
-        let batch = self
+    /// Starts one delivery once a slot is free.
+    async fn start(
+        self: &Arc<Self>,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        msg: OutboxMessage,
+    ) {
+        let Ok(slot) = Arc::clone(slots).acquire_owned().await else {
+            return;
+        };
+        let me = Arc::clone(self);
+        tasks.spawn(async move {
+            let r = me.deliver(msg).await;
+            drop(slot);
+            r
+        });
+    }
+
+    async fn claim(&self, limit: i64) -> anyhow::Result<Vec<OutboxMessage>> {
+        Ok(self
             .store
             .claim_outbox(
                 &self.owner,
-                now,
+                self.clock.now(),
                 self.options.lease_secs,
-                self.options.batch,
+                limit,
             )
-            .await?;
+            .await?)
+    }
+
+    /// Claims and settles one batch; returns how many messages it handled (for tests and
+    /// tools that run no worker task).
+    pub async fn run_once(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let batch = self.claim(self.options.batch).await?;
         let n = batch.len();
         let mut set = JoinSet::new();
         for msg in batch {
@@ -115,9 +200,7 @@ impl Worker {
             set.spawn(async move { me.deliver(msg).await });
         }
         while let Some(r) = set.join_next().await {
-            if let Ok(Err(e)) = r {
-                tracing::warn!(error = %e, "settling an outbox message failed; its lease will expire");
-            }
+            log_settle(r);
         }
         Ok(n)
     }
@@ -265,5 +348,15 @@ impl Worker {
         if let Err(err) = self.store.record_event(&e).await {
             tracing::warn!(error = %err, "could not record an outbox event");
         }
+    }
+}
+
+fn log_settle(r: Result<anyhow::Result<()>, tokio::task::JoinError>) {
+    match r {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "settling an outbox message failed; its lease will expire")
+        }
+        Err(e) => tracing::warn!(error = %e, "an outbox delivery task failed"),
     }
 }

@@ -148,6 +148,8 @@ pub async fn build(
         apis: s.apis.clone(),
         mailer,
         outbox_wake: wake,
+        outbox_handoff: Default::default(),
+        config: Default::default(),
         email_from: s.email_from.clone(),
         sms: s.sms_connection.as_ref().map(|(_, o)| o.clone()),
         tenant: s.tenant.clone(),
@@ -383,7 +385,8 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = Arc::clone(&t.worker).spawn(stop_rx.clone());
+    let (worker, handoff) = Arc::clone(&t.worker).spawn(stop_rx.clone());
+    let _ = t.state.outbox_handoff.set(handoff);
     tokio::spawn(maintenance(t.state.clone(), stop_rx.clone()));
     if let Mailer::Smtp(m) = t.state.mailer.as_ref() {
         let (host, port) = (m.settings().host.clone(), m.settings().port);

@@ -37,6 +37,42 @@ pub async fn authenticate(
     p: &Params,
     endpoint: Endpoint,
 ) -> Result<Client, ApiError> {
+    let (client_id, secret) = credentials(headers, p, endpoint)?;
+    let client = st.store.get_client(&client_id).await?;
+    judge(client, secret.as_deref(), headers, endpoint)
+}
+
+/// [`authenticate`] for the hot paths, from the in-memory copy of the application (see
+/// `cache.rs`): returns the version the copy is tagged with, which the caller must check.
+/// A refusal is never taken from the copy alone: it is confirmed on a fresh read (then no
+/// version is returned, and the caller reads the rest fresh too).
+pub async fn authenticate_cached(
+    st: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    endpoint: Endpoint,
+) -> Result<(Client, Option<i64>), ApiError> {
+    let (client_id, secret) = credentials(headers, p, endpoint)?;
+    if let Some((cached, version)) = st.config.client(st.store.as_ref(), &client_id).await?
+        && let Ok(c) = judge(
+            Some((*cached).clone()),
+            secret.as_deref(),
+            headers,
+            endpoint,
+        )
+    {
+        return Ok((c, Some(version)));
+    }
+    let client = st.store.get_client(&client_id).await?;
+    judge(client, secret.as_deref(), headers, endpoint).map(|c| (c, None))
+}
+
+/// The client id and secret, from HTTP Basic or the body (never both).
+fn credentials(
+    headers: &HeaderMap,
+    p: &Params,
+    endpoint: Endpoint,
+) -> Result<(String, Option<String>), ApiError> {
     let basic = basic_credentials(headers)?;
     let body_id = p.str("client_id").map_err(|_| invalid("client_id"))?;
     let body_secret = p
@@ -65,8 +101,17 @@ pub async fn authenticate(
             "private_key_jwt client authentication is not supported; use client_secret_post or client_secret_basic",
         ));
     }
-    let client = st.store.get_client(&client_id).await?;
-    let presented = secret.as_deref().map(sha256);
+    Ok((client_id, secret))
+}
+
+/// Whether `client` accepts the presented secret (or needs none) at this endpoint.
+fn judge(
+    client: Option<Client>,
+    secret: Option<&str>,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+) -> Result<Client, ApiError> {
+    let presented = secret.map(sha256);
     match (client, presented) {
         (None, _) => Err(ApiError::unauthorized_client_credentials()),
         (Some(c), _) if !c.is_confidential() => Ok(c),

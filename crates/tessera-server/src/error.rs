@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tessera_store::StoreError;
 
+const STALE_CONFIG: &str = "The configuration changed during the request. Try again.";
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -67,6 +69,21 @@ impl ApiError {
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", description);
         e.bearer_challenge = true;
         e
+    }
+
+    /// The applications or connections changed while a hot path worked from its in-memory
+    /// copies (see `cache.rs`); its write was undone. The handler runs again on fresh reads,
+    /// so this never reaches a client unless the configuration changed twice in that time.
+    pub fn stale_config() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            STALE_CONFIG,
+        )
+    }
+
+    pub fn is_stale_config(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE && self.description == STALE_CONFIG
     }
 
     pub fn internal(err: impl std::fmt::Display) -> ApiError {

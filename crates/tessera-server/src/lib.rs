@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod app;
 pub mod authz;
+pub mod cache;
 pub mod clientauth;
 pub mod config;
 pub mod error;

@@ -3,7 +3,7 @@
 //! login page. Each endpoint words the failures its own way; the rules are the same
 //! everywhere:
 //! - failures for one identity are counted across all its codes, and past the limit no code is
-//!   even looked at until the window ends;
+//!   even looked at (nor an attempt counted) until the block ends;
 //! - an attempt is counted (committed) before the code is compared;
 //! - a code is bound to the application that asked for it, and only the newest one is live;
 //! - consuming is a `DELETE` with one winner. A check that does not consume gives the attempt
@@ -16,7 +16,7 @@ use tessera_core::email::EmailAddress;
 use tessera_core::otp::{self, PendingCode, Verdict};
 use tessera_core::rand::hex_id;
 use tessera_core::user::User;
-use tessera_store::{Challenge, SignIn};
+use tessera_store::{Attempt, Challenge, SignIn};
 
 use crate::error::ApiError;
 use crate::state::{AppState, RequestMeta};
@@ -126,6 +126,36 @@ pub async fn check(
     mode: Mode,
     accept: Accept,
 ) -> Result<Result<Challenge, Failure>, ApiError> {
+    check_versioned(
+        st,
+        meta,
+        client,
+        connection,
+        raw_identifier,
+        code,
+        mode,
+        accept,
+        None,
+    )
+    .await
+}
+
+/// [`check`] for a request whose application and connection came from memory, tagged with
+/// `version` (see `cache.rs`). The statement that counts the attempt also reads the current
+/// version; when it differs, the attempt is given back, nothing else is done, and the answer
+/// is [`ApiError::stale_config`], for the caller to run again on fresh reads.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_versioned(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &Connection,
+    raw_identifier: &str,
+    code: &str,
+    mode: Mode,
+    accept: Accept,
+    version: Option<i64>,
+) -> Result<Result<Challenge, Failure>, ApiError> {
     let conn_name = connection.name.as_str();
     let rl = &st.rate_limits;
     let Some(identifier) = identifier(connection, raw_identifier) else {
@@ -136,15 +166,19 @@ pub async fn check(
     // reaching a limit blocks for a growing time. Blocked: no code is even looked at.
     let id_key = format!("fail:{conn_name}:{identifier}");
     let ip_key = format!("fail:{}:{conn_name}:{identifier}", meta.ip_key());
-    for key in [&id_key, &ip_key] {
-        if st.store.blocked_until(key, st.now()).await?.is_some() {
-            st.event("limit_wc", meta, |e| {
-                e.client_id = Some(client.client_id.clone());
-                e.connection = Some(conn_name.to_string());
-                e.description = "Too many failed codes for one identity: attempts blocked".into();
-            })
-            .await;
-            return Ok(Err(Failure::LockedOut));
+    let presented = st.secret.hash_code(conn_name, &identifier, code);
+    // One statement counts the attempt unless either key is blocked, and reads the version.
+    let attempt = st
+        .store
+        .count_attempt(conn_name, &identifier, [&id_key, &ip_key], st.now())
+        .await?;
+    if let Some(current) = attempt.config_version() {
+        st.config.observe(current);
+        if version.is_some_and(|v| v != current) {
+            if let Attempt::Counted { challenge, .. } = &attempt {
+                st.store.refund_attempt(&challenge.id).await?;
+            }
+            return Err(ApiError::stale_config());
         }
     }
     let fail = |reason: &'static str, failure: Failure| {
@@ -179,9 +213,18 @@ pub async fn check(
             Ok::<_, ApiError>(Err(failure))
         }
     };
-    let presented = st.secret.hash_code(conn_name, &identifier, code);
-    let Some(ch) = st.store.count_attempt(conn_name, &identifier).await? else {
-        return fail("no code pending", Failure::Wrong).await;
+    let ch = match attempt {
+        Attempt::Counted { challenge, .. } => challenge,
+        Attempt::NoCode { .. } => return fail("no code pending", Failure::Wrong).await,
+        Attempt::LockedOut => {
+            st.event("limit_wc", meta, |e| {
+                e.client_id = Some(client.client_id.clone());
+                e.connection = Some(conn_name.to_string());
+                e.description = "Too many failed codes for one identity: attempts blocked".into();
+            })
+            .await;
+            return Ok(Err(Failure::LockedOut));
+        }
     };
     let pending = PendingCode {
         code_hash: ch.code_hash.clone(),

@@ -34,6 +34,11 @@ pub struct Inner {
     pub apis: Vec<ApiConfig>,
     pub mailer: Arc<Mailer>,
     pub outbox_wake: Arc<Notify>,
+    /// The way to this node's running outbox worker (set when `serve` starts it; in-process
+    /// tests that run no worker leave it empty, and every message waits to be claimed).
+    pub outbox_handoff: std::sync::OnceLock<tessera_delivery::outbox::Handoff>,
+    /// Applications and connections in memory for the sign-in hot paths (`cache.rs`).
+    pub config: crate::cache::ConfigCache,
     pub email_from: String,
     /// The `sms` connection's options, when it is configured.
     pub sms: Option<crate::config::SmsOptions>,

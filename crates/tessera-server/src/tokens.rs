@@ -1,5 +1,6 @@
 //! Issuing tokens: the id_token, the access token (a JWT for an API, opaque for `/userinfo`),
-//! and rotating refresh tokens. Tokens are returned once and stored only as SHA-256 digests.
+//! and rotating refresh tokens. Tokens are returned once; refresh tokens are stored only as
+//! SHA-256 digests, and opaque access tokens are sealed and stored nowhere ([`SealedAccess`]).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tessera_core::jwt::Alg;
 use tessera_core::rand::{hex_id, token};
 use tessera_core::scope::Scope;
 use tessera_core::user::User;
-use tessera_store::{AccessToken, RefreshToken};
+use tessera_store::RefreshToken;
 
 use crate::config::ApiConfig;
 use crate::error::ApiError;
@@ -97,18 +98,16 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
         }
         None => {
             let lifetime = st.tokens.access_token_lifetime_secs;
-            let t = token(st.rng.as_ref());
-            st.store
-                .insert_access_token(&AccessToken {
-                    token_hash: sha256(&t),
+            let t = seal_access_token(
+                st,
+                &SealedAccess {
                     user_id: g.user.user_id.clone(),
                     client_id: g.client.client_id.clone(),
                     scope: g.scope.as_string(),
-                    created_at: now,
                     expires_at: now + lifetime,
                     grant_id: access_grant,
-                })
-                .await?;
+                },
+            );
             (t, lifetime)
         }
     };
@@ -185,6 +184,42 @@ pub async fn issue(st: &AppState, g: Grant<'_>) -> Result<Value, ApiError> {
     body.insert("expires_in".into(), json!(expires_in));
     body.insert("token_type".into(), json!("Bearer"));
     Ok(Value::Object(body))
+}
+
+/// What an opaque access token (for `/userinfo`) carries. It is sealed with the server secret
+/// (`ServerSecret::seal_token`) and stored nowhere; `/userinfo` opens it and checks, in one
+/// statement, that the user, the application and the grant are still good.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SealedAccess {
+    #[serde(rename = "u")]
+    pub user_id: String,
+    #[serde(rename = "c")]
+    pub client_id: String,
+    #[serde(rename = "s")]
+    pub scope: String,
+    #[serde(rename = "e")]
+    pub expires_at: i64,
+    /// The authorization code or refresh-token family it came from: revoking that revokes it.
+    #[serde(rename = "g", default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
+}
+
+const ACCESS_PURPOSE: &str = "tessera/access-token/v1";
+
+fn seal_access_token(st: &AppState, a: &SealedAccess) -> String {
+    let plain = serde_json::to_vec(a).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(
+        st.secret
+            .seal_token(st.rng.as_ref(), ACCESS_PURPOSE, &plain),
+    )
+}
+
+/// Opens an opaque access token this server sealed; `None` for anything else (including the
+/// stored tokens of earlier versions, which `/userinfo` looks up by digest).
+pub fn open_access_token(st: &AppState, token: &str) -> Option<SealedAccess> {
+    let sealed = URL_SAFE_NO_PAD.decode(token).ok()?;
+    let plain = st.secret.open_token(ACCESS_PURPOSE, &sealed).ok()?;
+    serde_json::from_slice(&plain).ok()
 }
 
 /// `offline_access` yields a refresh token only when the application may use the

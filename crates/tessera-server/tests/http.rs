@@ -376,12 +376,17 @@ async fn a_message_whose_code_expired_is_dropped_not_sent(h: H) {
     );
     // The database holds no plain-text code at any time: only its keyed hash.
     h.start("plain@example.com").await;
-    let challenge =
-        h.st.store
-            .count_attempt("email", "plain@example.com")
-            .await
-            .unwrap()
-            .unwrap();
+    let now = h.st.now();
+    let challenge = match h
+        .st
+        .store
+        .count_attempt("email", "plain@example.com", ["none", "none"], now)
+        .await
+        .unwrap()
+    {
+        tessera_store::Attempt::Counted { challenge, .. } => challenge,
+        other => panic!("{other:?}"),
+    };
     let code = h.last_code("plain@example.com").await;
     assert_ne!(challenge.code_hash, code.as_bytes());
     assert_eq!(challenge.code_hash.len(), 32);

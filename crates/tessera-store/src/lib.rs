@@ -139,18 +139,31 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces an existing connection's settings; false when it does not exist.
     async fn update_connection(&self, connection: &Connection, now: UnixTime) -> Result<bool>;
     async fn list_connections(&self) -> Result<Vec<Connection>>;
+    /// The version of the applications and connections: every change to either, by anyone,
+    /// raises it (database triggers, migration 7).
+    async fn config_version(&self) -> Result<i64>;
 
     // One-time codes.
     /// Stores a code (replacing any earlier one for the same identity and connection) and
-    /// queues its message, in one transaction.
+    /// queues its message, in one transaction of two statements. The first also reads the
+    /// user's `blocked` flag and the configuration version (see [`IssueOptions`]).
     async fn issue_challenge(
         &self,
         challenge: &NewChallenge,
         message: &NewOutboxMessage,
-    ) -> Result<()>;
+        options: &IssueOptions,
+    ) -> Result<Issued>;
     /// Counts one attempt against the live code for this identity and returns it, counter
-    /// included. The increment is committed before the caller compares anything.
-    async fn count_attempt(&self, connection: &str, identifier: &str) -> Result<Option<Challenge>>;
+    /// included, unless one of `lockout_keys` is blocked at `now` (then nothing is counted).
+    /// One statement, committed before the caller compares anything; it also reads the
+    /// configuration version.
+    async fn count_attempt(
+        &self,
+        connection: &str,
+        identifier: &str,
+        lockout_keys: [&str; 2],
+        now: UnixTime,
+    ) -> Result<Attempt>;
     /// The application that asked for the live code of this identity (the old widgets'
     /// `/passwordless/verify` names none).
     async fn pending_client(&self, connection: &str, identifier: &str) -> Result<Option<String>>;
@@ -186,8 +199,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<SignIn>;
 
     // Tokens.
+    /// Stores an opaque access token by digest. Tessera now issues sealed access tokens
+    /// instead (nothing stored); stored ones, issued by earlier versions, keep working until
+    /// they expire.
     async fn insert_access_token(&self, token: &AccessToken) -> Result<()>;
     async fn find_access_token(&self, token_hash: &[u8]) -> Result<Option<AccessToken>>;
+    /// The user a sealed access token names, if the token may still be used: the user exists
+    /// and is not blocked, the application still exists, and the grant the token came from
+    /// (if any) was not revoked. One statement.
+    async fn access_token_user(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        grant_id: Option<&str>,
+    ) -> Result<Option<User>>;
     /// Stores a refresh token, unless its family has been revoked (then false): a rotation
     /// racing with a reuse detection must not mint a live token.
     async fn insert_refresh_token(&self, token: &RefreshToken) -> Result<bool>;
@@ -204,7 +229,8 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_refresh_family(&self, family_id: &str, now: UnixTime) -> Result<u64>;
 
     /// Revokes what was issued from an authorization code: the refresh-token family named by
-    /// `grant_id` and the opaque access tokens carrying it. Returns how many went.
+    /// `grant_id` and the access tokens carrying it (the grant is recorded as revoked for
+    /// sealed ones; stored ones are deleted). Returns how many stored tokens went.
     async fn revoke_grant(&self, grant_id: &str, now: UnixTime) -> Result<u64>;
 
     // Browser sign-in.

@@ -37,6 +37,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "key_algs",
         sql: include_str!("../migrations/sqlite/0006_key_algs.sql"),
     },
+    Migration {
+        version: 7,
+        name: "hot_paths",
+        sql: include_str!("../migrations/sqlite/0007_hot_paths.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -69,6 +74,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 6,
         name: "key_algs",
         sql: include_str!("../migrations/postgres/0006_key_algs.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "hot_paths",
+        sql: include_str!("../migrations/postgres/0007_hot_paths.sql"),
     },
 ];
 

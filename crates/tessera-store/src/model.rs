@@ -55,6 +55,65 @@ pub struct NewOutboxMessage {
     pub not_after: Option<UnixTime>,
 }
 
+/// The channel a message is queued on when it must not be sent: a blocked user, or an unknown
+/// identity while sign-up is disabled. Such a request costs the same work as a real send.
+pub const VOID_CHANNEL: &str = "void";
+
+/// How [`crate::Store::issue_challenge`] stores a code and its message.
+#[derive(Debug, Clone, Default)]
+pub struct IssueOptions {
+    /// Whether an identity without an account may sign up. With the user's `blocked` flag,
+    /// read in the same statement that stores the code, it decides whether the message goes
+    /// out on its channel or on [`VOID_CHANNEL`].
+    pub allow_signup: bool,
+    /// The version of the applications and connections the caller checked the request
+    /// against (its in-memory copy). When the database's version differs, nothing is written
+    /// and [`Issued::Stale`] says which version is current.
+    pub config_version: Option<i64>,
+    /// Lease the message at once to this owner until this time: the node's own worker then
+    /// delivers it from memory, with no claim. Should the node die first, the lease runs out
+    /// and any worker claims the message as usual.
+    pub lease: Option<(String, UnixTime)>,
+}
+
+/// What [`crate::Store::issue_challenge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issued {
+    /// The code and its message are stored; `delivered` is false when the message went to
+    /// [`VOID_CHANNEL`].
+    Queued { delivered: bool },
+    /// Nothing was written: the applications or connections changed since the caller read
+    /// them.
+    Stale { config_version: i64 },
+}
+
+/// What [`crate::Store::count_attempt`] found.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // returned once per check; boxing buys nothing
+pub enum Attempt {
+    /// One attempt was counted against the live code (the counter includes it).
+    Counted {
+        challenge: Challenge,
+        config_version: i64,
+    },
+    /// No code is pending for the identity.
+    NoCode { config_version: i64 },
+    /// One of the lockout keys is blocked: nothing was counted.
+    LockedOut,
+}
+
+impl Attempt {
+    /// The version of the applications and connections at the time of the check.
+    pub fn config_version(&self) -> Option<i64> {
+        match self {
+            Attempt::Counted { config_version, .. } | Attempt::NoCode { config_version } => {
+                Some(*config_version)
+            }
+            Attempt::LockedOut => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     pub id: String,

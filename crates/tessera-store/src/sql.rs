@@ -450,6 +450,14 @@ macro_rules! sql_store {
                 rows.iter().map($crate::sql::connection_from_row).collect()
             }
 
+            async fn config_version(&self) -> $crate::Result<i64> {
+                use sqlx::Row as _;
+                let row = sqlx::query("SELECT version FROM config_version WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get("version")?)
+            }
+
             async fn insert_users(
                 &self,
                 users: &[(tessera_core::user::User, String)],
@@ -514,9 +522,11 @@ macro_rules! sql_store {
                 &self,
                 c: &$crate::NewChallenge,
                 m: &$crate::NewOutboxMessage,
-            ) -> $crate::Result<()> {
+                o: &$crate::IssueOptions,
+            ) -> $crate::Result<$crate::Issued> {
+                use sqlx::Row as _;
                 let mut tx = self.pool.begin_with($begin_write).await?;
-                sqlx::query(
+                let row = sqlx::query(
                     "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
                      auth_params, created_at, expires_at, attempts, max_attempts, ip, user_agent) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12) \
@@ -525,7 +535,10 @@ macro_rules! sql_store {
                      send = excluded.send, auth_params = excluded.auth_params, \
                      created_at = excluded.created_at, expires_at = excluded.expires_at, \
                      attempts = 0, max_attempts = excluded.max_attempts, ip = excluded.ip, \
-                     user_agent = excluded.user_agent",
+                     user_agent = excluded.user_agent \
+                     RETURNING (SELECT version FROM config_version WHERE id = 1) AS config_version, \
+                     (SELECT u.blocked FROM users u WHERE u.connection = $2 AND u.identifier = $3) \
+                     AS user_blocked",
                 )
                 .bind(&c.id)
                 .bind(&c.connection)
@@ -539,37 +552,84 @@ macro_rules! sql_store {
                 .bind(c.max_attempts)
                 .bind(&c.ip)
                 .bind(&c.user_agent)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
+                let version: i64 = row.try_get("config_version")?;
+                if o.config_version.is_some_and(|v| v != version) {
+                    tx.rollback().await?;
+                    return Ok($crate::Issued::Stale { config_version: version });
+                }
+                let blocked: Option<bool> = row.try_get("user_blocked")?;
+                let delivered = match blocked {
+                    Some(b) => !b,
+                    None => o.allow_signup,
+                };
+                let channel = if delivered { m.channel.as_str() } else { $crate::VOID_CHANNEL };
+                let (owner, until) = match &o.lease {
+                    Some((owner, until)) => (Some(owner.as_str()), Some(*until)),
+                    None => (None, None),
+                };
                 sqlx::query(
-                    "INSERT INTO outbox (id, channel, payload, created_at, not_after, attempts, next_attempt_at) \
-                     VALUES ($1, $2, $3, $4, $5, 0, $4)",
+                    "INSERT INTO outbox (id, channel, payload, created_at, not_after, attempts, \
+                     next_attempt_at, lease_owner, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $4, $7, $8)",
                 )
                 .bind(&m.id)
-                .bind(&m.channel)
+                .bind(channel)
                 .bind(&m.payload)
                 .bind(m.created_at)
                 .bind(m.not_after)
+                // A leased message counts its first delivery attempt now, as a claim does.
+                .bind(if o.lease.is_some() { 1i64 } else { 0i64 })
+                .bind(owner)
+                .bind(until)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok($crate::Issued::Queued { delivered })
             }
 
             async fn count_attempt(
                 &self,
                 connection: &str,
                 identifier: &str,
-            ) -> $crate::Result<Option<$crate::Challenge>> {
+                lockout_keys: [&str; 2],
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<$crate::Attempt> {
+                use sqlx::Row as _;
                 let row = sqlx::query($crate::sql::const_format_challenge_returning!(
                     "UPDATE challenges SET attempts = attempts + 1 \
-                     WHERE connection = $1 AND identifier = $2 RETURNING "
+                     WHERE connection = $1 AND identifier = $2 AND NOT EXISTS \
+                     (SELECT 1 FROM blocks WHERE key IN ($3, $4) AND blocked_until > $5) \
+                     RETURNING (SELECT version FROM config_version WHERE id = 1) AS config_version, "
                 ))
                 .bind(connection)
                 .bind(identifier)
+                .bind(lockout_keys[0])
+                .bind(lockout_keys[1])
+                .bind(now)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.as_ref().map($crate::sql::challenge_from_row).transpose()
+                if let Some(row) = row {
+                    return Ok($crate::Attempt::Counted {
+                        challenge: $crate::sql::challenge_from_row(&row)?,
+                        config_version: row.try_get("config_version")?,
+                    });
+                }
+                // Nothing counted: either no code is pending or the identity is locked out.
+                let row = sqlx::query(
+                    "SELECT (SELECT version FROM config_version WHERE id = 1) AS config_version, \
+                     EXISTS (SELECT 1 FROM blocks WHERE key IN ($1, $2) AND blocked_until > $3) AS locked",
+                )
+                .bind(lockout_keys[0])
+                .bind(lockout_keys[1])
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(if row.try_get::<bool, _>("locked")? {
+                    $crate::Attempt::LockedOut
+                } else {
+                    $crate::Attempt::NoCode { config_version: row.try_get("config_version")? }
+                })
             }
 
             async fn consume_challenge(&self, id: &str) -> $crate::Result<bool> {
@@ -698,10 +758,36 @@ macro_rules! sql_store {
                 allow_signup: bool,
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<$crate::SignIn> {
-                // Two rounds at most: a concurrent first sign-in may create the user between
-                // our UPDATE and our INSERT; the second round then finds it.
-                for _ in 0..2 {
-                    let row = sqlx::query($crate::sql::const_format_user_update!(
+                // One statement: an upsert when sign-up is open (a new user, or a returning one
+                // who is not blocked), else an update of an existing user who is not blocked.
+                let row = if allow_signup {
+                    sqlx::query($crate::sql::const_format_user_update!(
+                        "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
+                         phone_number, phone_verified, name, nickname, picture, created_at, \
+                         updated_at, last_login, logins_count, blocked) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, 1, FALSE) \
+                         ON CONFLICT (connection, identifier) DO UPDATE SET \
+                         last_login = excluded.last_login, updated_at = excluded.updated_at, \
+                         logins_count = users.logins_count + 1, \
+                         email_verified = (users.email_verified OR excluded.email_verified), \
+                         phone_verified = (users.phone_verified OR excluded.phone_verified) \
+                         WHERE NOT users.blocked RETURNING "
+                    ))
+                    .bind(&u.user_id)
+                    .bind(&u.connection)
+                    .bind(identifier)
+                    .bind(&u.email)
+                    .bind(u.email_verified)
+                    .bind(&u.phone_number)
+                    .bind(u.phone_verified)
+                    .bind(&u.name)
+                    .bind(&u.nickname)
+                    .bind(&u.picture)
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await?
+                } else {
+                    sqlx::query($crate::sql::const_format_user_update!(
                         "UPDATE users SET last_login = $3, updated_at = $3, \
                          logins_count = logins_count + 1, \
                          email_verified = (email_verified OR $4), phone_verified = (phone_verified OR $5) \
@@ -713,47 +799,21 @@ macro_rules! sql_store {
                     .bind(u.email_verified)
                     .bind(u.phone_verified)
                     .fetch_optional(&self.pool)
-                    .await?;
-                    if let Some(row) = row {
-                        let user = $crate::sql::user_from_row(&row)?;
-                        return Ok($crate::SignIn::Ok { user, created: false });
-                    }
-                    if allow_signup {
-                        let row = sqlx::query($crate::sql::const_format_user_update!(
-                            "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
-                             phone_number, phone_verified, name, nickname, picture, created_at, \
-                             updated_at, last_login, logins_count, blocked) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, 1, FALSE) \
-                             ON CONFLICT (connection, identifier) DO NOTHING RETURNING "
-                        ))
-                        .bind(&u.user_id)
-                        .bind(&u.connection)
-                        .bind(identifier)
-                        .bind(&u.email)
-                        .bind(u.email_verified)
-                        .bind(&u.phone_number)
-                        .bind(u.phone_verified)
-                        .bind(&u.name)
-                        .bind(&u.nickname)
-                        .bind(&u.picture)
-                        .bind(now)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                        if let Some(row) = row {
-                            let user = $crate::sql::user_from_row(&row)?;
-                            return Ok($crate::SignIn::Ok { user, created: true });
-                        }
-                    }
-                    match $crate::Store::find_user(self, &u.connection, identifier).await? {
-                        Some(existing) if existing.blocked => return Ok($crate::SignIn::Blocked),
-                        Some(_) => continue,
-                        None if !allow_signup => return Ok($crate::SignIn::SignupDisabled),
-                        None => continue,
-                    }
+                    .await?
+                };
+                if let Some(row) = row {
+                    let user = $crate::sql::user_from_row(&row)?;
+                    // The candidate's id is new and random: it comes back only when inserted.
+                    let created = user.user_id == u.user_id;
+                    return Ok($crate::SignIn::Ok { user, created });
                 }
-                Err($crate::StoreError::Other(anyhow::anyhow!(
-                    "sign-in kept racing with concurrent changes to the same user"
-                )))
+                match $crate::Store::find_user(self, &u.connection, identifier).await? {
+                    Some(existing) if existing.blocked => Ok($crate::SignIn::Blocked),
+                    Some(_) => Err($crate::StoreError::Other(anyhow::anyhow!(
+                        "sign-in found the user neither blocked nor updatable"
+                    ))),
+                    None => Ok($crate::SignIn::SignupDisabled),
+                }
             }
 
             async fn insert_access_token(&self, t: &$crate::AccessToken) -> $crate::Result<()> {
@@ -795,6 +855,25 @@ macro_rules! sql_store {
                     expires_at: r.try_get("expires_at")?,
                     grant_id: r.try_get("grant_id")?,
                 }))
+            }
+
+            async fn access_token_user(
+                &self,
+                user_id: &str,
+                client_id: &str,
+                grant_id: Option<&str>,
+            ) -> $crate::Result<Option<tessera_core::user::User>> {
+                let row = sqlx::query($crate::sql::const_format_user_select!(
+                    "WHERE user_id = $1 AND NOT blocked \
+                     AND EXISTS (SELECT 1 FROM clients WHERE client_id = $2) \
+                     AND NOT EXISTS (SELECT 1 FROM revoked_grants WHERE grant_id = $3)"
+                ))
+                .bind(user_id)
+                .bind(client_id)
+                .bind(grant_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref().map($crate::sql::user_from_row).transpose()
             }
 
             async fn insert_refresh_token(&self, t: &$crate::RefreshToken) -> $crate::Result<bool> {
@@ -877,6 +956,15 @@ macro_rules! sql_store {
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<u64> {
                 let mut tx = self.pool.begin_with($begin_write).await?;
+                // Sealed access tokens are not stored: /userinfo refuses the grant's from now.
+                sqlx::query(
+                    "INSERT INTO revoked_grants (grant_id, revoked_at) VALUES ($1, $2) \
+                     ON CONFLICT (grant_id) DO NOTHING",
+                )
+                .bind(grant_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 let a = sqlx::query("DELETE FROM access_tokens WHERE grant_id = $1")
                     .bind(grant_id)
                     .execute(&mut *tx)
@@ -1351,6 +1439,8 @@ macro_rules! sql_store {
                     // A block row goes two days after its block ended (its strikes are forgotten
                     // by then in the default configuration); a running block is never purged.
                     ("DELETE FROM blocks WHERE blocked_until < $1", now - 2 * 86_400),
+                    // No access token outlives 30 days (the configuration's limit).
+                    ("DELETE FROM revoked_grants WHERE revoked_at < $1", now - 31 * 86_400),
                 ] {
                     n += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
                 }

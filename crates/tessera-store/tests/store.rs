@@ -20,6 +20,36 @@ async fn open(backend: &str) -> (Arc<dyn Store>, TestDb) {
     (store, db)
 }
 
+/// The suite's shorthand for the two hot-path operations: a code stored with sign-up open, no
+/// version check and no lease; an attempt counted with no lockout key blocked.
+trait Shorthand {
+    async fn issue(&self, c: &NewChallenge, m: &NewOutboxMessage) -> Result<Issued>;
+    async fn attempt(&self, connection: &str, identifier: &str) -> Result<Option<Challenge>>;
+}
+
+impl<S: Store + ?Sized> Shorthand for S {
+    async fn issue(&self, c: &NewChallenge, m: &NewOutboxMessage) -> Result<Issued> {
+        let o = IssueOptions {
+            allow_signup: true,
+            ..IssueOptions::default()
+        };
+        self.issue_challenge(c, m, &o).await
+    }
+
+    async fn attempt(&self, connection: &str, identifier: &str) -> Result<Option<Challenge>> {
+        Ok(
+            match self
+                .count_attempt(connection, identifier, ["no-block-1", "no-block-2"], 0)
+                .await?
+            {
+                Attempt::Counted { challenge, .. } => Some(challenge),
+                Attempt::NoCode { .. } => None,
+                Attempt::LockedOut => panic!("no lockout key is blocked here"),
+            },
+        )
+    }
+}
+
 fn challenge(id: &str, ident: &str, hash: u8) -> NewChallenge {
     NewChallenge {
         id: id.into(),
@@ -53,9 +83,9 @@ async fn migrations_are_idempotent(s: &dyn Store) {
     s.ping().await.unwrap();
 }
 
-async fn clients_and_connections_round_trip(s: &dyn Store) {
-    let c = Client {
-        client_id: "app".into(),
+fn client(id: &str) -> Client {
+    Client {
+        client_id: id.into(),
         secret_hash: Some(vec![9; 32]),
         settings: ClientSettings {
             name: "App".into(),
@@ -73,7 +103,11 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
             id_token_lifetime_secs: None,
             signing_alg: None,
         },
-    };
+    }
+}
+
+async fn clients_and_connections_round_trip(s: &dyn Store) {
+    let c = client("app");
     s.upsert_client(&c, 1).await.unwrap();
     assert_eq!(s.get_client("app").await.unwrap(), Some(c.clone()));
     let mut c2 = c.clone();
@@ -95,14 +129,14 @@ async fn clients_and_connections_round_trip(s: &dyn Store) {
 }
 
 async fn challenges_count_attempts_and_are_replaced_and_consumed_once(s: &dyn Store) {
-    assert!(s.count_attempt("email", "a@x.io").await.unwrap().is_none());
-    s.issue_challenge(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+    assert!(s.attempt("email", "a@x.io").await.unwrap().is_none());
+    s.issue(&challenge("c1", "a@x.io", 1), &message("m1", 100))
         .await
         .unwrap();
-    let c = s.count_attempt("email", "a@x.io").await.unwrap().unwrap();
+    let c = s.attempt("email", "a@x.io").await.unwrap().unwrap();
     assert_eq!((c.id.as_str(), c.attempts, c.code_hash[0]), ("c1", 1, 1));
     assert_eq!(
-        s.count_attempt("email", "a@x.io")
+        s.attempt("email", "a@x.io")
             .await
             .unwrap()
             .unwrap()
@@ -110,11 +144,11 @@ async fn challenges_count_attempts_and_are_replaced_and_consumed_once(s: &dyn St
         2
     );
     // another identity is untouched
-    s.issue_challenge(&challenge("c2", "b@x.io", 2), &message("m2", 100))
+    s.issue(&challenge("c2", "b@x.io", 2), &message("m2", 100))
         .await
         .unwrap();
     assert_eq!(
-        s.count_attempt("email", "b@x.io")
+        s.attempt("email", "b@x.io")
             .await
             .unwrap()
             .unwrap()
@@ -122,10 +156,10 @@ async fn challenges_count_attempts_and_are_replaced_and_consumed_once(s: &dyn St
         1
     );
     // a new code replaces the old one and resets the counter
-    s.issue_challenge(&challenge("c3", "a@x.io", 3), &message("m3", 101))
+    s.issue(&challenge("c3", "a@x.io", 3), &message("m3", 101))
         .await
         .unwrap();
-    let c = s.count_attempt("email", "a@x.io").await.unwrap().unwrap();
+    let c = s.attempt("email", "a@x.io").await.unwrap().unwrap();
     assert_eq!((c.id.as_str(), c.attempts, c.code_hash[0]), ("c3", 1, 3));
     assert!(
         !s.consume_challenge("c1").await.unwrap(),
@@ -133,19 +167,19 @@ async fn challenges_count_attempts_and_are_replaced_and_consumed_once(s: &dyn St
     );
     assert!(s.consume_challenge("c3").await.unwrap());
     assert!(!s.consume_challenge("c3").await.unwrap());
-    assert!(s.count_attempt("email", "a@x.io").await.unwrap().is_none());
+    assert!(s.attempt("email", "a@x.io").await.unwrap().is_none());
     assert_eq!(s.outbox_depth().await.unwrap(), 3);
 }
 
 async fn concurrent_attempts_are_all_counted_and_consume_has_one_winner(s: Arc<dyn Store>) {
-    s.issue_challenge(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+    s.issue(&challenge("c1", "a@x.io", 1), &message("m1", 100))
         .await
         .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let s = Arc::clone(&s);
         tasks.push(tokio::spawn(async move {
-            s.count_attempt("email", "a@x.io")
+            s.attempt("email", "a@x.io")
                 .await
                 .unwrap()
                 .unwrap()
@@ -172,6 +206,253 @@ async fn concurrent_attempts_are_all_counted_and_consume_has_one_winner(s: Arc<d
         winners += usize::from(t.await.unwrap());
     }
     assert_eq!(winners, 1);
+}
+
+async fn config_version_rises_with_every_change_to_applications_and_connections(s: &dyn Store) {
+    let last = std::cell::Cell::new(s.config_version().await.unwrap());
+    let rose = |now: i64, what: &str| {
+        assert!(now > last.get(), "{what}: {now} after {}", last.get());
+        last.set(now);
+    };
+    let mut c = client("app");
+    s.upsert_client(&c, 1).await.unwrap();
+    rose(s.config_version().await.unwrap(), "insert");
+    c.settings.callbacks.push("https://b.example/cb".into());
+    assert!(s.update_client(&c, 2).await.unwrap());
+    rose(s.config_version().await.unwrap(), "update");
+    assert!(s.bootstrap_client(&client("boot"), "h1", 3).await.unwrap());
+    rose(s.config_version().await.unwrap(), "bootstrap");
+    // The file unchanged: nothing written, the version (and every node's cache) stays.
+    assert!(!s.bootstrap_client(&client("boot"), "h1", 4).await.unwrap());
+    assert_eq!(s.config_version().await.unwrap(), last.get());
+    let conn = Connection {
+        name: "email".into(),
+        strategy: Strategy::Email,
+        settings: ConnectionSettings::default(),
+    };
+    s.upsert_connection(&conn, 5).await.unwrap();
+    rose(s.config_version().await.unwrap(), "connection");
+    let mut conn2 = conn.clone();
+    conn2.settings.code_length = 8;
+    assert!(s.update_connection(&conn2, 6).await.unwrap());
+    rose(s.config_version().await.unwrap(), "connection update");
+    assert!(s.delete_client("app").await.unwrap());
+    rose(s.config_version().await.unwrap(), "delete");
+    // Reads and sign-in work leave it alone.
+    s.get_client("boot").await.unwrap();
+    s.issue(&challenge("c1", "v@x.io", 1), &message("m1", 100))
+        .await
+        .unwrap();
+    s.sign_in(
+        &candidate("cccccccccccccccccccccccc", "v@x.io"),
+        "v@x.io",
+        true,
+        500,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.config_version().await.unwrap(), last.get());
+}
+
+async fn issuing_checks_the_version_and_picks_the_channel_in_one_go(s: &dyn Store) {
+    let v = s.config_version().await.unwrap();
+    let at = |version: Option<i64>, allow_signup: bool| IssueOptions {
+        allow_signup,
+        config_version: version,
+        lease: None,
+    };
+    // Another version: nothing is written.
+    assert_eq!(
+        s.issue_challenge(
+            &challenge("c0", "new@x.io", 1),
+            &message("m0", 100),
+            &at(Some(v + 1), true)
+        )
+        .await
+        .unwrap(),
+        Issued::Stale { config_version: v }
+    );
+    assert!(s.attempt("email", "new@x.io").await.unwrap().is_none());
+    assert_eq!(s.outbox_depth().await.unwrap(), 0);
+    // An unknown address: sent when sign-up is open, void when it is closed.
+    for (i, open, delivered) in [(1, true, true), (2, false, false)] {
+        assert_eq!(
+            s.issue_challenge(
+                &challenge(&format!("c{i}"), &format!("new{i}@x.io"), 1),
+                &message(&format!("m{i}"), 100),
+                &at(Some(v), open)
+            )
+            .await
+            .unwrap(),
+            Issued::Queued { delivered }
+        );
+    }
+    // A known user: sent even with sign-up closed, unless blocked.
+    let SignIn::Ok { user, .. } = s
+        .sign_in(
+            &candidate("dddddddddddddddddddddddd", "k@x.io"),
+            "k@x.io",
+            true,
+            500,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        s.issue_challenge(
+            &challenge("c3", "k@x.io", 1),
+            &message("m3", 100),
+            &at(None, false)
+        )
+        .await
+        .unwrap(),
+        Issued::Queued { delivered: true }
+    );
+    s.set_user_blocked(&user.user_id, true, 600).await.unwrap();
+    assert_eq!(
+        s.issue_challenge(
+            &challenge("c4", "k@x.io", 1),
+            &message("m4", 100),
+            &at(None, true)
+        )
+        .await
+        .unwrap(),
+        Issued::Queued { delivered: false }
+    );
+    let claimed = s.claim_outbox("A", 200, 60, 10).await.unwrap();
+    let channels: Vec<(&str, &str)> = claimed
+        .iter()
+        .map(|m| (m.id.as_str(), m.channel.as_str()))
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            ("m1", "email"),
+            ("m2", VOID_CHANNEL),
+            ("m3", "email"),
+            ("m4", VOID_CHANNEL)
+        ]
+    );
+    for m in &claimed {
+        s.settle_outbox(&m.id, &OutboxOutcome::Delivered)
+            .await
+            .unwrap();
+    }
+    // A message stored leased to its node's worker is claimed by no one until the lease ends.
+    let leased = IssueOptions {
+        allow_signup: true,
+        config_version: None,
+        lease: Some(("node-a".into(), 500)),
+    };
+    s.issue_challenge(&challenge("c5", "l@x.io", 1), &message("m5", 300), &leased)
+        .await
+        .unwrap();
+    assert!(s.claim_outbox("B", 499, 60, 10).await.unwrap().is_empty());
+    let late = s.claim_outbox("B", 501, 60, 10).await.unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!((late[0].id.as_str(), late[0].attempts), ("m5", 2));
+}
+
+async fn a_blocked_identity_gets_no_attempt_counted(s: &dyn Store) {
+    s.issue(&challenge("c1", "b@x.io", 1), &message("m1", 100))
+        .await
+        .unwrap();
+    s.add_strike("fail:ip", 1000, 60, 3600).await.unwrap();
+    assert!(matches!(
+        s.count_attempt("email", "b@x.io", ["fail:id", "fail:ip"], 1010)
+            .await
+            .unwrap(),
+        Attempt::LockedOut
+    ));
+    // The block over, the first attempt counted is the first.
+    let Attempt::Counted {
+        challenge,
+        config_version,
+    } = s
+        .count_attempt("email", "b@x.io", ["fail:id", "fail:ip"], 1061)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(challenge.attempts, 1);
+    assert_eq!(config_version, s.config_version().await.unwrap());
+    assert!(matches!(
+        s.count_attempt("email", "none@x.io", ["fail:id", "fail:ip"], 1061)
+            .await
+            .unwrap(),
+        Attempt::NoCode { .. }
+    ));
+}
+
+async fn sealed_access_tokens_need_the_user_the_application_and_the_grant(s: &dyn Store) {
+    s.upsert_client(&client("app"), 1).await.unwrap();
+    let SignIn::Ok { user, .. } = s
+        .sign_in(
+            &candidate("eeeeeeeeeeeeeeeeeeeeeeee", "t@x.io"),
+            "t@x.io",
+            true,
+            500,
+        )
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let id = user.user_id.as_str();
+    let ok = |u: Option<User>| u.is_some_and(|u| u.user_id == id);
+    assert!(ok(s.access_token_user(id, "app", None).await.unwrap()));
+    assert!(ok(s
+        .access_token_user(id, "app", Some("g1"))
+        .await
+        .unwrap()));
+    assert!(
+        s.access_token_user(id, "gone", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.access_token_user("email|nobody", "app", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.revoke_grant("g1", 600).await.unwrap();
+    assert!(
+        s.access_token_user(id, "app", Some("g1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(ok(s
+        .access_token_user(id, "app", Some("g2"))
+        .await
+        .unwrap()));
+    assert!(ok(s.access_token_user(id, "app", None).await.unwrap()));
+    s.set_user_blocked(id, true, 700).await.unwrap();
+    assert!(
+        s.access_token_user(id, "app", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A revoked grant is remembered as long as a token of it could live (30 days).
+    s.purge_expired(600 + 30 * 86_400).await.unwrap();
+    s.set_user_blocked(id, false, 800).await.unwrap();
+    assert!(
+        s.access_token_user(id, "app", Some("g1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    s.purge_expired(600 + 32 * 86_400).await.unwrap();
+    assert!(ok(s
+        .access_token_user(id, "app", Some("g1"))
+        .await
+        .unwrap()));
 }
 
 fn candidate(id: &str, email: &str) -> User {
@@ -424,7 +705,7 @@ async fn first_key_is_inserted_once_and_rotation_keeps_two(s: Arc<dyn Store>) {
 
 async fn outbox_leases_retries_and_settles(s: &dyn Store) {
     for i in 0..3 {
-        s.issue_challenge(
+        s.issue(
             &challenge(&format!("c{i}"), &format!("u{i}@x.io"), 1),
             &message(&format!("m{i}"), 100 + i),
         )
@@ -482,7 +763,7 @@ async fn outbox_leases_retries_and_settles(s: &dyn Store) {
 
 async fn concurrent_claims_take_disjoint_messages(s: Arc<dyn Store>) {
     for i in 0..100 {
-        s.issue_challenge(
+        s.issue(
             &challenge(&format!("c{i}"), &format!("u{i}@x.io"), 1),
             &message(&format!("m{i:03}"), 100),
         )
@@ -582,7 +863,7 @@ async fn events_and_purge(s: &dyn Store) {
         ["e2", "e1"]
     );
 
-    s.issue_challenge(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+    s.issue(&challenge("c1", "a@x.io", 1), &message("m1", 100))
         .await
         .unwrap();
     s.insert_access_token(&AccessToken {
@@ -602,11 +883,11 @@ async fn events_and_purge(s: &dyn Store) {
         "only the expired access token goes"
     );
     assert!(
-        s.count_attempt("email", "a@x.io").await.unwrap().is_some(),
+        s.attempt("email", "a@x.io").await.unwrap().is_some(),
         "a code expired less than an hour ago stays"
     );
     assert!(s.purge_expired(280 + 3601).await.unwrap() >= 1);
-    assert!(s.count_attempt("email", "a@x.io").await.unwrap().is_none());
+    assert!(s.attempt("email", "a@x.io").await.unwrap().is_none());
 }
 
 async fn sessions_codes_and_tickets_are_single_use(s: &dyn Store) {
@@ -718,15 +999,15 @@ async fn sessions_codes_and_tickets_are_single_use(s: &dyn Store) {
 }
 
 async fn a_checked_code_gets_its_attempt_back(s: &dyn Store) {
-    s.issue_challenge(&challenge("c1", "r@x.io", 1), &message("m1", 1))
+    s.issue(&challenge("c1", "r@x.io", 1), &message("m1", 1))
         .await
         .unwrap();
-    let c = s.count_attempt("email", "r@x.io").await.unwrap().unwrap();
+    let c = s.attempt("email", "r@x.io").await.unwrap().unwrap();
     assert_eq!(c.attempts, 1);
     assert_eq!(c.ip.as_deref(), Some("127.0.0.1"));
     s.refund_attempt(&c.id).await.unwrap();
     s.refund_attempt(&c.id).await.unwrap(); // never below zero
-    let c = s.count_attempt("email", "r@x.io").await.unwrap().unwrap();
+    let c = s.attempt("email", "r@x.io").await.unwrap().unwrap();
     assert_eq!(c.attempts, 1);
 }
 
@@ -777,7 +1058,7 @@ async fn users_are_listed_searched_and_deleted(s: &dyn Store) {
     })
     .await
     .unwrap();
-    s.issue_challenge(
+    s.issue(
         &NewChallenge {
             identifier: "ann@x.io".into(),
             ..challenge("c-del", "ann@x.io", 4)
@@ -789,10 +1070,7 @@ async fn users_are_listed_searched_and_deleted(s: &dyn Store) {
     assert!(s.delete_user(&id).await.unwrap());
     assert!(!s.delete_user(&id).await.unwrap());
     assert!(
-        s.count_attempt("email", "ann@x.io")
-            .await
-            .unwrap()
-            .is_none(),
+        s.attempt("email", "ann@x.io").await.unwrap().is_none(),
         "the pending code goes with the user"
     );
     assert!(s.get_user(&id).await.unwrap().is_none());
@@ -882,6 +1160,27 @@ macro_rules! suite {
             async fn rate_limit_windows_count_hits_atomically() {
                 let (s, _db) = open(B).await;
                 super::rate_limit_windows_count_hits_atomically(s).await
+            }
+            #[tokio::test]
+            async fn config_version_rises_with_every_change_to_applications_and_connections() {
+                let (s, _db) = open(B).await;
+                super::config_version_rises_with_every_change_to_applications_and_connections(&*s)
+                    .await
+            }
+            #[tokio::test]
+            async fn issuing_checks_the_version_and_picks_the_channel_in_one_go() {
+                let (s, _db) = open(B).await;
+                super::issuing_checks_the_version_and_picks_the_channel_in_one_go(&*s).await
+            }
+            #[tokio::test]
+            async fn a_blocked_identity_gets_no_attempt_counted() {
+                let (s, _db) = open(B).await;
+                super::a_blocked_identity_gets_no_attempt_counted(&*s).await
+            }
+            #[tokio::test]
+            async fn sealed_access_tokens_need_the_user_the_application_and_the_grant() {
+                let (s, _db) = open(B).await;
+                super::sealed_access_tokens_need_the_user_the_application_and_the_grant(&*s).await
             }
             #[tokio::test]
             async fn events_and_purge() {

@@ -410,6 +410,7 @@ async fn login_start_inner(
         &id,
         send,
         &auth_params,
+        None,
     )
     .await?;
     let restart = restart_url(&f.req);

@@ -18,8 +18,9 @@ use tessera_core::rand::hex_id;
 use tessera_delivery::SmsMessage;
 use tessera_delivery::outbox::{SEAL_PURPOSE, VOID_CHANNEL};
 use tessera_delivery::templates::{self, EmailVars, SmsVars};
-use tessera_store::{NewChallenge, NewOutboxMessage};
+use tessera_store::{IssueOptions, Issued, NewChallenge, NewOutboxMessage, OutboxMessage};
 
+use crate::cache::Lookup;
 use crate::clientauth::{self, Endpoint};
 use crate::error::ApiError;
 use crate::limits;
@@ -53,9 +54,9 @@ pub async fn start(
     // its secret, and is trusted to, names its end user's IP in `auth0-forwarded-for` (the
     // way a regular web app's back end calls this endpoint for its users).
     let rl = &st.rate_limits;
-    let authed = parse_and_authenticate(&st, &headers, &body).await;
+    let authed = parse_and_authenticate(&st, &headers, &body, Lookup::Cached).await;
     let mut meta = meta;
-    if let (Ok((p, client)), Some(fwd)) = (&authed, meta.forwarded_for)
+    if let (Ok((p, client, _)), Some(fwd)) = (&authed, meta.forwarded_for)
         && client.is_confidential()
         && client.settings.trust_forwarded_for
         && proved_secret(&headers, p)
@@ -79,7 +80,22 @@ pub async fn start(
             Err(limits::too_many_requests(&s))
         }
         (_, Err(e)) => Err(e),
-        (_, Ok((p, client))) => start_checked(&st, &meta, p, client).await,
+        (_, Ok((p, client, version))) => {
+            match start_checked(&st, &meta, p, client, version, Count::Limits).await {
+                // The in-memory application or connection was out of date and nothing was
+                // stored: once more on fresh reads. The limits (set in the file, not the
+                // database) already counted and allowed this request.
+                Err(e) if e.is_stale_config() => {
+                    match parse_and_authenticate(&st, &headers, &body, Lookup::Fresh).await {
+                        Ok((p, client, _)) => {
+                            start_checked(&st, &meta, p, client, None, Count::Nothing).await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                other => other,
+            }
+        }
     };
     match (result, ip_state) {
         (Ok(mut resp), Some(s)) => {
@@ -106,12 +122,15 @@ fn proved_secret(headers: &HeaderMap, p: &Params) -> bool {
             .is_some_and(|v| v.starts_with("Basic ") || v.starts_with("basic "))
 }
 
-/// Reads the body, refuses unknown properties, and authenticates the application.
+/// Reads the body, refuses unknown properties, and authenticates the application. With
+/// [`Lookup::Cached`] the application may come from memory: then the version of its copy comes
+/// back too, for the store to check.
 async fn parse_and_authenticate(
     st: &AppState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Params, Client), ApiError> {
+    lookup: Lookup,
+) -> Result<(Params, Client, Option<i64>), ApiError> {
     let p = parse_body(body, "bad.request")?;
     if let Some(k) = p.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
         return Err(ApiError::bad_request(
@@ -119,8 +138,27 @@ async fn parse_and_authenticate(
             format!("the following properties are not allowed: {k}"),
         ));
     }
-    let client = clientauth::authenticate(st, headers, &p, Endpoint::PasswordlessStart).await?;
-    Ok((p, client))
+    match lookup {
+        Lookup::Cached => {
+            let (client, version) =
+                clientauth::authenticate_cached(st, headers, &p, Endpoint::PasswordlessStart)
+                    .await?;
+            Ok((p, client, version))
+        }
+        Lookup::Fresh => {
+            let client =
+                clientauth::authenticate(st, headers, &p, Endpoint::PasswordlessStart).await?;
+            Ok((p, client, None))
+        }
+    }
+}
+
+/// Whether a pass through [`start_checked`] counts the request against the limits (the
+/// second pass after a stale in-memory configuration does not count it again).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Limits,
+    Nothing,
 }
 
 async fn start_checked(
@@ -128,17 +166,21 @@ async fn start_checked(
     meta: &RequestMeta,
     p: Params,
     client: Client,
+    version: Option<i64>,
+    count: Count,
 ) -> Result<Response, ApiError> {
     let rl = &st.rate_limits;
-    let key = format!("start:client:{}", client.client_id);
-    limits::enforce(
-        st,
-        &key,
-        rl.start_per_client,
-        rl.start_per_client_window_secs,
-    )
-    .await?;
-    let connection = connection_for(st, &p, &client).await?;
+    if count == Count::Limits {
+        let key = format!("start:client:{}", client.client_id);
+        limits::enforce(
+            st,
+            &key,
+            rl.start_per_client,
+            rl.start_per_client_window_secs,
+        )
+        .await?;
+    }
+    let connection = connection_for(st, &p, &client, version).await?;
     let sms = connection.strategy == Strategy::Sms;
     let send = match p.str("send") {
         // Auth0's defaults: a link by email, a code by SMS.
@@ -183,20 +225,34 @@ async fn start_checked(
         Recipient::Email(&email)
     };
 
-    // Per identifier: counted for every address, known or not, so the answer stays the same.
-    let key = format!("start:id:{}:{}", connection.name, to.as_str());
-    limits::enforce(
-        st,
-        &key,
-        rl.start_per_identifier,
-        rl.start_per_identifier_window_secs,
-    )
-    .await?;
-    if let Recipient::Phone(phone) = to {
-        sms_limits(st, meta, &client, phone).await?;
+    if count == Count::Limits {
+        // Per identifier: counted for every address, known or not, so the answer stays the
+        // same.
+        let key = format!("start:id:{}:{}", connection.name, to.as_str());
+        limits::enforce(
+            st,
+            &key,
+            rl.start_per_identifier,
+            rl.start_per_identifier_window_secs,
+        )
+        .await?;
+        if let Recipient::Phone(phone) = to {
+            sms_limits(st, meta, &client, phone).await?;
+        }
     }
     let id = hex_id(st.rng.as_ref());
-    issue_code(st, meta, &client, &connection, to, &id, send, &auth_params).await?;
+    issue_code(
+        st,
+        meta,
+        &client,
+        &connection,
+        to,
+        &id,
+        send,
+        &auth_params,
+        version,
+    )
+    .await?;
     // `email_verified` / `phone_verified` is always false: answering true for known users would
     // tell anyone which addresses have accounts. Clients only check the status.
     Ok(no_store_json(match to {
@@ -416,10 +472,13 @@ fn magic_link(
     )
 }
 
+/// The connection the request names. With the version of an in-memory application, the
+/// connection comes from memory too, and must carry the same version.
 async fn connection_for(
     st: &AppState,
     p: &Params,
     client: &tessera_core::client::Client,
+    version: Option<i64>,
 ) -> Result<Connection, ApiError> {
     let name = match p.str("connection") {
         Ok(Some(n)) if !n.is_empty() => n,
@@ -436,7 +495,15 @@ async fn connection_for(
             ));
         }
     };
-    let Some(conn) = st.store.get_connection(name).await? else {
+    let conn = match version {
+        Some(v) => match st.config.connection(st.store.as_ref(), name).await? {
+            Some((c, cv)) if cv == v => Some((*c).clone()),
+            Some(_) => return Err(ApiError::stale_config()),
+            None => None,
+        },
+        None => st.store.get_connection(name).await?,
+    };
+    let Some(conn) = conn else {
         return Err(ApiError::bad_request(
             "bad.connection",
             "Connection does not exist",
@@ -454,7 +521,12 @@ async fn connection_for(
 /// Stores a new code for `to` and queues its message (a code or a magic link). Blocked users,
 /// and unknown identities when sign-up is disabled, are sent nothing, but the work is the same
 /// (rendering, sealing, one transaction), so the time taken does not tell known identities
-/// from unknown ones; only the outbox channel differs.
+/// from unknown ones; only the outbox channel differs, and the store picks it in the statement
+/// that stores the code.
+///
+/// `version` is the version of the in-memory application and connection the request was
+/// checked against (`None`: they were read from the database): if the database's differs,
+/// nothing is stored and the answer is [`ApiError::stale_config`].
 #[allow(clippy::too_many_arguments)]
 pub async fn issue_code(
     st: &AppState,
@@ -465,15 +537,9 @@ pub async fn issue_code(
     id: &str,
     send: &str,
     auth_params: &Value,
+    version: Option<i64>,
 ) -> Result<(), ApiError> {
     let identifier = to.as_str();
-    let deliver = match st.store.find_user(&connection.name, identifier).await? {
-        Some(u) => !u.blocked,
-        None => !connection.settings.disable_signup,
-    };
-    if !deliver {
-        tracing::info!(connection = %connection.name, to = %to.masked(), "no code sent (blocked user or sign-up disabled)");
-    }
     let now = st.now();
     let s = &connection.settings;
     let client_id = client.client_id.as_str();
@@ -560,15 +626,52 @@ pub async fn issue_code(
     };
     let outbox = NewOutboxMessage {
         id: hex_id(st.rng.as_ref()),
-        channel: if deliver { channel } else { VOID_CHANNEL }.into(),
+        channel: channel.into(),
         payload: st.secret.seal(st.rng.as_ref(), SEAL_PURPOSE, &payload),
         created_at: now,
         not_after: Some(expires_at),
     };
-    st.store.issue_challenge(&challenge, &outbox).await?;
-    st.outbox_wake.notify_one();
+    // This node's worker takes the message from memory when it has room; else any worker
+    // claims it from the store.
+    let handoff = st.outbox_handoff.get();
+    let slot = handoff.and_then(|h| h.reserve());
+    let options = IssueOptions {
+        allow_signup: !connection.settings.disable_signup,
+        config_version: version,
+        lease: handoff.filter(|_| slot.is_some()).map(|h| h.lease(now)),
+    };
+    let deliver = match st
+        .store
+        .issue_challenge(&challenge, &outbox, &options)
+        .await?
+    {
+        Issued::Stale { config_version } => {
+            st.config.observe(config_version);
+            return Err(ApiError::stale_config());
+        }
+        Issued::Queued { delivered } => delivered,
+    };
+    match slot {
+        Some(slot) => {
+            slot.send(OutboxMessage {
+                id: outbox.id,
+                channel: if deliver {
+                    outbox.channel
+                } else {
+                    VOID_CHANNEL.into()
+                },
+                payload: outbox.payload,
+                created_at: now,
+                not_after: outbox.not_after,
+                attempts: 1,
+            });
+        }
+        None => st.outbox_wake.notify_one(),
+    }
     if deliver {
         tracing::info!(connection = %connection.name, to = %to.masked(), client_id, send, "code issued");
+    } else {
+        tracing::info!(connection = %connection.name, to = %to.masked(), "no code sent (blocked user or sign-up disabled)");
     }
     // Recorded either way (the operator sees which), so both paths do the same writes.
     st.event(if deliver { "cls" } else { "fcls" }, meta, |e| {

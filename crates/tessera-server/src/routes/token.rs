@@ -43,20 +43,50 @@ pub async fn token(
     .await?;
     let p = parse_body(&body, "invalid_request")?;
     let grant_type = req_str(&p, "grant_type")?;
+    // The OTP grant, a sign-in hot path, starts from the in-memory application and connection
+    // (cache.rs); when they turn out to be out of date, it runs again on fresh reads.
+    if grant_type == GRANT_PASSWORDLESS_OTP {
+        let (client, version) =
+            clientauth::authenticate_cached(&st, &headers, &p, Endpoint::Token).await?;
+        if version.is_some() {
+            match grant(&st, &meta, &client, &p, &grant_type, version).await {
+                Err(e) if e.is_stale_config() => {}
+                other => return other.map(no_store_json),
+            }
+        } else {
+            return grant(&st, &meta, &client, &p, &grant_type, None)
+                .await
+                .map(no_store_json);
+        }
+    }
     let client = clientauth::authenticate(&st, &headers, &p, Endpoint::Token).await?;
+    grant(&st, &meta, &client, &p, &grant_type, None)
+        .await
+        .map(no_store_json)
+}
+
+/// Runs the grant for an authenticated client. `version`: see [`otp_grant`].
+async fn grant(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    p: &Params,
+    grant_type: &str,
+    version: Option<i64>,
+) -> Result<serde_json::Value, ApiError> {
     let known = [
         GRANT_PASSWORDLESS_OTP,
         GRANT_REFRESH_TOKEN,
         GRANT_AUTHORIZATION_CODE,
         GRANT_CLIENT_CREDENTIALS,
     ];
-    if !known.contains(&grant_type.as_str()) {
+    if !known.contains(&grant_type) {
         return Err(ApiError::bad_request(
             "unsupported_grant_type",
             format!("Unsupported grant type: {grant_type}"),
         ));
     }
-    if !client.allows_grant(&grant_type) {
+    if !client.allows_grant(grant_type) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "unauthorized_client",
@@ -67,15 +97,14 @@ pub async fn token(
             json!("https://auth0.com/docs/clients/client-grant-types"),
         ));
     }
-    let body = match grant_type.as_str() {
-        GRANT_PASSWORDLESS_OTP => otp_grant(&st, &meta, &client, &p).await?,
-        GRANT_AUTHORIZATION_CODE => code_grant(&st, &meta, &client, &p).await?,
+    match grant_type {
+        GRANT_PASSWORDLESS_OTP => otp_grant(st, meta, client, p, version).await,
+        GRANT_AUTHORIZATION_CODE => code_grant(st, meta, client, p).await,
         GRANT_CLIENT_CREDENTIALS => {
-            crate::routes::management::client_credentials(&st, &meta, &client, &p).await?
+            crate::routes::management::client_credentials(st, meta, client, p).await
         }
-        _ => refresh_grant(&st, &meta, &client, &p).await?,
-    };
-    Ok(no_store_json(body))
+        _ => refresh_grant(st, meta, client, p).await,
+    }
 }
 
 fn req_str(p: &Params, name: &str) -> Result<String, ApiError> {
@@ -120,18 +149,29 @@ fn audience<'a>(st: &'a AppState, p: &Params) -> Result<Option<&'a ApiConfig>, A
     }
 }
 
+/// The passwordless OTP grant. With `version`, the client and the connection are in-memory
+/// copies of that version, and the attempt's statement checks it (`otpcheck::check_versioned`).
 async fn otp_grant(
     st: &AppState,
     meta: &RequestMeta,
     client: &Client,
     p: &Params,
+    version: Option<i64>,
 ) -> Result<serde_json::Value, ApiError> {
     let username = req_str(p, "username")?;
     let code = req_str(p, "otp")?;
     let realm = req_str(p, "realm")?;
     let scope = Scope::parse(&opt_str(p, "scope")?.unwrap_or_else(|| "openid".into()));
     let api = audience(st, p)?;
-    let Some(connection) = st.store.get_connection(&realm).await? else {
+    let connection = match version {
+        Some(v) => match st.config.connection(st.store.as_ref(), &realm).await? {
+            Some((c, cv)) if cv == v => Some((*c).clone()),
+            Some(_) => return Err(ApiError::stale_config()),
+            None => None,
+        },
+        None => st.store.get_connection(&realm).await?,
+    };
+    let Some(connection) = connection else {
         return Err(ApiError::bad_request(
             "invalid_request",
             "the connection was not found",
@@ -144,7 +184,7 @@ async fn otp_grant(
         ));
     }
     let strategy = connection.strategy;
-    let ch = otpcheck::check(
+    let ch = otpcheck::check_versioned(
         st,
         meta,
         client,
@@ -153,6 +193,7 @@ async fn otp_grant(
         &code,
         Mode::Consume,
         Accept::CodesOnly,
+        version,
     )
     .await?
     .map_err(|f| f.token_error(strategy))?;

@@ -1,7 +1,8 @@
 //! `GET /userinfo` (and POST): the profile for a bearer access token.
 //!
 //! A JWT access token must be RS256, signed by a key we publish, issued by us, unexpired, and
-//! meant for `<issuer>userinfo`. An opaque token is looked up by its SHA-256 digest.
+//! meant for `<issuer>userinfo`. An opaque token is opened with the server secret (see
+//! `tokens::SealedAccess`); one stored by an earlier version is looked up by its digest.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -44,7 +45,22 @@ pub async fn userinfo(
             .and_then(Value::as_str)
             .unwrap_or_default();
         (sub.to_string(), Scope::parse(scope))
+    } else if let Some(a) = crate::tokens::open_access_token(&st, bearer) {
+        // A sealed token: one statement checks the user, the application and the grant.
+        if a.expires_at <= now {
+            return Err(ApiError::invalid_token("Invalid access token"));
+        }
+        let scope = Scope::parse(&a.scope);
+        return match st
+            .store
+            .access_token_user(&a.user_id, &a.client_id, a.grant_id.as_deref())
+            .await?
+        {
+            Some(user) => Ok(answer(&user, &scope)),
+            None => Err(ApiError::invalid_token("Invalid access token")),
+        };
     } else {
+        // A stored token from an earlier version, until it expires.
         match st.store.find_access_token(&sha256(bearer)).await? {
             Some(t) if t.expires_at > now => (t.user_id, Scope::parse(&t.scope)),
             _ => return Err(ApiError::invalid_token("Invalid access token")),
@@ -54,8 +70,12 @@ pub async fn userinfo(
         Some(u) if !u.blocked => u,
         _ => return Err(ApiError::invalid_token("Invalid access token")),
     };
+    Ok(answer(&user, &scope))
+}
+
+fn answer(user: &tessera_core::user::User, scope: &Scope) -> Response {
     let mut body = serde_json::Map::new();
     body.insert("sub".into(), json!(user.user_id));
-    body.extend(user.claims(&scope));
-    Ok(no_store_json(Value::Object(body)))
+    body.extend(user.claims(scope));
+    no_store_json(Value::Object(body))
 }
