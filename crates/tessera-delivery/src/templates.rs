@@ -9,7 +9,8 @@
 //! - Templates are checked when configured: a syntax error is reported with its place; loops
 //!   over large ranges are refused; output is capped at 256 KiB.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::json;
 use tessera_core::connection::EmailTemplate;
@@ -194,12 +195,32 @@ pub fn render(
     })
 }
 
+/// A template parsed once per text (each `/passwordless/start` renders the same few), kept
+/// while it is in use; at most [`MAX_CACHED`] texts.
+fn parsed(part: &'static str, text: &str) -> Result<Arc<liquid::Template>, TemplateError> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<liquid::Template>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = lock().get(text) {
+        return Ok(Arc::clone(t));
+    }
+    let t = Arc::new(parse(part, text)?);
+    let mut c = lock();
+    if c.len() >= MAX_CACHED {
+        c.clear();
+    }
+    c.insert(text.to_string(), Arc::clone(&t));
+    Ok(t)
+}
+
+const MAX_CACHED: usize = 256;
+
 fn render_part(
     part: &'static str,
     text: &str,
     globals: &liquid::Object,
 ) -> Result<String, TemplateError> {
-    let out = parse(part, text)?
+    let out = parsed(part, text)?
         .render(globals)
         .map_err(|e| TemplateError {
             part,
