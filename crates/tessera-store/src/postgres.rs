@@ -10,6 +10,8 @@ use crate::sql::sql_store;
 
 pub struct PgStore {
     pub(crate) pool: PgPool,
+    /// The same pool: PostgreSQL runs concurrent writers itself.
+    pub(crate) writer: PgPool,
 }
 
 impl PgStore {
@@ -25,7 +27,10 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            writer: pool.clone(),
+            pool,
+        })
     }
 }
 

@@ -217,7 +217,7 @@ macro_rules! sql_store {
 
             async fn migrate(&self) -> $crate::Result<()> {
                 use sqlx::Row as _;
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 if !$lock.is_empty() {
                     sqlx::query($lock).execute(&mut *tx).await?;
                 }
@@ -267,7 +267,7 @@ macro_rules! sql_store {
                 .bind(&c.secret_hash)
                 .bind($crate::sql::to_json(&c.settings)?)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -305,7 +305,7 @@ macro_rules! sql_store {
                 .bind(c.strategy.as_str())
                 .bind($crate::sql::to_json(&c.settings)?)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -339,7 +339,7 @@ macro_rules! sql_store {
                 .bind($crate::sql::to_json(&c.settings)?)
                 .bind(now)
                 .bind(file_hash)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(n > 0)
@@ -363,7 +363,7 @@ macro_rules! sql_store {
                 .bind($crate::sql::to_json(&c.settings)?)
                 .bind(now)
                 .bind(file_hash)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(n > 0)
@@ -382,7 +382,7 @@ macro_rules! sql_store {
                 .bind(&c.secret_hash)
                 .bind($crate::sql::to_json(&c.settings)?)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(n == 1)
@@ -400,14 +400,14 @@ macro_rules! sql_store {
                 .bind(&c.secret_hash)
                 .bind($crate::sql::to_json(&c.settings)?)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(n == 1)
             }
 
             async fn delete_client(&self, client_id: &str) -> $crate::Result<bool> {
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 for sql in [
                     "DELETE FROM challenges WHERE client_id = $1",
                     "DELETE FROM access_tokens WHERE client_id = $1",
@@ -435,7 +435,7 @@ macro_rules! sql_store {
                     .bind(&c.name)
                     .bind($crate::sql::to_json(&c.settings)?)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?
                     .rows_affected();
                 Ok(n == 1)
@@ -464,7 +464,7 @@ macro_rules! sql_store {
             ) -> $crate::Result<Vec<String>> {
                 use sqlx::Row as _;
                 let mut inserted = Vec::new();
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 for (u, identifier) in users {
                     let row = sqlx::query(
                         "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
@@ -512,7 +512,7 @@ macro_rules! sql_store {
                 .bind($crate::sql::to_json(&u.app_metadata)?)
                 .bind($crate::sql::to_json(&u.user_metadata)?)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(n == 1)
@@ -525,7 +525,7 @@ macro_rules! sql_store {
                 o: &$crate::IssueOptions,
             ) -> $crate::Result<$crate::Issued> {
                 use sqlx::Row as _;
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 let row = sqlx::query(
                     "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
                      auth_params, created_at, expires_at, attempts, max_attempts, ip, user_agent) \
@@ -607,7 +607,7 @@ macro_rules! sql_store {
                 .bind(lockout_keys[0])
                 .bind(lockout_keys[1])
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 if let Some(row) = row {
                     return Ok($crate::Attempt::Counted {
@@ -623,7 +623,7 @@ macro_rules! sql_store {
                 .bind(lockout_keys[0])
                 .bind(lockout_keys[1])
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await?;
                 Ok(if row.try_get::<bool, _>("locked")? {
                     $crate::Attempt::LockedOut
@@ -635,7 +635,7 @@ macro_rules! sql_store {
             async fn consume_challenge(&self, id: &str) -> $crate::Result<bool> {
                 let r = sqlx::query("DELETE FROM challenges WHERE id = $1")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -680,7 +680,7 @@ macro_rules! sql_store {
             }
 
             async fn delete_user(&self, user_id: &str) -> $crate::Result<bool> {
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 for sql in [
                     // A pending code would sign the address in again as a new user.
                     "DELETE FROM challenges WHERE EXISTS (SELECT 1 FROM users u WHERE u.user_id = $1 \
@@ -705,7 +705,7 @@ macro_rules! sql_store {
             async fn refund_attempt(&self, id: &str) -> $crate::Result<()> {
                 sqlx::query("UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(())
             }
@@ -746,7 +746,7 @@ macro_rules! sql_store {
                     .bind(user_id)
                     .bind(blocked)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -784,7 +784,7 @@ macro_rules! sql_store {
                     .bind(&u.nickname)
                     .bind(&u.picture)
                     .bind(now)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await?
                 } else {
                     sqlx::query($crate::sql::const_format_user_update!(
@@ -798,7 +798,7 @@ macro_rules! sql_store {
                     .bind(now)
                     .bind(u.email_verified)
                     .bind(u.phone_verified)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&self.writer)
                     .await?
                 };
                 if let Some(row) = row {
@@ -828,7 +828,7 @@ macro_rules! sql_store {
                 .bind(t.created_at)
                 .bind(t.expires_at)
                 .bind(&t.grant_id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -891,7 +891,7 @@ macro_rules! sql_store {
                 .bind(&t.audience)
                 .bind(t.created_at)
                 .bind(t.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -912,7 +912,7 @@ macro_rules! sql_store {
                 .bind(token_hash)
                 .bind(now)
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 if let Some(row) = row {
                     return Ok($crate::RefreshUse::Fresh($crate::sql::refresh_from_row(&row)?));
@@ -922,7 +922,7 @@ macro_rules! sql_store {
                      used_at, revoked_at FROM refresh_tokens WHERE token_hash = $1",
                 )
                 .bind(token_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 let Some(row) = row else { return Ok($crate::RefreshUse::Unknown) };
                 let token = $crate::sql::refresh_from_row(&row)?;
@@ -945,7 +945,7 @@ macro_rules! sql_store {
                 )
                 .bind(family_id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(r.rows_affected())
             }
@@ -955,7 +955,7 @@ macro_rules! sql_store {
                 grant_id: &str,
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<u64> {
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 // Sealed access tokens are not stored: /userinfo refuses the grant's from now.
                 sqlx::query(
                     "INSERT INTO revoked_grants (grant_id, revoked_at) VALUES ($1, $2) \
@@ -993,7 +993,7 @@ macro_rules! sql_store {
                 .bind(x.expires_at)
                 .bind(&x.ip)
                 .bind(&x.user_agent)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -1026,7 +1026,7 @@ macro_rules! sql_store {
             async fn delete_session(&self, id_hash: &[u8]) -> $crate::Result<bool> {
                 let r = sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
                     .bind(id_hash)
-                    .execute(&self.pool)
+                    .execute(&self.writer)
                     .await?;
                 Ok(r.rows_affected() == 1)
             }
@@ -1050,7 +1050,7 @@ macro_rules! sql_store {
                 .bind(c.allow_refresh)
                 .bind(c.created_at)
                 .bind(c.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -1068,7 +1068,7 @@ macro_rules! sql_store {
                 )
                 .bind(code_hash)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 if let Some(r) = row {
                     return Ok($crate::AuthCodeUse::Fresh($crate::sql::auth_code_from_row(&r)?));
@@ -1079,7 +1079,7 @@ macro_rules! sql_store {
                      FROM auth_codes WHERE code_hash = $1 AND used_at IS NOT NULL",
                 )
                 .bind(code_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 Ok(match row {
                     Some(r) => $crate::AuthCodeUse::Reused($crate::sql::auth_code_from_row(&r)?),
@@ -1100,7 +1100,7 @@ macro_rules! sql_store {
                 .bind(&t.verifier_hash)
                 .bind(t.created_at)
                 .bind(t.expires_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -1117,7 +1117,7 @@ macro_rules! sql_store {
                 )
                 .bind(ticket_hash)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
                 let Some(r) = row else { return Ok(None) };
                 Ok(Some($crate::LoginTicket {
@@ -1158,7 +1158,7 @@ macro_rules! sql_store {
                     "UPDATE signing_keys SET status = 'revoked' WHERE kid = $1 AND status IN ('previous', 'retired')",
                 )
                 .bind(kid)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
                 Ok(n == 1)
@@ -1174,7 +1174,7 @@ macro_rules! sql_store {
                 .bind(&k.private_sealed)
                 .bind(&k.public_jwk)
                 .bind(k.created_at)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -1184,7 +1184,7 @@ macro_rules! sql_store {
                 k: &$crate::StoredKey,
                 _now: tessera_core::UnixTime,
             ) -> $crate::Result<()> {
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 sqlx::query("UPDATE signing_keys SET status = 'retired' WHERE status = 'previous' AND alg = $1")
                     .bind(&k.alg)
                     .execute(&mut *tx)
@@ -1221,7 +1221,7 @@ macro_rules! sql_store {
                     .bind(now + lease_secs)
                     .bind(now)
                     .bind(limit)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.writer)
                     .await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
@@ -1248,7 +1248,7 @@ macro_rules! sql_store {
                     $crate::OutboxOutcome::Delivered | $crate::OutboxOutcome::GiveUp { .. } => {
                         sqlx::query("DELETE FROM outbox WHERE id = $1")
                             .bind(id)
-                            .execute(&self.pool)
+                            .execute(&self.writer)
                             .await?;
                     }
                     $crate::OutboxOutcome::Retry { at, error } => {
@@ -1259,7 +1259,7 @@ macro_rules! sql_store {
                         .bind(id)
                         .bind(*at)
                         .bind(error)
-                        .execute(&self.pool)
+                        .execute(&self.writer)
                         .await?;
                     }
                 }
@@ -1289,7 +1289,7 @@ macro_rules! sql_store {
                 .bind(key)
                 .bind(start)
                 .bind(start + window)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await?;
                 Ok($crate::WindowCount { count: row.try_get("count")?, resets_at: start + window })
             }
@@ -1323,7 +1323,7 @@ macro_rules! sql_store {
                 max_secs: i64,
             ) -> $crate::Result<tessera_core::UnixTime> {
                 use sqlx::Row as _;
-                let mut tx = self.pool.begin_with($begin_write).await?;
+                let mut tx = self.writer.begin_with($begin_write).await?;
                 let row = sqlx::query(
                     "INSERT INTO blocks (key, strikes, blocked_until, updated_at) VALUES ($1, 1, $2, $2) \
                      ON CONFLICT (key) DO UPDATE SET strikes = CASE WHEN blocks.updated_at < $2 - $3 \
@@ -1379,7 +1379,7 @@ macro_rules! sql_store {
                 .bind(&e.ip)
                 .bind(&e.user_agent)
                 .bind(&e.description)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?;
                 Ok(())
             }
@@ -1442,7 +1442,7 @@ macro_rules! sql_store {
                     // No access token outlives 30 days (the configuration's limit).
                     ("DELETE FROM revoked_grants WHERE revoked_at < $1", now - 31 * 86_400),
                 ] {
-                    n += sqlx::query(sql).bind(cutoff).execute(&self.pool).await?.rows_affected();
+                    n += sqlx::query(sql).bind(cutoff).execute(&self.writer).await?.rows_affected();
                 }
                 Ok(n)
             }
