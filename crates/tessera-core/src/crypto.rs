@@ -79,20 +79,7 @@ impl ServerSecret {
     pub fn seal(&self, rng: &dyn Random, purpose: &str, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; aead::NONCE_LEN];
         rng.fill(&mut nonce);
-        let key = self.aead_key();
-        let mut buf = plain.to_vec();
-        // Sealing only fails for inputs larger than GCM allows (64 GiB); ours are kilobytes.
-        let sealed = key.seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key(nonce),
-            aead::Aad::from(purpose.as_bytes()),
-            &mut buf,
-        );
-        if sealed.is_err() {
-            buf.clear();
-        }
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        out
+        seal_with(&self.aead_key(), nonce, &nonce, purpose, plain)
     }
 
     /// Decrypts what [`ServerSecret::seal`] produced for the same `purpose`.
@@ -118,18 +105,8 @@ impl ServerSecret {
     pub fn seal_token(&self, rng: &dyn Random, purpose: &str, plain: &[u8]) -> Vec<u8> {
         let mut salt = [0u8; TOKEN_SALT_LEN];
         rng.fill(&mut salt);
-        let mut buf = plain.to_vec();
-        let sealed = self.token_key(purpose, &salt).seal_in_place_append_tag(
-            aead::Nonce::assume_unique_for_key([0u8; aead::NONCE_LEN]),
-            aead::Aad::from(purpose.as_bytes()),
-            &mut buf,
-        );
-        if sealed.is_err() {
-            buf.clear();
-        }
-        let mut out = salt.to_vec();
-        out.extend_from_slice(&buf);
-        out
+        let key = self.token_key(purpose, &salt);
+        seal_with(&key, [0u8; aead::NONCE_LEN], &salt, purpose, plain)
     }
 
     /// Decrypts what [`ServerSecret::seal_token`] produced for the same `purpose`.
@@ -172,6 +149,29 @@ impl ServerSecret {
 }
 
 const TOKEN_SALT_LEN: usize = 16;
+
+/// `prefix`, then `plain` sealed under `key` and `nonce` with `purpose` as associated data.
+fn seal_with(
+    key: &aead::LessSafeKey,
+    nonce: [u8; aead::NONCE_LEN],
+    prefix: &[u8],
+    purpose: &str,
+    plain: &[u8],
+) -> Vec<u8> {
+    let mut buf = plain.to_vec();
+    // Sealing only fails for inputs larger than GCM allows (64 GiB); ours are kilobytes.
+    let sealed = key.seal_in_place_append_tag(
+        aead::Nonce::assume_unique_for_key(nonce),
+        aead::Aad::from(purpose.as_bytes()),
+        &mut buf,
+    );
+    if sealed.is_err() {
+        buf.clear();
+    }
+    let mut out = prefix.to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
 
 /// SHA-256 of a high-entropy value (a token or a client secret).
 pub fn sha256(value: &str) -> Vec<u8> {

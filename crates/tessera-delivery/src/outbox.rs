@@ -1,10 +1,13 @@
 //! The outbox worker: delivers what `/passwordless/start` queued, at least once, with retries.
 //!
-//! Each round claims a batch of due messages under a lease (so another worker, on this node or
-//! another, never takes the same message while the lease holds), delivers them concurrently,
-//! and settles each one. A message whose code has expired is dropped and recorded instead of
-//! sent. Temporary failures are retried with exponential backoff and jitter; permanent ones are
-//! given up and recorded as `fn` events.
+//! Every message is delivered under a lease, so another worker, on this node or another, never
+//! takes it while the lease holds. A message stored by this node's requests comes leased to
+//! this worker already and is handed over in memory ([`Handoff`]); the rest (retries, a
+//! stopped node's messages once their lease has run out, overflow) are claimed from the store
+//! when the worker is woken and every poll interval. Up to `batch` deliveries run at once and
+//! each is settled as soon as it ends. A message whose code has expired is dropped and recorded
+//! instead of sent. Temporary failures are retried with exponential backoff and jitter;
+//! permanent ones are given up and recorded as `fn` events.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,14 +78,20 @@ pub const HANDOFF_CAPACITY: usize = 1024;
 /// the node stop before it is sent, the lease runs out and any worker claims it.
 #[derive(Clone)]
 pub struct Handoff {
-    tx: mpsc::Sender<OutboxMessage>,
+    tx: mpsc::Sender<Handed>,
     owner: String,
     lease_secs: i64,
 }
 
+/// A message handed over in memory, with the end of the lease it was stored with.
+pub struct Handed {
+    pub message: OutboxMessage,
+    pub lease_until: i64,
+}
+
 impl Handoff {
     /// A place in the worker's queue, or `None` when it is full.
-    pub fn reserve(&self) -> Option<mpsc::OwnedPermit<OutboxMessage>> {
+    pub fn reserve(&self) -> Option<mpsc::OwnedPermit<Handed>> {
         self.tx.clone().try_reserve_owned().ok()
     }
 
@@ -102,7 +111,7 @@ impl Worker {
         self: Arc<Self>,
         mut shutdown: watch::Receiver<bool>,
     ) -> (tokio::task::JoinHandle<()>, Handoff) {
-        let (tx, mut rx) = mpsc::channel::<OutboxMessage>(HANDOFF_CAPACITY);
+        let (tx, mut rx) = mpsc::channel::<Handed>(HANDOFF_CAPACITY);
         let handoff = Handoff {
             tx,
             owner: self.owner.clone(),
@@ -139,7 +148,7 @@ impl Worker {
                     }
                 }
                 tokio::select! {
-                    Some(msg) = rx.recv() => self.start(&slots, &mut tasks, msg).await,
+                    Some(h) = rx.recv() => self.start_handed(&slots, &mut tasks, h).await,
                     _ = self.wake.notified() => claim = true,
                     _ = poll.tick() => claim = true,
                     Some(r) = tasks.join_next(), if !tasks.is_empty() => log_settle(r),
@@ -149,14 +158,31 @@ impl Worker {
             // Deliver what was already handed over (it is leased to this node), then wait for
             // the deliveries in flight; the server bounds how long it waits for this.
             rx.close();
-            while let Some(msg) = rx.recv().await {
-                self.start(&slots, &mut tasks, msg).await;
+            while let Some(h) = rx.recv().await {
+                self.start_handed(&slots, &mut tasks, h).await;
             }
             while let Some(r) = tasks.join_next().await {
                 log_settle(r);
             }
         });
         (task, handoff)
+    }
+
+    /// Starts the delivery of a handed-over message, unless it waited in the queue for half
+    /// its lease or more: a delivery must end before the lease does, or another worker could
+    /// claim the message and send it too. Such a message is left to the claim path (any
+    /// worker takes it once its lease has run out).
+    async fn start_handed(
+        self: &Arc<Self>,
+        slots: &Arc<Semaphore>,
+        tasks: &mut JoinSet<anyhow::Result<()>>,
+        h: Handed,
+    ) {
+        if self.clock.now() + self.options.lease_secs / 2 >= h.lease_until {
+            tracing::debug!(outbox_id = %h.message.id, "handed-over message waited too long; left to be claimed");
+            return;
+        }
+        self.start(slots, tasks, h.message).await;
     }
 
     /// Starts one delivery once a slot is free.

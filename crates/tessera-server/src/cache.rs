@@ -13,7 +13,9 @@
 //! Nothing else uses these copies: every other endpoint still reads the database.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use tessera_core::client::Client;
 use tessera_core::connection::Connection;
@@ -30,7 +32,7 @@ pub enum Lookup {
 
 #[derive(Default)]
 pub struct ConfigCache {
-    inner: RwLock<Inner>,
+    inner: Mutex<Inner>,
 }
 
 #[derive(Default)]
@@ -41,6 +43,8 @@ struct Inner {
     connections: HashMap<String, Arc<Connection>>,
 }
 
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// At most this many entries of each kind are kept: ids come from requests, and only known
 /// ones are cached, but an operator could have many applications.
 const MAX_ENTRIES: usize = 10_000;
@@ -48,19 +52,13 @@ const MAX_ENTRIES: usize = 10_000;
 impl ConfigCache {
     /// The application, with the version its copy is tagged with. Unknown ids are not cached.
     pub async fn client(&self, store: &dyn Store, id: &str) -> Result<Option<(Arc<Client>, i64)>> {
-        if let Some(hit) = self.get(|i| i.clients.get(id).cloned()) {
-            return Ok(Some(hit));
-        }
-        let version = store.config_version().await?;
-        let Some(client) = store.get_client(id).await? else {
-            return Ok(None);
-        };
-        let client = Arc::new(client);
-        self.put(version, |i| {
-            i.clients.insert(id.to_string(), Arc::clone(&client));
-            i.clients.len()
-        });
-        Ok(Some((client, version)))
+        self.load(
+            store,
+            id,
+            |i| &mut i.clients,
+            |s| Box::pin(s.get_client(id)),
+        )
+        .await
     }
 
     /// The connection, with the version its copy is tagged with.
@@ -69,50 +67,64 @@ impl ConfigCache {
         store: &dyn Store,
         name: &str,
     ) -> Result<Option<(Arc<Connection>, i64)>> {
-        if let Some(hit) = self.get(|i| i.connections.get(name).cloned()) {
-            return Ok(Some(hit));
+        self.load(
+            store,
+            name,
+            |i| &mut i.connections,
+            |s| Box::pin(s.get_connection(name)),
+        )
+        .await
+    }
+
+    /// The copy in `map` under `key`, else a read from the store (after reading the version,
+    /// which then tags the copy).
+    async fn load<'a, T>(
+        &self,
+        store: &'a dyn Store,
+        key: &str,
+        map: fn(&mut Inner) -> &mut HashMap<String, Arc<T>>,
+        read: impl FnOnce(&'a dyn Store) -> BoxFuture<'a, Result<Option<T>>>,
+    ) -> Result<Option<(Arc<T>, i64)>> {
+        {
+            let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            let version = i.version;
+            if let Some(hit) = map(&mut i).get(key) {
+                return Ok(Some((Arc::clone(hit), version)));
+            }
         }
         let version = store.config_version().await?;
-        let Some(connection) = store.get_connection(name).await? else {
+        let Some(value) = read(store).await? else {
             return Ok(None);
         };
-        let connection = Arc::new(connection);
-        self.put(version, |i| {
-            i.connections
-                .insert(name.to_string(), Arc::clone(&connection));
-            i.connections.len()
-        });
-        Ok(Some((connection, version)))
+        let value = Arc::new(value);
+        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if i.version < version {
+            i.clear(version);
+        }
+        if i.version == version {
+            let m = map(&mut i);
+            m.insert(key.to_string(), Arc::clone(&value));
+            if m.len() > MAX_ENTRIES {
+                i.clear(version);
+            }
+        }
+        Ok(Some((value, version)))
     }
 
     /// Tells the cache the version a statement just read. Copies of another version are
     /// dropped.
     pub fn observe(&self, version: i64) {
-        let mut i = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if i.version != version {
-            i.clients.clear();
-            i.connections.clear();
-            i.version = version;
+            i.clear(version);
         }
     }
+}
 
-    fn get<T>(&self, find: impl FnOnce(&Inner) -> Option<Arc<T>>) -> Option<(Arc<T>, i64)> {
-        let i = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        find(&i).map(|v| (v, i.version))
-    }
-
-    /// Keeps a copy loaded at `version`, unless the cache has seen another version since the
-    /// load began (a copy is only ever tagged with a version read before it).
-    fn put(&self, version: i64, insert: impl FnOnce(&mut Inner) -> usize) {
-        let mut i = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if i.version < version {
-            i.clients.clear();
-            i.connections.clear();
-            i.version = version;
-        }
-        if i.version == version && insert(&mut i) > MAX_ENTRIES {
-            i.clients.clear();
-            i.connections.clear();
-        }
+impl Inner {
+    fn clear(&mut self, version: i64) {
+        self.clients.clear();
+        self.connections.clear();
+        self.version = version;
     }
 }

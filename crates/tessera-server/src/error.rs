@@ -72,8 +72,9 @@ impl ApiError {
     }
 
     /// The applications or connections changed while a hot path worked from its in-memory
-    /// copies (see `cache.rs`); its write was undone. The handler runs again on fresh reads,
-    /// so this never reaches a client unless the configuration changed twice in that time.
+    /// copies (see `cache.rs`), and its write was undone; or those copies refused the request.
+    /// Either way the handler runs again on fresh reads, which check no version, so this never
+    /// reaches a client.
     pub fn stale_config() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -115,37 +115,14 @@ pub fn identifier(connection: &Connection, raw: &str) -> Option<String> {
 
 /// Checks `code` for `raw_identifier` on `connection`, for `client`. On success the challenge is
 /// returned (consumed in [`Mode::Consume`]).
+///
+/// `version`: when the application and connection came from memory (see `cache.rs`), the
+/// version their copies are tagged with. The statement that counts the attempt also reads the
+/// current version; when it differs, the attempt is given back, nothing else is done, and the
+/// answer is [`ApiError::stale_config`], for the caller to run again on fresh reads. `None`
+/// when they were read from the database.
 #[allow(clippy::too_many_arguments)]
 pub async fn check(
-    st: &AppState,
-    meta: &RequestMeta,
-    client: &Client,
-    connection: &Connection,
-    raw_identifier: &str,
-    code: &str,
-    mode: Mode,
-    accept: Accept,
-) -> Result<Result<Challenge, Failure>, ApiError> {
-    check_versioned(
-        st,
-        meta,
-        client,
-        connection,
-        raw_identifier,
-        code,
-        mode,
-        accept,
-        None,
-    )
-    .await
-}
-
-/// [`check`] for a request whose application and connection came from memory, tagged with
-/// `version` (see `cache.rs`). The statement that counts the attempt also reads the current
-/// version; when it differs, the attempt is given back, nothing else is done, and the answer
-/// is [`ApiError::stale_config`], for the caller to run again on fresh reads.
-#[allow(clippy::too_many_arguments)]
-pub async fn check_versioned(
     st: &AppState,
     meta: &RequestMeta,
     client: &Client,

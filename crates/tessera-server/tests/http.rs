@@ -1338,6 +1338,81 @@ async fn token_endpoint_is_rate_limited_per_ip(backend: &str) {
     );
 }
 
+/// The sign-in hot paths work from in-memory copies of the application and the connection.
+/// A change written by someone else (another node, the CLI: here the store, behind this
+/// server's back) applies to the very next request, whether it now refuses what was allowed
+/// or allows what was refused; and a refusal made from an out-of-date copy is never the answer.
+async fn the_in_memory_configuration_never_answers_out_of_date(h: H) {
+    let store = h.st.store.as_ref();
+    let rwa = || async { store.get_client("rwa").await.unwrap().unwrap() };
+    // Warm the copies up: a sign-in.
+    assert_eq!(h.sign_in("warm@example.com", "openid").await.status, 200);
+
+    // The connection disabled for the application: refused at once.
+    let mut c = rwa().await;
+    let connections = std::mem::take(&mut c.settings.connections);
+    assert!(store.update_client(&c, 1).await.unwrap());
+    let r = h.start("a@example.com").await;
+    assert_eq!(r.err(), (400, "bad.connection", "Connection is disabled"));
+    // Refused again, now from a copy that says so (it is confirmed on fresh reads).
+    assert_eq!(
+        h.start("a@example.com").await.err().2,
+        "Connection is disabled"
+    );
+    // Enabled again behind the server's back: the copy that refuses is not believed.
+    c.settings.connections = connections;
+    assert!(store.update_client(&c, 2).await.unwrap());
+    assert_eq!(h.start("a@example.com").await.status, 200);
+    let code = h.last_code("a@example.com").await;
+
+    // The OTP grant taken away, then given back, the same way.
+    let grants = std::mem::take(&mut c.settings.grant_types);
+    assert!(store.update_client(&c, 3).await.unwrap());
+    assert_eq!(
+        h.otp("a@example.com", &code, "openid").await.err().1,
+        "unauthorized_client"
+    );
+    assert_eq!(
+        h.otp("a@example.com", &code, "openid").await.err().1,
+        "unauthorized_client"
+    );
+    c.settings.grant_types = grants;
+    assert!(store.update_client(&c, 4).await.unwrap());
+    let r = h.otp("a@example.com", &code, "openid").await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // A rotated secret: the old one is refused at the next request, the new one accepted.
+    let r = h.start("b@example.com").await;
+    assert_eq!(r.status, 200);
+    let mut c = rwa().await;
+    c.secret_hash = Some(tessera_core::crypto::sha256(
+        "rotated-secret-rotated-secret-rotated-01",
+    ));
+    assert!(store.update_client(&c, 5).await.unwrap());
+    assert_eq!(h.start("b@example.com").await.err().0, 401);
+    let r = h
+        .post_json(
+            "/passwordless/start",
+            serde_json::json!({"client_id": "rwa", "client_secret": "rotated-secret-rotated-secret-rotated-01",
+                "connection": "email", "email": "b@example.com", "send": "code"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // A code length changed: the next code has it.
+    let mut conn = store.get_connection("email").await.unwrap().unwrap();
+    conn.settings.code_length = 8;
+    assert!(store.update_connection(&conn, 6).await.unwrap());
+    let r = h
+        .post_json(
+            "/passwordless/start",
+            serde_json::json!({"client_id": "rwa", "client_secret": "rotated-secret-rotated-secret-rotated-01",
+                "connection": "email", "email": "c@example.com", "send": "code"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(h.last_code("c@example.com").await.len(), 8);
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1366,6 +1441,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    the_in_memory_configuration_never_answers_out_of_date,
     a_message_whose_code_expired_is_dropped_not_sent,
     refresh_sessions_have_an_absolute_lifetime,
     a_key_rotated_on_another_node_is_accepted_at_once,

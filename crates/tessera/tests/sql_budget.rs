@@ -92,18 +92,16 @@ app_type = "regular_web"
 }
 
 impl Server {
+    async fn scrape(&self) -> String {
+        let r = self.http.get(&self.metrics).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
     /// Statements run so far, by verb. The scrape's own statements are in its answer.
     async fn statements(&self) -> BTreeMap<String, u64> {
-        let text = self
-            .http
-            .get(&self.metrics)
-            .send()
+        self.scrape()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
+            .lines()
             .filter_map(|l| {
                 l.strip_prefix("tessera_store_statement_duration_seconds_count{verb=\"")
             })
@@ -184,14 +182,8 @@ impl Server {
             end = self.statements().await;
             scrapes += 1;
             let depth = self
-                .http
-                .get(&self.metrics)
-                .send()
+                .scrape()
                 .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
                 .lines()
                 .find_map(|l| l.strip_prefix("tessera_outbox_depth "))
                 .map(|n| n.trim().parse::<f64>().unwrap())

@@ -499,6 +499,7 @@ async fn login_verify_inner(
         code,
         Mode::Consume,
         Accept::CodesOnly,
+        None,
     )
     .await?;
     let user = match checked {

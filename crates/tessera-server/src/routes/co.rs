@@ -90,6 +90,7 @@ pub async fn authenticate(
         get("otp"),
         Mode::Consume,
         Accept::CodesOnly,
+        None,
     )
     .await?
     .map_err(|f| f.browser_error(strategy))?;

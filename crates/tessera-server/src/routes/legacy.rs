@@ -127,6 +127,7 @@ pub async fn oauth_ro(
         get("password").unwrap_or_default(),
         Mode::Consume,
         Accept::CodesOnly,
+        None,
     )
     .await?
     .map_err(|f| ro_error(f, strategy))?;

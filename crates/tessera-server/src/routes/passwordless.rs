@@ -16,7 +16,7 @@ use tessera_core::otp;
 use tessera_core::phone::{PhoneError, PhoneNumber};
 use tessera_core::rand::hex_id;
 use tessera_delivery::SmsMessage;
-use tessera_delivery::outbox::{SEAL_PURPOSE, VOID_CHANNEL};
+use tessera_delivery::outbox::{Handed, SEAL_PURPOSE, VOID_CHANNEL};
 use tessera_delivery::templates::{self, EmailVars, SmsVars};
 use tessera_store::{IssueOptions, Issued, NewChallenge, NewOutboxMessage, OutboxMessage};
 
@@ -214,7 +214,11 @@ async fn start_checked(
         }
     };
     if send == "link" {
-        link_params(&client, &mut auth_params)?;
+        match link_params(&client, &mut auth_params) {
+            // The callbacks came from memory: a refusal is confirmed on fresh reads.
+            Err(_) if version.is_some() => return Err(ApiError::stale_config()),
+            other => other?,
+        }
     }
     let (email, phone);
     let to = if sms {
@@ -510,6 +514,10 @@ async fn connection_for(
         ));
     };
     if !client.has_connection(&conn.name) {
+        // A refusal is never taken from the in-memory copies alone: on fresh reads again.
+        if version.is_some() {
+            return Err(ApiError::stale_config());
+        }
         return Err(ApiError::bad_request(
             "bad.connection",
             "Connection is disabled",
@@ -635,10 +643,12 @@ pub async fn issue_code(
     // claims it from the store.
     let handoff = st.outbox_handoff.get();
     let slot = handoff.and_then(|h| h.reserve());
+    let lease = handoff.filter(|_| slot.is_some()).map(|h| h.lease(now));
+    let lease_until = lease.as_ref().map(|(_, until)| *until).unwrap_or(now);
     let options = IssueOptions {
         allow_signup: !connection.settings.disable_signup,
         config_version: version,
-        lease: handoff.filter(|_| slot.is_some()).map(|h| h.lease(now)),
+        lease,
     };
     let deliver = match st
         .store
@@ -653,17 +663,21 @@ pub async fn issue_code(
     };
     match slot {
         Some(slot) => {
-            slot.send(OutboxMessage {
-                id: outbox.id,
-                channel: if deliver {
-                    outbox.channel
-                } else {
-                    VOID_CHANNEL.into()
+            let channel = if deliver {
+                outbox.channel
+            } else {
+                VOID_CHANNEL.into()
+            };
+            slot.send(Handed {
+                message: OutboxMessage {
+                    id: outbox.id,
+                    channel,
+                    payload: outbox.payload,
+                    created_at: now,
+                    not_after: outbox.not_after,
+                    attempts: 1,
                 },
-                payload: outbox.payload,
-                created_at: now,
-                not_after: outbox.not_after,
-                attempts: 1,
+                lease_until,
             });
         }
         None => st.outbox_wake.notify_one(),

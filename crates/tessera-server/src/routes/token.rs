@@ -87,6 +87,10 @@ async fn grant(
         ));
     }
     if !client.allows_grant(grant_type) {
+        // A refusal is never taken from the in-memory copy alone: on fresh reads again.
+        if version.is_some() {
+            return Err(ApiError::stale_config());
+        }
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "unauthorized_client",
@@ -150,7 +154,7 @@ fn audience<'a>(st: &'a AppState, p: &Params) -> Result<Option<&'a ApiConfig>, A
 }
 
 /// The passwordless OTP grant. With `version`, the client and the connection are in-memory
-/// copies of that version, and the attempt's statement checks it (`otpcheck::check_versioned`).
+/// copies of that version, and the attempt's statement checks it (`otpcheck::check`).
 async fn otp_grant(
     st: &AppState,
     meta: &RequestMeta,
@@ -178,13 +182,16 @@ async fn otp_grant(
         ));
     };
     if !client.has_connection(&connection.name) {
+        if version.is_some() {
+            return Err(ApiError::stale_config());
+        }
         return Err(ApiError::bad_request(
             "invalid_request",
             "the connection was disabled",
         ));
     }
     let strategy = connection.strategy;
-    let ch = otpcheck::check_versioned(
+    let ch = otpcheck::check(
         st,
         meta,
         client,

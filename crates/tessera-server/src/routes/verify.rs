@@ -140,6 +140,7 @@ async fn verify_redirect_inner(
             code,
             mode,
             Accept::CodesAndLinks,
+            None,
         )
     };
     // Check first (a right code costs nothing); decide below whether to consume.
@@ -276,6 +277,7 @@ pub async fn verify(
         code,
         Mode::Check,
         Accept::CodesOnly,
+        None,
     )
     .await?
     // invalid_user_password is what makes Lock v2 say "Wrong email or verification code".
