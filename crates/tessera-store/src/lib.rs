@@ -8,6 +8,7 @@
 //! (types in the schema, the outbox claim with `SKIP LOCKED`, migration locking) lives in the
 //! backend's own module and migration folder.
 
+mod batch;
 mod migrate;
 mod model;
 mod postgres;

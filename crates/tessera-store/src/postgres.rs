@@ -12,6 +12,9 @@ pub struct PgStore {
     pub(crate) pool: PgPool,
     /// The same pool: PostgreSQL runs concurrent writers itself.
     pub(crate) writer: PgPool,
+    /// Audit events and delivered messages' deletes, in batches (`batch.rs`).
+    pub(crate) events: crate::batch::Batcher<crate::Event>,
+    pub(crate) delivered: crate::batch::Batcher<String>,
 }
 
 impl PgStore {
@@ -27,9 +30,12 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
+        let (events, delivered) = PgStore::batchers(&pool);
         Ok(PgStore {
             writer: pool.clone(),
             pool,
+            events,
+            delivered,
         })
     }
 }

@@ -525,19 +525,24 @@ macro_rules! sql_store {
                 o: &$crate::IssueOptions,
             ) -> $crate::Result<$crate::Issued> {
                 use sqlx::Row as _;
-                let mut tx = self.writer.begin_with($begin_write).await?;
+                // Two statements, no transaction: the code, stored only if the configuration
+                // is still the caller's, then its message. Holding the one SQLite writer across
+                // both (and the awaits between them) cost more than the statements. Should the
+                // second fail, the code is there without its message: nobody knows it, it
+                // expires, and the next code for the address replaces it.
                 let row = sqlx::query(
                     "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
                      auth_params, created_at, expires_at, attempts, max_attempts, ip, user_agent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12) \
+                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12 \
+                     WHERE CAST($13 AS BIGINT) IS NULL \
+                     OR $13 = (SELECT version FROM config_version WHERE id = 1) \
                      ON CONFLICT (connection, identifier) DO UPDATE SET id = excluded.id, \
                      client_id = excluded.client_id, code_hash = excluded.code_hash, \
                      send = excluded.send, auth_params = excluded.auth_params, \
                      created_at = excluded.created_at, expires_at = excluded.expires_at, \
                      attempts = 0, max_attempts = excluded.max_attempts, ip = excluded.ip, \
                      user_agent = excluded.user_agent \
-                     RETURNING (SELECT version FROM config_version WHERE id = 1) AS config_version, \
-                     (SELECT u.blocked FROM users u WHERE u.connection = $2 AND u.identifier = $3) \
+                     RETURNING (SELECT u.blocked FROM users u WHERE u.connection = $2 AND u.identifier = $3) \
                      AS user_blocked",
                 )
                 .bind(&c.id)
@@ -552,13 +557,14 @@ macro_rules! sql_store {
                 .bind(c.max_attempts)
                 .bind(&c.ip)
                 .bind(&c.user_agent)
-                .fetch_one(&mut *tx)
+                .bind(o.config_version)
+                .fetch_optional(&self.writer)
                 .await?;
-                let version: i64 = row.try_get("config_version")?;
-                if o.config_version.is_some_and(|v| v != version) {
-                    tx.rollback().await?;
-                    return Ok($crate::Issued::Stale { config_version: version });
-                }
+                let Some(row) = row else {
+                    // Nothing written: the version moved (the one way the SELECT is empty).
+                    let config_version = $crate::Store::config_version(self).await?;
+                    return Ok($crate::Issued::Stale { config_version });
+                };
                 let blocked: Option<bool> = row.try_get("user_blocked")?;
                 let delivered = match blocked {
                     Some(b) => !b,
@@ -582,9 +588,8 @@ macro_rules! sql_store {
                 .bind(if o.lease.is_some() { 1i64 } else { 0i64 })
                 .bind(owner)
                 .bind(until)
-                .execute(&mut *tx)
+                .execute(&self.writer)
                 .await?;
-                tx.commit().await?;
                 Ok($crate::Issued::Queued { delivered })
             }
 
@@ -1246,10 +1251,7 @@ macro_rules! sql_store {
                 match outcome {
                     // Delivered and given-up messages go: the payload holds a code.
                     $crate::OutboxOutcome::Delivered | $crate::OutboxOutcome::GiveUp { .. } => {
-                        sqlx::query("DELETE FROM outbox WHERE id = $1")
-                            .bind(id)
-                            .execute(&self.writer)
-                            .await?;
+                        self.delivered.submit(id.to_string()).await?;
                     }
                     $crate::OutboxOutcome::Retry { at, error } => {
                         sqlx::query(
@@ -1366,22 +1368,8 @@ macro_rules! sql_store {
             }
 
             async fn record_event(&self, e: &$crate::Event) -> $crate::Result<()> {
-                sqlx::query(
-                    "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, user_agent, description) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&e.id)
-                .bind(e.at)
-                .bind(&e.kind)
-                .bind(&e.client_id)
-                .bind(&e.connection)
-                .bind(&e.user_id)
-                .bind(&e.ip)
-                .bind(&e.user_agent)
-                .bind(&e.description)
-                .execute(&self.writer)
-                .await?;
-                Ok(())
+                // With the other events of the moment, in one statement (`batch.rs`).
+                self.events.submit(e.clone()).await
             }
 
             async fn list_events(&self, limit: i64) -> $crate::Result<Vec<$crate::Event>> {
@@ -1447,8 +1435,67 @@ macro_rules! sql_store {
                 Ok(n)
             }
         }
+
+        impl $Store {
+            /// The group-commit writers of audit events and of delivered messages' deletes
+            /// (`batch.rs`), writing through `writer`.
+            pub(crate) fn batchers(
+                writer: &sqlx::Pool<$Db>,
+            ) -> ($crate::batch::Batcher<$crate::Event>, $crate::batch::Batcher<String>) {
+                let w = writer.clone();
+                let events = $crate::batch::Batcher::spawn(
+                    $crate::sql::EVENTS_PER_STATEMENT,
+                    Box::new(move |rows: Vec<$crate::Event>| {
+                        let w = w.clone();
+                        Box::pin(async move {
+                            let mut q = sqlx::QueryBuilder::<$Db>::new(
+                                "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, \
+                                 user_agent, description) ",
+                            );
+                            q.push_values(&rows, |mut b, e| {
+                                b.push_bind(&e.id)
+                                    .push_bind(e.at)
+                                    .push_bind(&e.kind)
+                                    .push_bind(&e.client_id)
+                                    .push_bind(&e.connection)
+                                    .push_bind(&e.user_id)
+                                    .push_bind(&e.ip)
+                                    .push_bind(&e.user_agent)
+                                    .push_bind(&e.description);
+                            });
+                            q.build().execute(&w).await?;
+                            Ok(())
+                        })
+                    }),
+                );
+                let w = writer.clone();
+                let delivered = $crate::batch::Batcher::spawn(
+                    $crate::sql::DELETES_PER_STATEMENT,
+                    Box::new(move |ids: Vec<String>| {
+                        let w = w.clone();
+                        Box::pin(async move {
+                            let mut q = sqlx::QueryBuilder::<$Db>::new("DELETE FROM outbox WHERE id IN (");
+                            let mut list = q.separated(", ");
+                            for id in &ids {
+                                list.push_bind(id);
+                            }
+                            q.push(")");
+                            q.build().execute(&w).await?;
+                            Ok(())
+                        })
+                    }),
+                );
+                (events, delivered)
+            }
+        }
     };
 }
+
+/// At most this many audit events go in one `INSERT` (9 parameters each).
+pub(crate) const EVENTS_PER_STATEMENT: usize = 100;
+
+/// At most this many delivered messages go in one `DELETE`.
+pub(crate) const DELETES_PER_STATEMENT: usize = 100;
 
 /// `SELECT <user columns> FROM users <rest>` as one literal.
 macro_rules! const_format_user_select {

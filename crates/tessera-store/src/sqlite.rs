@@ -19,6 +19,9 @@ pub struct SqliteStore {
     /// 5, 10 ms and more) and tries again, which put a tail of 10–80 ms on requests under load.
     /// Writers now queue for this connection and are woken the moment it is free.
     pub(crate) writer: SqlitePool,
+    /// Audit events and delivered messages' deletes, in batches (`batch.rs`).
+    pub(crate) events: crate::batch::Batcher<crate::Event>,
+    pub(crate) delivered: crate::batch::Batcher<String>,
     /// Copies the write-ahead log back into the database file, off the writer (see `connect`).
     checkpointer: tokio::task::JoinHandle<()>,
 }
@@ -102,9 +105,12 @@ impl SqliteStore {
                 }
             }
         });
+        let (events, delivered) = SqliteStore::batchers(&writer);
         Ok(SqliteStore {
             pool,
             writer,
+            events,
+            delivered,
             checkpointer,
         })
     }

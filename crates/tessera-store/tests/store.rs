@@ -1080,6 +1080,98 @@ async fn users_are_listed_searched_and_deleted(s: &dyn Store) {
     );
 }
 
+fn event(id: &str, at: i64) -> Event {
+    Event {
+        id: id.into(),
+        at,
+        kind: "s".into(),
+        client_id: None,
+        connection: None,
+        user_id: None,
+        ip: None,
+        user_agent: None,
+        description: format!("event {id}"),
+    }
+}
+
+/// Events and delivered messages' deletes written together (group commit): every caller's row
+/// is in the database when its call returns, and a bad row fails alone.
+async fn concurrent_events_and_deletes_are_each_written_before_returning(s: Arc<dyn Store>) {
+    s.record_event(&event("dup", 1)).await.unwrap();
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let s = s.clone();
+        calls.spawn(async move {
+            let id = if i == 150 {
+                "dup".to_string()
+            } else {
+                format!("e{i}")
+            };
+            let r = s.record_event(&event(&id, 10 + i)).await;
+            // Written before the call returns: it is found at once.
+            if r.is_ok() {
+                let found = s
+                    .find_events(&EventFilter {
+                        limit: 1000,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                assert!(found.iter().any(|(_, e)| e.id == id), "{id} not found");
+            }
+            (i, r.is_ok())
+        });
+    }
+    while let Some(r) = calls.join_next().await {
+        let (i, ok) = r.unwrap();
+        assert_eq!(ok, i != 150, "event {i}");
+    }
+    let all = s.list_events(1000).await.unwrap();
+    assert_eq!(all.len(), 300); // 299 new ones and the first "dup"
+    assert_eq!(
+        all.iter()
+            .filter(|e| e.id == "dup")
+            .map(|e| e.at)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+
+    for i in 0..200 {
+        s.issue(
+            &challenge(&format!("c{i}"), &format!("a{i}@x.io"), 1),
+            &message(&format!("m{i}"), 100),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.outbox_depth().await.unwrap(), 200);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..150 {
+        let s = s.clone();
+        calls.spawn(async move {
+            s.settle_outbox(&format!("m{i}"), &OutboxOutcome::Delivered)
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(r) = calls.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(s.outbox_depth().await.unwrap(), 50);
+    let left: Vec<String> = s
+        .claim_outbox("A", 200, 60, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(left.len(), 50);
+    assert!(
+        left.iter()
+            .all(|id| id[1..].parse::<usize>().unwrap() >= 150)
+    );
+}
+
 macro_rules! suite {
     ($backend:ident) => {
         mod $backend {
@@ -1181,6 +1273,11 @@ macro_rules! suite {
             async fn sealed_access_tokens_need_the_user_the_application_and_the_grant() {
                 let (s, _db) = open(B).await;
                 super::sealed_access_tokens_need_the_user_the_application_and_the_grant(&*s).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_events_and_deletes_are_each_written_before_returning() {
+                let (s, _db) = open(B).await;
+                super::concurrent_events_and_deletes_are_each_written_before_returning(s).await
             }
             #[tokio::test]
             async fn events_and_purge() {
