@@ -47,8 +47,9 @@ impl<T: Clone + Send + 'static> Batcher<T> {
                             let _ = done.send(Ok(()));
                         }
                     }
-                    // One bad row must not cost the others theirs: each alone, then.
-                    Err(_) if batch.len() > 1 => {
+                    // One bad row must not cost the others theirs: each alone, then. Not when
+                    // the database is unavailable: every row would wait out the timeout again.
+                    Err(e) if batch.len() > 1 && !matches!(e, StoreError::Unavailable(_)) => {
                         for (row, done) in batch.drain(..) {
                             let r = write(vec![row]).await.map_err(|e| failure(&e));
                             let _ = done.send(r);

@@ -1,6 +1,7 @@
 //! Storage for Tessera: one [`Store`] trait made of domain operations, two backends.
 //!
-//! Handlers and the domain never see SQL. Each operation is atomic on its own: the attempt
+//! Handlers and the domain never see SQL. Each operation is atomic on its own (one exception:
+//! `issue_challenge` stores the code, then its message, as two statements): the attempt
 //! counter of a code is incremented by one statement that commits before the code is compared,
 //! so a failed attempt is never lost; a code is consumed by a `DELETE` whose row count decides
 //! which of two racing requests wins. Both backends share the SQL text (written in the common
@@ -99,7 +100,8 @@ impl Default for PoolOptions {
     }
 }
 
-/// Everything Tessera keeps. Each method is one domain operation, atomic on its own.
+/// Everything Tessera keeps. Each method is one domain operation, atomic on its own, except
+/// `issue_challenge` (see there).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Which backend this is ("sqlite" or "postgres").
@@ -146,8 +148,15 @@ pub trait Store: Send + Sync + 'static {
 
     // One-time codes.
     /// Stores a code (replacing any earlier one for the same identity and connection) and
-    /// queues its message, in one transaction of two statements. The first also reads the
-    /// user's `blocked` flag and the configuration version (see [`IssueOptions`]).
+    /// queues its message: two statements, with no transaction around them. The first stores
+    /// the code only if the configuration version is still `options.config_version` (when
+    /// given) and reads the user's `blocked` flag (see [`IssueOptions`]); on another version
+    /// nothing is written and the answer is [`Issued::Stale`]. The second inserts the message.
+    ///
+    /// Unlike the other methods, this one is not atomic: should the second statement fail (or
+    /// the process stop between the two), the code stays stored without its message and the
+    /// call returns the error. Nobody knows that code; it expires, and the next code for the
+    /// identity replaces it. An earlier code it replaced is gone all the same.
     async fn issue_challenge(
         &self,
         challenge: &NewChallenge,
@@ -274,7 +283,9 @@ pub trait Store: Send + Sync + 'static {
         lease_secs: i64,
         limit: i64,
     ) -> Result<Vec<OutboxMessage>>;
-    /// Settles a claimed message.
+    /// Settles a claimed message. A delivered or given-up message is deleted together with
+    /// the others settled at that moment, in one `DELETE … WHERE id IN (…)` (`batch.rs`); the
+    /// call returns once its own message is gone.
     async fn settle_outbox(&self, id: &str, outcome: &OutboxOutcome) -> Result<()>;
     async fn outbox_depth(&self) -> Result<i64>;
 
@@ -309,6 +320,9 @@ pub trait Store: Send + Sync + 'static {
     async fn blocked_until(&self, key: &str, now: UnixTime) -> Result<Option<UnixTime>>;
 
     // Audit events.
+    /// Writes an event, together with the others recorded at that moment, in one multi-row
+    /// `INSERT` (`batch.rs`). The call returns once its own event is written; should a batch
+    /// fail, each of its events is written again alone, so a bad one fails only its caller.
     async fn record_event(&self, event: &Event) -> Result<()>;
     async fn list_events(&self, limit: i64) -> Result<Vec<Event>>;
     /// Events matching `filter`, newest first, with their sequence numbers.

@@ -45,13 +45,21 @@ const RESTART_AFTER_PAGES: i64 = 4096;
 /// holds new writes back for the little copying left and the file's sync, and the next write
 /// starts the log over. Writers wait that short while every few seconds at full load, instead
 /// of at every thousandth page.
-async fn checkpoint(conn: &mut sqlx::SqliteConnection) -> Result<(), sqlx::Error> {
+///
+/// The RESTART holds the writer connection meanwhile: writers then wait in the pool's queue
+/// and are woken the moment it is done, where with the lock alone they would find the
+/// database busy and sleep in SQLite's busy handler (1, 2, 5, 10 ms …) well past its end.
+async fn checkpoint(
+    conn: &mut sqlx::SqliteConnection,
+    writer: &SqlitePool,
+) -> Result<(), sqlx::Error> {
     use sqlx::Row as _;
     let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
         .fetch_one(&mut *conn)
         .await?;
     let log_pages: i64 = row.try_get(1)?;
     if log_pages > RESTART_AFTER_PAGES {
+        let _writer = writer.acquire().await?;
         sqlx::query("PRAGMA wal_checkpoint(RESTART)")
             .execute(&mut *conn)
             .await?;
@@ -96,11 +104,12 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url:?}: {e}"))?;
+        let held = writer.clone();
         let checkpointer = tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
             loop {
                 tick.tick().await;
-                if let Err(e) = checkpoint(&mut own).await {
+                if let Err(e) = checkpoint(&mut own, &held).await {
                     tracing::warn!(error = %e, "SQLite checkpoint failed");
                 }
             }
