@@ -10,6 +10,7 @@
 //! backend's own module and migration folder.
 
 mod batch;
+mod hot;
 mod migrate;
 mod model;
 mod postgres;

@@ -15,6 +15,8 @@ pub struct PgStore {
     /// Audit events and delivered messages' deletes, in batches (`batch.rs`).
     pub(crate) events: crate::batch::Batcher<crate::Event>,
     pub(crate) delivered: crate::batch::Batcher<String>,
+    /// The sign-in hot paths' writes: on a pooled connection, in the caller's task.
+    pub(crate) hot: crate::hot::HotWriter<sqlx::Postgres>,
 }
 
 impl PgStore {
@@ -30,8 +32,10 @@ impl PgStore {
             .connect_with(connect)
             .await
             .map_err(|e| anyhow::anyhow!("cannot connect to PostgreSQL: {e}"))?;
-        let (events, delivered) = PgStore::batchers(&pool);
+        let hot = crate::hot::HotWriter::inline(&pool);
+        let (events, delivered) = PgStore::batchers(&hot);
         Ok(PgStore {
+            hot,
             writer: pool.clone(),
             pool,
             events,

@@ -530,66 +530,72 @@ macro_rules! sql_store {
                 // both (and the awaits between them) cost more than the statements. Should the
                 // second fail, the code is there without its message: nobody knows it, it
                 // expires, and the next code for the address replaces it.
-                let row = sqlx::query(
-                    "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
-                     auth_params, created_at, expires_at, attempts, max_attempts, ip, user_agent) \
-                     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12 \
-                     WHERE CAST($13 AS BIGINT) IS NULL \
-                     OR $13 = (SELECT version FROM config_version WHERE id = 1) \
-                     ON CONFLICT (connection, identifier) DO UPDATE SET id = excluded.id, \
-                     client_id = excluded.client_id, code_hash = excluded.code_hash, \
-                     send = excluded.send, auth_params = excluded.auth_params, \
-                     created_at = excluded.created_at, expires_at = excluded.expires_at, \
-                     attempts = 0, max_attempts = excluded.max_attempts, ip = excluded.ip, \
-                     user_agent = excluded.user_agent \
-                     RETURNING (SELECT u.blocked FROM users u WHERE u.connection = $2 AND u.identifier = $3) \
-                     AS user_blocked",
-                )
-                .bind(&c.id)
-                .bind(&c.connection)
-                .bind(&c.identifier)
-                .bind(&c.client_id)
-                .bind(&c.code_hash)
-                .bind(&c.send)
-                .bind(&c.auth_params)
-                .bind(c.created_at)
-                .bind(c.expires_at)
-                .bind(c.max_attempts)
-                .bind(&c.ip)
-                .bind(&c.user_agent)
-                .bind(o.config_version)
-                .fetch_optional(&self.writer)
-                .await?;
-                let Some(row) = row else {
+                let (c, m, o) = (c.clone(), m.clone(), o.clone());
+                // Both statements in one turn of the writer (`hot.rs`). None: another version.
+                let delivered = self.hot.run(move |conn| Box::pin(async move {
+                    let row = sqlx::query(
+                        "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
+                         auth_params, created_at, expires_at, attempts, max_attempts, ip, user_agent) \
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12 \
+                         WHERE CAST($13 AS BIGINT) IS NULL \
+                         OR $13 = (SELECT version FROM config_version WHERE id = 1) \
+                         ON CONFLICT (connection, identifier) DO UPDATE SET id = excluded.id, \
+                         client_id = excluded.client_id, code_hash = excluded.code_hash, \
+                         send = excluded.send, auth_params = excluded.auth_params, \
+                         created_at = excluded.created_at, expires_at = excluded.expires_at, \
+                         attempts = 0, max_attempts = excluded.max_attempts, ip = excluded.ip, \
+                         user_agent = excluded.user_agent \
+                         RETURNING (SELECT u.blocked FROM users u WHERE u.connection = $2 AND u.identifier = $3) \
+                         AS user_blocked",
+                    )
+                    .bind(&c.id)
+                    .bind(&c.connection)
+                    .bind(&c.identifier)
+                    .bind(&c.client_id)
+                    .bind(&c.code_hash)
+                    .bind(&c.send)
+                    .bind(&c.auth_params)
+                    .bind(c.created_at)
+                    .bind(c.expires_at)
+                    .bind(c.max_attempts)
+                    .bind(&c.ip)
+                    .bind(&c.user_agent)
+                    .bind(o.config_version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
                     // Nothing written: the version moved (the one way the SELECT is empty).
+                    let Some(row) = row else { return Ok(None) };
+                    let blocked: Option<bool> = row.try_get("user_blocked")?;
+                    let delivered = match blocked {
+                        Some(b) => !b,
+                        None => o.allow_signup,
+                    };
+                    let channel = if delivered { m.channel.as_str() } else { $crate::VOID_CHANNEL };
+                    let (owner, until) = match &o.lease {
+                        Some((owner, until)) => (Some(owner.as_str()), Some(*until)),
+                        None => (None, None),
+                    };
+                    sqlx::query(
+                        "INSERT INTO outbox (id, channel, payload, created_at, not_after, attempts, \
+                         next_attempt_at, lease_owner, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $4, $7, $8)",
+                    )
+                    .bind(&m.id)
+                    .bind(channel)
+                    .bind(&m.payload)
+                    .bind(m.created_at)
+                    .bind(m.not_after)
+                    // A leased message counts its first delivery attempt now, as a claim does.
+                    .bind(if o.lease.is_some() { 1i64 } else { 0i64 })
+                    .bind(owner)
+                    .bind(until)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(Some(delivered))
+                })).await?;
+                let Some(delivered) = delivered else {
                     let config_version = $crate::Store::config_version(self).await?;
                     return Ok($crate::Issued::Stale { config_version });
                 };
-                let blocked: Option<bool> = row.try_get("user_blocked")?;
-                let delivered = match blocked {
-                    Some(b) => !b,
-                    None => o.allow_signup,
-                };
-                let channel = if delivered { m.channel.as_str() } else { $crate::VOID_CHANNEL };
-                let (owner, until) = match &o.lease {
-                    Some((owner, until)) => (Some(owner.as_str()), Some(*until)),
-                    None => (None, None),
-                };
-                sqlx::query(
-                    "INSERT INTO outbox (id, channel, payload, created_at, not_after, attempts, \
-                     next_attempt_at, lease_owner, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $4, $7, $8)",
-                )
-                .bind(&m.id)
-                .bind(channel)
-                .bind(&m.payload)
-                .bind(m.created_at)
-                .bind(m.not_after)
-                // A leased message counts its first delivery attempt now, as a claim does.
-                .bind(if o.lease.is_some() { 1i64 } else { 0i64 })
-                .bind(owner)
-                .bind(until)
-                .execute(&self.writer)
-                .await?;
                 Ok($crate::Issued::Queued { delivered })
             }
 
@@ -601,19 +607,23 @@ macro_rules! sql_store {
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<$crate::Attempt> {
                 use sqlx::Row as _;
-                let row = sqlx::query($crate::sql::const_format_challenge_returning!(
-                    "UPDATE challenges SET attempts = attempts + 1 \
-                     WHERE connection = $1 AND identifier = $2 AND NOT EXISTS \
-                     (SELECT 1 FROM blocks WHERE key IN ($3, $4) AND blocked_until > $5) \
-                     RETURNING (SELECT version FROM config_version WHERE id = 1) AS config_version, "
-                ))
-                .bind(connection)
-                .bind(identifier)
-                .bind(lockout_keys[0])
-                .bind(lockout_keys[1])
-                .bind(now)
-                .fetch_optional(&self.writer)
-                .await?;
+                let (conn_name, ident) = (connection.to_string(), identifier.to_string());
+                let keys = [lockout_keys[0].to_string(), lockout_keys[1].to_string()];
+                let row = self.hot.run(move |conn| Box::pin(async move {
+                    Ok(sqlx::query($crate::sql::const_format_challenge_returning!(
+                        "UPDATE challenges SET attempts = attempts + 1 \
+                         WHERE connection = $1 AND identifier = $2 AND NOT EXISTS \
+                         (SELECT 1 FROM blocks WHERE key IN ($3, $4) AND blocked_until > $5) \
+                         RETURNING (SELECT version FROM config_version WHERE id = 1) AS config_version, "
+                    ))
+                    .bind(&conn_name)
+                    .bind(&ident)
+                    .bind(&keys[0])
+                    .bind(&keys[1])
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?)
+                })).await?;
                 if let Some(row) = row {
                     return Ok($crate::Attempt::Counted {
                         challenge: $crate::sql::challenge_from_row(&row)?,
@@ -638,10 +648,13 @@ macro_rules! sql_store {
             }
 
             async fn consume_challenge(&self, id: &str) -> $crate::Result<bool> {
-                let r = sqlx::query("DELETE FROM challenges WHERE id = $1")
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?;
+                let id = id.to_string();
+                let r = self.hot.run(move |conn| Box::pin(async move {
+                    Ok(sqlx::query("DELETE FROM challenges WHERE id = $1")
+                        .bind(&id)
+                        .execute(&mut *conn)
+                        .await?)
+                })).await?;
                 Ok(r.rows_affected() == 1)
             }
 
@@ -708,11 +721,14 @@ macro_rules! sql_store {
             }
 
             async fn refund_attempt(&self, id: &str) -> $crate::Result<()> {
-                sqlx::query("UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
-                    .bind(id)
-                    .execute(&self.writer)
-                    .await?;
-                Ok(())
+                let id = id.to_string();
+                self.hot.run(move |conn| Box::pin(async move {
+                    sqlx::query("UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
+                        .bind(&id)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })).await
             }
 
             async fn find_user(
@@ -765,47 +781,51 @@ macro_rules! sql_store {
             ) -> $crate::Result<$crate::SignIn> {
                 // One statement: an upsert when sign-up is open (a new user, or a returning one
                 // who is not blocked), else an update of an existing user who is not blocked.
-                let row = if allow_signup {
-                    sqlx::query($crate::sql::const_format_user_update!(
-                        "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
-                         phone_number, phone_verified, name, nickname, picture, created_at, \
-                         updated_at, last_login, logins_count, blocked) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, 1, FALSE) \
-                         ON CONFLICT (connection, identifier) DO UPDATE SET \
-                         last_login = excluded.last_login, updated_at = excluded.updated_at, \
-                         logins_count = users.logins_count + 1, \
-                         email_verified = (users.email_verified OR excluded.email_verified), \
-                         phone_verified = (users.phone_verified OR excluded.phone_verified) \
-                         WHERE NOT users.blocked RETURNING "
-                    ))
-                    .bind(&u.user_id)
-                    .bind(&u.connection)
-                    .bind(identifier)
-                    .bind(&u.email)
-                    .bind(u.email_verified)
-                    .bind(&u.phone_number)
-                    .bind(u.phone_verified)
-                    .bind(&u.name)
-                    .bind(&u.nickname)
-                    .bind(&u.picture)
-                    .bind(now)
-                    .fetch_optional(&self.writer)
-                    .await?
-                } else {
-                    sqlx::query($crate::sql::const_format_user_update!(
-                        "UPDATE users SET last_login = $3, updated_at = $3, \
-                         logins_count = logins_count + 1, \
-                         email_verified = (email_verified OR $4), phone_verified = (phone_verified OR $5) \
-                         WHERE connection = $1 AND identifier = $2 AND NOT blocked RETURNING "
-                    ))
-                    .bind(&u.connection)
-                    .bind(identifier)
-                    .bind(now)
-                    .bind(u.email_verified)
-                    .bind(u.phone_verified)
-                    .fetch_optional(&self.writer)
-                    .await?
-                };
+                let (cand, ident) = (u.clone(), identifier.to_string());
+                let row = self.hot.run(move |conn| Box::pin(async move {
+                    let (u, identifier) = (&cand, ident.as_str());
+                    Ok(if allow_signup {
+                        sqlx::query($crate::sql::const_format_user_update!(
+                            "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
+                             phone_number, phone_verified, name, nickname, picture, created_at, \
+                             updated_at, last_login, logins_count, blocked) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, 1, FALSE) \
+                             ON CONFLICT (connection, identifier) DO UPDATE SET \
+                             last_login = excluded.last_login, updated_at = excluded.updated_at, \
+                             logins_count = users.logins_count + 1, \
+                             email_verified = (users.email_verified OR excluded.email_verified), \
+                             phone_verified = (users.phone_verified OR excluded.phone_verified) \
+                             WHERE NOT users.blocked RETURNING "
+                        ))
+                        .bind(&u.user_id)
+                        .bind(&u.connection)
+                        .bind(identifier)
+                        .bind(&u.email)
+                        .bind(u.email_verified)
+                        .bind(&u.phone_number)
+                        .bind(u.phone_verified)
+                        .bind(&u.name)
+                        .bind(&u.nickname)
+                        .bind(&u.picture)
+                        .bind(now)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                    } else {
+                        sqlx::query($crate::sql::const_format_user_update!(
+                            "UPDATE users SET last_login = $3, updated_at = $3, \
+                             logins_count = logins_count + 1, \
+                             email_verified = (email_verified OR $4), phone_verified = (phone_verified OR $5) \
+                             WHERE connection = $1 AND identifier = $2 AND NOT blocked RETURNING "
+                        ))
+                        .bind(&u.connection)
+                        .bind(identifier)
+                        .bind(now)
+                        .bind(u.email_verified)
+                        .bind(u.phone_verified)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                    })
+                })).await?;
                 if let Some(row) = row {
                     let user = $crate::sql::user_from_row(&row)?;
                     // The candidate's id is new and random: it comes back only when inserted.
@@ -1440,14 +1460,13 @@ macro_rules! sql_store {
             /// The group-commit writers of audit events and of delivered messages' deletes
             /// (`batch.rs`), writing through `writer`.
             pub(crate) fn batchers(
-                writer: &sqlx::Pool<$Db>,
+                hot: &$crate::hot::HotWriter<$Db>,
             ) -> ($crate::batch::Batcher<$crate::Event>, $crate::batch::Batcher<String>) {
-                let w = writer.clone();
+                let w = hot.clone();
                 let events = $crate::batch::Batcher::spawn(
                     $crate::sql::EVENTS_PER_STATEMENT,
                     Box::new(move |rows: Vec<$crate::Event>| {
-                        let w = w.clone();
-                        Box::pin(async move {
+                        w.clone().run_owned(move |conn| Box::pin(async move {
                             let mut q = sqlx::QueryBuilder::<$Db>::new(
                                 "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, \
                                  user_agent, description) ",
@@ -1463,26 +1482,25 @@ macro_rules! sql_store {
                                     .push_bind(&e.user_agent)
                                     .push_bind(&e.description);
                             });
-                            q.build().execute(&w).await?;
+                            q.build().execute(&mut *conn).await?;
                             Ok(())
-                        })
+                        }))
                     }),
                 );
-                let w = writer.clone();
+                let w = hot.clone();
                 let delivered = $crate::batch::Batcher::spawn(
                     $crate::sql::DELETES_PER_STATEMENT,
                     Box::new(move |ids: Vec<String>| {
-                        let w = w.clone();
-                        Box::pin(async move {
+                        w.clone().run_owned(move |conn| Box::pin(async move {
                             let mut q = sqlx::QueryBuilder::<$Db>::new("DELETE FROM outbox WHERE id IN (");
                             let mut list = q.separated(", ");
                             for id in &ids {
                                 list.push_bind(id);
                             }
                             q.push(")");
-                            q.build().execute(&w).await?;
+                            q.build().execute(&mut *conn).await?;
                             Ok(())
-                        })
+                        }))
                     }),
                 );
                 (events, delivered)

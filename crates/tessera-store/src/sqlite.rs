@@ -22,6 +22,8 @@ pub struct SqliteStore {
     /// Audit events and delivered messages' deletes, in batches (`batch.rs`).
     pub(crate) events: crate::batch::Batcher<crate::Event>,
     pub(crate) delivered: crate::batch::Batcher<String>,
+    /// The sign-in hot paths' writes, run by a thread of their own (`hot.rs`).
+    pub(crate) hot: crate::hot::HotWriter<sqlx::Sqlite>,
     /// Copies the write-ahead log back into the database file, off the writer (see `connect`).
     checkpointer: tokio::task::JoinHandle<()>,
 }
@@ -114,8 +116,11 @@ impl SqliteStore {
                 }
             }
         });
-        let (events, delivered) = SqliteStore::batchers(&writer);
+        let hot = crate::hot::HotWriter::thread(&writer)
+            .map_err(|e| anyhow::anyhow!("cannot start the SQLite writer thread: {e}"))?;
+        let (events, delivered) = SqliteStore::batchers(&hot);
         Ok(SqliteStore {
+            hot,
             pool,
             writer,
             events,
