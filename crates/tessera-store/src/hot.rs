@@ -110,9 +110,7 @@ impl<DB: sqlx::Database> HotWriter<DB> {
             }
         }
     }
-}
 
-impl<DB: sqlx::Database> HotWriter<DB> {
     /// [`HotWriter::run`] as a future that owns its writer (for the batchers of `batch.rs`).
     pub(crate) fn run_owned<T, F>(self, op: F) -> BoxFuture<'static, Result<T>>
     where

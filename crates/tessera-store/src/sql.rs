@@ -526,12 +526,12 @@ macro_rules! sql_store {
             ) -> $crate::Result<$crate::Issued> {
                 use sqlx::Row as _;
                 // Two statements, no transaction: the code, stored only if the configuration
-                // is still the caller's, then its message. Holding the one SQLite writer across
-                // both (and the awaits between them) cost more than the statements. Should the
-                // second fail, the code is there without its message: nobody knows it, it
-                // expires, and the next code for the address replaces it.
+                // is still the caller's, then its message, both in one turn of the writer
+                // (`hot.rs`). A transaction would add a BEGIN and a COMMIT, two more trips to
+                // the one SQLite writer. Should the second fail, the code is there without its
+                // message: nobody knows it, it expires, and the next code for the address
+                // replaces it. The operation answers None on another version.
                 let (c, m, o) = (c.clone(), m.clone(), o.clone());
-                // Both statements in one turn of the writer (`hot.rs`). None: another version.
                 let delivered = self.hot.run(move |conn| Box::pin(async move {
                     let row = sqlx::query(
                         "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
@@ -1458,7 +1458,7 @@ macro_rules! sql_store {
 
         impl $Store {
             /// The group-commit writers of audit events and of delivered messages' deletes
-            /// (`batch.rs`), writing through `writer`.
+            /// (`batch.rs`), writing through the hot paths' writer (`hot.rs`).
             pub(crate) fn batchers(
                 hot: &$crate::hot::HotWriter<$Db>,
             ) -> ($crate::batch::Batcher<$crate::Event>, $crate::batch::Batcher<String>) {

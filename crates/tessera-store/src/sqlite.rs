@@ -106,6 +106,10 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url:?}: {e}"))?;
+        // Before the checkpointer starts, so that a failure here leaves no task behind.
+        let hot = crate::hot::HotWriter::thread(&writer)
+            .map_err(|e| anyhow::anyhow!("cannot start the SQLite writer thread: {e}"))?;
+        let (events, delivered) = SqliteStore::batchers(&hot);
         let held = writer.clone();
         let checkpointer = tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -116,9 +120,6 @@ impl SqliteStore {
                 }
             }
         });
-        let hot = crate::hot::HotWriter::thread(&writer)
-            .map_err(|e| anyhow::anyhow!("cannot start the SQLite writer thread: {e}"))?;
-        let (events, delivered) = SqliteStore::batchers(&hot);
         Ok(SqliteStore {
             hot,
             pool,
