@@ -42,14 +42,25 @@ struct StoreHistogram {
     count: u64,
 }
 
-/// Store statement latency by verb, process-wide: filled by [`StoreLatencyLayer`] from sqlx's
-/// own per-statement events.
+/// Store statement latency by verb, process-wide: filled by [`StoreLatencyLayer`] from the
+/// per-statement events of sqlx and of SQLite's writer thread.
 static STORE: Mutex<BTreeMap<&'static str, StoreHistogram>> = Mutex::new(BTreeMap::new());
 
-/// A tracing layer that times every SQL statement, from the `elapsed_secs` field of sqlx's
-/// `sqlx::query` events (emitted at DEBUG; give this layer its own filter so the log's level
-/// does not decide). Only the statement's verb is kept, so the label stays bounded.
+/// A tracing layer that times every SQL statement, from the `elapsed_secs` field of the
+/// events of [`STATEMENT_TARGETS`]: sqlx's `sqlx::query`, and `tessera_store::query` for the
+/// statements SQLite's writer thread runs itself, both at DEBUG (give this layer the filter
+/// [`statement_events`] so the log's level does not decide). Only the statement's verb is
+/// kept, so the label stays bounded.
 pub struct StoreLatencyLayer;
+
+/// The targets of per-statement events.
+pub const STATEMENT_TARGETS: [&str; 2] = ["sqlx::query", "tessera_store::query"];
+
+/// The filter for [`StoreLatencyLayer`]: every statement event, whatever the log's level.
+pub fn statement_events() -> tracing_subscriber::filter::Targets {
+    tracing_subscriber::filter::Targets::new()
+        .with_targets(STATEMENT_TARGETS.map(|t| (t, tracing::Level::DEBUG)))
+}
 
 #[derive(Default)]
 struct QueryFields {
@@ -85,7 +96,7 @@ fn verb(sql: &str) -> &'static str {
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StoreLatencyLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        if event.metadata().target() != "sqlx::query" {
+        if !STATEMENT_TARGETS.contains(&event.metadata().target()) {
             return;
         }
         let mut f = QueryFields::default();

@@ -12,17 +12,15 @@ use tower::ServiceExt as _;
 
 #[tokio::test]
 async fn metrics_count_requests_events_and_the_outbox_and_requests_carry_ids() {
-    // As the binary does: every SQL statement timed for /metrics, from sqlx's own events.
+    // As the binary does: every SQL statement timed for /metrics, from the statements' own events.
     {
         use tracing_subscriber::Layer as _;
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
         tracing_subscriber::registry()
             .with(
-                tessera_server::metrics::StoreLatencyLayer.with_filter(
-                    tracing_subscriber::filter::Targets::new()
-                        .with_target("sqlx::query", tracing::Level::DEBUG),
-                ),
+                tessera_server::metrics::StoreLatencyLayer
+                    .with_filter(tessera_server::metrics::statement_events()),
             )
             .init();
     }

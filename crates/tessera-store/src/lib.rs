@@ -16,6 +16,7 @@ mod model;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_hot;
 pub mod testdb;
 
 use async_trait::async_trait;

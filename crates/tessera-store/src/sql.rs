@@ -105,7 +105,7 @@ where
     })
 }
 
-fn metadata(
+pub(crate) fn metadata(
     text: String,
     what: &str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
@@ -524,74 +524,11 @@ macro_rules! sql_store {
                 m: &$crate::NewOutboxMessage,
                 o: &$crate::IssueOptions,
             ) -> $crate::Result<$crate::Issued> {
-                use sqlx::Row as _;
-                // Two statements, no transaction: the code, stored only if the configuration
-                // is still the caller's, then its message, both in one turn of the writer
-                // (`hot.rs`). A transaction would add a BEGIN and a COMMIT, two more trips to
-                // the one SQLite writer. Should the second fail, the code is there without its
-                // message: nobody knows it, it expires, and the next code for the address
-                // replaces it. The operation answers None on another version.
-                let (c, m, o) = (c.clone(), m.clone(), o.clone());
-                let delivered = self.hot.run(move |conn| Box::pin(async move {
-                    let row = sqlx::query(
-                        "INSERT INTO challenges (id, connection, identifier, client_id, code_hash, send, \
-                         auth_params, created_at, expires_at, attempts, max_attempts, ip, user_agent) \
-                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12 \
-                         WHERE CAST($13 AS BIGINT) IS NULL \
-                         OR $13 = (SELECT version FROM config_version WHERE id = 1) \
-                         ON CONFLICT (connection, identifier) DO UPDATE SET id = excluded.id, \
-                         client_id = excluded.client_id, code_hash = excluded.code_hash, \
-                         send = excluded.send, auth_params = excluded.auth_params, \
-                         created_at = excluded.created_at, expires_at = excluded.expires_at, \
-                         attempts = 0, max_attempts = excluded.max_attempts, ip = excluded.ip, \
-                         user_agent = excluded.user_agent \
-                         RETURNING (SELECT u.blocked FROM users u WHERE u.connection = $2 AND u.identifier = $3) \
-                         AS user_blocked",
-                    )
-                    .bind(&c.id)
-                    .bind(&c.connection)
-                    .bind(&c.identifier)
-                    .bind(&c.client_id)
-                    .bind(&c.code_hash)
-                    .bind(&c.send)
-                    .bind(&c.auth_params)
-                    .bind(c.created_at)
-                    .bind(c.expires_at)
-                    .bind(c.max_attempts)
-                    .bind(&c.ip)
-                    .bind(&c.user_agent)
-                    .bind(o.config_version)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    // Nothing written: the version moved (the one way the SELECT is empty).
-                    let Some(row) = row else { return Ok(None) };
-                    let blocked: Option<bool> = row.try_get("user_blocked")?;
-                    let delivered = match blocked {
-                        Some(b) => !b,
-                        None => o.allow_signup,
-                    };
-                    let channel = if delivered { m.channel.as_str() } else { $crate::VOID_CHANNEL };
-                    let (owner, until) = match &o.lease {
-                        Some((owner, until)) => (Some(owner.as_str()), Some(*until)),
-                        None => (None, None),
-                    };
-                    sqlx::query(
-                        "INSERT INTO outbox (id, channel, payload, created_at, not_after, attempts, \
-                         next_attempt_at, lease_owner, lease_until) VALUES ($1, $2, $3, $4, $5, $6, $4, $7, $8)",
-                    )
-                    .bind(&m.id)
-                    .bind(channel)
-                    .bind(&m.payload)
-                    .bind(m.created_at)
-                    .bind(m.not_after)
-                    // A leased message counts its first delivery attempt now, as a claim does.
-                    .bind(if o.lease.is_some() { 1i64 } else { 0i64 })
-                    .bind(owner)
-                    .bind(until)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(Some(delivered))
-                })).await?;
+                // Two statements, no transaction of their own (`hot.rs`): the code, stored
+                // only if the configuration is still the caller's, then its message. Should
+                // the second fail, the code is there without its message: nobody knows it, it
+                // expires, and the next code for the address replaces it. None: another version.
+                let delivered = $crate::hot::HotPaths::issue(self, c, m, o).await?;
                 let Some(delivered) = delivered else {
                     let config_version = $crate::Store::config_version(self).await?;
                     return Ok($crate::Issued::Stale { config_version });
@@ -607,28 +544,10 @@ macro_rules! sql_store {
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<$crate::Attempt> {
                 use sqlx::Row as _;
-                let (conn_name, ident) = (connection.to_string(), identifier.to_string());
-                let keys = [lockout_keys[0].to_string(), lockout_keys[1].to_string()];
-                let row = self.hot.run(move |conn| Box::pin(async move {
-                    Ok(sqlx::query($crate::sql::const_format_challenge_returning!(
-                        "UPDATE challenges SET attempts = attempts + 1 \
-                         WHERE connection = $1 AND identifier = $2 AND NOT EXISTS \
-                         (SELECT 1 FROM blocks WHERE key IN ($3, $4) AND blocked_until > $5) \
-                         RETURNING (SELECT version FROM config_version WHERE id = 1) AS config_version, "
-                    ))
-                    .bind(&conn_name)
-                    .bind(&ident)
-                    .bind(&keys[0])
-                    .bind(&keys[1])
-                    .bind(now)
-                    .fetch_optional(&mut *conn)
-                    .await?)
-                })).await?;
-                if let Some(row) = row {
-                    return Ok($crate::Attempt::Counted {
-                        challenge: $crate::sql::challenge_from_row(&row)?,
-                        config_version: row.try_get("config_version")?,
-                    });
+                let counted =
+                    $crate::hot::HotPaths::count(self, connection, identifier, lockout_keys, now).await?;
+                if let Some((challenge, config_version)) = counted {
+                    return Ok($crate::Attempt::Counted { challenge, config_version });
                 }
                 // Nothing counted: either no code is pending or the identity is locked out.
                 let row = sqlx::query(
@@ -648,14 +567,7 @@ macro_rules! sql_store {
             }
 
             async fn consume_challenge(&self, id: &str) -> $crate::Result<bool> {
-                let id = id.to_string();
-                let r = self.hot.run(move |conn| Box::pin(async move {
-                    Ok(sqlx::query("DELETE FROM challenges WHERE id = $1")
-                        .bind(&id)
-                        .execute(&mut *conn)
-                        .await?)
-                })).await?;
-                Ok(r.rows_affected() == 1)
+                $crate::hot::HotPaths::consume(self, id).await
             }
 
             async fn pending_client(
@@ -721,14 +633,7 @@ macro_rules! sql_store {
             }
 
             async fn refund_attempt(&self, id: &str) -> $crate::Result<()> {
-                let id = id.to_string();
-                self.hot.run(move |conn| Box::pin(async move {
-                    sqlx::query("UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
-                        .bind(&id)
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })).await
+                $crate::hot::HotPaths::refund(self, id).await
             }
 
             async fn find_user(
@@ -781,53 +686,8 @@ macro_rules! sql_store {
             ) -> $crate::Result<$crate::SignIn> {
                 // One statement: an upsert when sign-up is open (a new user, or a returning one
                 // who is not blocked), else an update of an existing user who is not blocked.
-                let (cand, ident) = (u.clone(), identifier.to_string());
-                let row = self.hot.run(move |conn| Box::pin(async move {
-                    let (u, identifier) = (&cand, ident.as_str());
-                    Ok(if allow_signup {
-                        sqlx::query($crate::sql::const_format_user_update!(
-                            "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
-                             phone_number, phone_verified, name, nickname, picture, created_at, \
-                             updated_at, last_login, logins_count, blocked) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, 1, FALSE) \
-                             ON CONFLICT (connection, identifier) DO UPDATE SET \
-                             last_login = excluded.last_login, updated_at = excluded.updated_at, \
-                             logins_count = users.logins_count + 1, \
-                             email_verified = (users.email_verified OR excluded.email_verified), \
-                             phone_verified = (users.phone_verified OR excluded.phone_verified) \
-                             WHERE NOT users.blocked RETURNING "
-                        ))
-                        .bind(&u.user_id)
-                        .bind(&u.connection)
-                        .bind(identifier)
-                        .bind(&u.email)
-                        .bind(u.email_verified)
-                        .bind(&u.phone_number)
-                        .bind(u.phone_verified)
-                        .bind(&u.name)
-                        .bind(&u.nickname)
-                        .bind(&u.picture)
-                        .bind(now)
-                        .fetch_optional(&mut *conn)
-                        .await?
-                    } else {
-                        sqlx::query($crate::sql::const_format_user_update!(
-                            "UPDATE users SET last_login = $3, updated_at = $3, \
-                             logins_count = logins_count + 1, \
-                             email_verified = (email_verified OR $4), phone_verified = (phone_verified OR $5) \
-                             WHERE connection = $1 AND identifier = $2 AND NOT blocked RETURNING "
-                        ))
-                        .bind(&u.connection)
-                        .bind(identifier)
-                        .bind(now)
-                        .bind(u.email_verified)
-                        .bind(u.phone_verified)
-                        .fetch_optional(&mut *conn)
-                        .await?
-                    })
-                })).await?;
-                if let Some(row) = row {
-                    let user = $crate::sql::user_from_row(&row)?;
+                let row = $crate::hot::HotPaths::sign_in(self, u, identifier, allow_signup, now).await?;
+                if let Some(user) = row {
                     // The candidate's id is new and random: it comes back only when inserted.
                     let created = user.user_id == u.user_id;
                     return Ok($crate::SignIn::Ok { user, created });
@@ -1456,56 +1316,6 @@ macro_rules! sql_store {
             }
         }
 
-        impl $Store {
-            /// The group-commit writers of audit events and of delivered messages' deletes
-            /// (`batch.rs`), writing through the hot paths' writer (`hot.rs`).
-            pub(crate) fn batchers(
-                hot: &$crate::hot::HotWriter<$Db>,
-            ) -> ($crate::batch::Batcher<$crate::Event>, $crate::batch::Batcher<String>) {
-                let w = hot.clone();
-                let events = $crate::batch::Batcher::spawn(
-                    $crate::sql::EVENTS_PER_STATEMENT,
-                    Box::new(move |rows: Vec<$crate::Event>| {
-                        w.clone().run_owned(move |conn| Box::pin(async move {
-                            let mut q = sqlx::QueryBuilder::<$Db>::new(
-                                "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, \
-                                 user_agent, description) ",
-                            );
-                            q.push_values(&rows, |mut b, e| {
-                                b.push_bind(&e.id)
-                                    .push_bind(e.at)
-                                    .push_bind(&e.kind)
-                                    .push_bind(&e.client_id)
-                                    .push_bind(&e.connection)
-                                    .push_bind(&e.user_id)
-                                    .push_bind(&e.ip)
-                                    .push_bind(&e.user_agent)
-                                    .push_bind(&e.description);
-                            });
-                            q.build().execute(&mut *conn).await?;
-                            Ok(())
-                        }))
-                    }),
-                );
-                let w = hot.clone();
-                let delivered = $crate::batch::Batcher::spawn(
-                    $crate::sql::DELETES_PER_STATEMENT,
-                    Box::new(move |ids: Vec<String>| {
-                        w.clone().run_owned(move |conn| Box::pin(async move {
-                            let mut q = sqlx::QueryBuilder::<$Db>::new("DELETE FROM outbox WHERE id IN (");
-                            let mut list = q.separated(", ");
-                            for id in &ids {
-                                list.push_bind(id);
-                            }
-                            q.push(")");
-                            q.build().execute(&mut *conn).await?;
-                            Ok(())
-                        }))
-                    }),
-                );
-                (events, delivered)
-            }
-        }
     };
 }
 
@@ -1550,6 +1360,89 @@ macro_rules! const_format_challenge_returning {
     };
 }
 
-pub(crate) use {
-    const_format_challenge_returning, const_format_user_select, const_format_user_update, sql_store,
-};
+pub(crate) use {const_format_user_select, sql_store};
+
+// The sign-in hot paths' statements (`hot.rs`), run by each backend its own way: PostgreSQL
+// through sqlx (`postgres.rs`), SQLite in place on its writer thread (`sqlite_hot.rs`). The
+// parameters are numbered (`$1`) and bound by number in both.
+
+/// Stores a code unless the configuration moved (`$13`, NULL for no check), replacing any
+/// earlier code for the identity; returns whether its user is blocked (NULL: no such user).
+pub(crate) const ISSUE_CHALLENGE: &str = "INSERT INTO challenges (id, connection, identifier, \
+    client_id, code_hash, send, auth_params, created_at, expires_at, attempts, max_attempts, ip, \
+    user_agent) \
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12 \
+    WHERE CAST($13 AS BIGINT) IS NULL \
+    OR $13 = (SELECT version FROM config_version WHERE id = 1) \
+    ON CONFLICT (connection, identifier) DO UPDATE SET id = excluded.id, \
+    client_id = excluded.client_id, code_hash = excluded.code_hash, \
+    send = excluded.send, auth_params = excluded.auth_params, \
+    created_at = excluded.created_at, expires_at = excluded.expires_at, \
+    attempts = 0, max_attempts = excluded.max_attempts, ip = excluded.ip, \
+    user_agent = excluded.user_agent \
+    RETURNING (SELECT u.blocked FROM users u WHERE u.connection = $2 AND u.identifier = $3) \
+    AS user_blocked";
+
+/// Queues a code's message; `$6` its attempts so far, `$7` and `$8` its lease if it has one.
+pub(crate) const QUEUE_MESSAGE: &str = "INSERT INTO outbox (id, channel, payload, created_at, \
+    not_after, attempts, next_attempt_at, lease_owner, lease_until) \
+    VALUES ($1, $2, $3, $4, $5, $6, $4, $7, $8)";
+
+/// Counts an attempt against the identity's code unless a lockout key (`$3`, `$4`) is blocked.
+pub(crate) const COUNT_ATTEMPT: &str = const_format_challenge_returning!(
+    "UPDATE challenges SET attempts = attempts + 1 \
+     WHERE connection = $1 AND identifier = $2 AND NOT EXISTS \
+     (SELECT 1 FROM blocks WHERE key IN ($3, $4) AND blocked_until > $5) \
+     RETURNING (SELECT version FROM config_version WHERE id = 1) AS config_version, "
+);
+
+pub(crate) const CONSUME_CHALLENGE: &str = "DELETE FROM challenges WHERE id = $1";
+
+pub(crate) const REFUND_ATTEMPT: &str =
+    "UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0";
+
+/// A sign-in with sign-up open: a new user, or a returning one who is not blocked.
+pub(crate) const SIGN_IN_OR_UP: &str = const_format_user_update!(
+    "INSERT INTO users (user_id, connection, identifier, email, email_verified, \
+     phone_number, phone_verified, name, nickname, picture, created_at, \
+     updated_at, last_login, logins_count, blocked) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, 1, FALSE) \
+     ON CONFLICT (connection, identifier) DO UPDATE SET \
+     last_login = excluded.last_login, updated_at = excluded.updated_at, \
+     logins_count = users.logins_count + 1, \
+     email_verified = (users.email_verified OR excluded.email_verified), \
+     phone_verified = (users.phone_verified OR excluded.phone_verified) \
+     WHERE NOT users.blocked RETURNING "
+);
+
+/// A sign-in with sign-up closed: an existing user who is not blocked.
+pub(crate) const SIGN_IN: &str = const_format_user_update!(
+    "UPDATE users SET last_login = $3, updated_at = $3, \
+     logins_count = logins_count + 1, \
+     email_verified = (email_verified OR $4), phone_verified = (phone_verified OR $5) \
+     WHERE connection = $1 AND identifier = $2 AND NOT blocked RETURNING "
+);
+
+/// `INSERT INTO events (<columns>) <rest>` as one literal, the values bound in that order.
+macro_rules! const_format_event_insert {
+    ($rest:literal) => {
+        concat!(
+            "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, user_agent, \
+             description) ",
+            $rest
+        )
+    };
+}
+
+/// One audit event (SQLite: one statement a row, see `sqlite_hot.rs`).
+pub(crate) const INSERT_EVENT: &str =
+    const_format_event_insert!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+
+/// Many audit events (PostgreSQL: the rows' `VALUES` follow, see `postgres.rs`).
+pub(crate) const INSERT_EVENTS: &str = const_format_event_insert!("");
+
+/// A delivered message's delete (SQLite).
+pub(crate) const DELETE_MESSAGE: &str = "DELETE FROM outbox WHERE id = $1";
+
+/// Delivered messages' delete (PostgreSQL: the ids follow, then `)`).
+pub(crate) const DELETE_MESSAGES: &str = "DELETE FROM outbox WHERE id IN (";

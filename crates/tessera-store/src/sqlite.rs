@@ -23,7 +23,7 @@ pub struct SqliteStore {
     pub(crate) events: crate::batch::Batcher<crate::Event>,
     pub(crate) delivered: crate::batch::Batcher<String>,
     /// The sign-in hot paths' writes, run by a thread of their own (`hot.rs`).
-    pub(crate) hot: crate::hot::HotWriter<sqlx::Sqlite>,
+    pub(crate) hot: crate::hot::WriterThread,
     /// Copies the write-ahead log back into the database file, off the writer (see `connect`).
     checkpointer: tokio::task::JoinHandle<()>,
 }
@@ -72,12 +72,13 @@ async fn checkpoint(
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by a `sqlite:` URL.
     pub async fn connect(url: &str, opts: &PoolOptions) -> anyhow::Result<SqliteStore> {
+        let busy = Duration::from_secs(opts.acquire_timeout_secs.max(1));
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("invalid SQLite URL {url:?}: {e}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(opts.acquire_timeout_secs.max(1)))
+            .busy_timeout(busy)
             .foreign_keys(true);
         let open = |max: u32| {
             SqlitePoolOptions::new()
@@ -89,8 +90,11 @@ impl SqliteStore {
         // the log to 1,000 pages copy it back and fsync the file, while every other write
         // waits behind it. A task does it on a reader connection instead, every half second
         // (PASSIVE: it takes what it can without waiting for or holding up anyone).
+        // No test before each acquire: a ping is a trip to the connection's worker thread, and
+        // a local file that was open a moment ago has nothing to test.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(opts.acquire_timeout_secs))
             .connect_with(connect.clone().pragma("wal_autocheckpoint", "0"))
             .await
@@ -107,9 +111,11 @@ impl SqliteStore {
             .await
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url:?}: {e}"))?;
         // Before the checkpointer starts, so that a failure here leaves no task behind.
-        let hot = crate::hot::HotWriter::thread(&writer)
+        let db = crate::sqlite_hot::open(connect.get_filename(), busy)
+            .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url:?}: {e}"))?;
+        let hot = crate::hot::WriterThread::start(&writer, db)
             .map_err(|e| anyhow::anyhow!("cannot start the SQLite writer thread: {e}"))?;
-        let (events, delivered) = SqliteStore::batchers(&hot);
+        let (events, delivered) = crate::sqlite_hot::batchers(&hot);
         let held = writer.clone();
         let checkpointer = tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);

@@ -1193,10 +1193,8 @@ fn init_logging(log: &config::LogConfig) {
         fmt.with_filter(filter).boxed()
     };
     // Times every SQL statement for /metrics, whatever the log level.
-    let store = tessera_server::metrics::StoreLatencyLayer.with_filter(
-        tracing_subscriber::filter::Targets::new()
-            .with_target("sqlx::query", tracing::Level::DEBUG),
-    );
+    let store = tessera_server::metrics::StoreLatencyLayer
+        .with_filter(tessera_server::metrics::statement_events());
     tracing_subscriber::registry().with(fmt).with(store).init();
 }
 
