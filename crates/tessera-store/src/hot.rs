@@ -201,32 +201,6 @@ fn commit(db: &rusqlite::Connection, waiting: &mut Vec<Answer>) {
     }
 }
 
-/// Writes each of `rows` with `write`, all or none, inside the turn's transaction or on their
-/// own: for a batch whose caller, on failure, tries its rows again one by one (`batch.rs`),
-/// where a half-written batch would fail the retry on the rows already in. One row is one
-/// statement, all or none by itself.
-pub(crate) fn each_or_none<R>(
-    db: &rusqlite::Connection,
-    rows: &[R],
-    write: impl Fn(&R) -> Result<usize>,
-) -> Result<()> {
-    if let [row] = rows {
-        return write(row).map(drop);
-    }
-    execute(db, "SAVEPOINT batch", [])?;
-    match rows.iter().try_for_each(|r| write(r).map(drop)) {
-        Ok(()) => execute(db, "RELEASE batch", []).map(drop),
-        Err(e) => {
-            // Undone, then the savepoint itself ended (and with it, outside a transaction,
-            // the one it began).
-            if execute(db, "ROLLBACK TO batch", []).is_ok() {
-                let _ = execute(db, "RELEASE batch", []);
-            }
-            Err(e)
-        }
-    }
-}
-
 /// The commit's failure, as each of its operations' callers gets it.
 fn commit_failed(e: &StoreError) -> StoreError {
     match e {

@@ -1423,26 +1423,10 @@ pub(crate) const SIGN_IN: &str = const_format_user_update!(
      WHERE connection = $1 AND identifier = $2 AND NOT blocked RETURNING "
 );
 
-/// `INSERT INTO events (<columns>) <rest>` as one literal, the values bound in that order.
-macro_rules! const_format_event_insert {
-    ($rest:literal) => {
-        concat!(
-            "INSERT INTO events (id, at, kind, client_id, connection, user_id, ip, user_agent, \
-             description) ",
-            $rest
-        )
-    };
-}
+/// Audit events: `VALUES` and the rows follow (PostgreSQL: `postgres.rs`; SQLite: a few
+/// fixed sizes, `sqlite_hot.rs`), the values bound in the columns' order.
+pub(crate) const INSERT_EVENTS: &str = "INSERT INTO events (id, at, kind, client_id, connection, \
+    user_id, ip, user_agent, description) ";
 
-/// One audit event (SQLite: one statement a row, see `sqlite_hot.rs`).
-pub(crate) const INSERT_EVENT: &str =
-    const_format_event_insert!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
-
-/// Many audit events (PostgreSQL: the rows' `VALUES` follow, see `postgres.rs`).
-pub(crate) const INSERT_EVENTS: &str = const_format_event_insert!("");
-
-/// A delivered message's delete (SQLite).
-pub(crate) const DELETE_MESSAGE: &str = "DELETE FROM outbox WHERE id = $1";
-
-/// Delivered messages' delete (PostgreSQL: the ids follow, then `)`).
+/// Delivered messages' delete: the ids follow, then `)`.
 pub(crate) const DELETE_MESSAGES: &str = "DELETE FROM outbox WHERE id IN (";

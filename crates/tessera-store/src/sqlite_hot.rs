@@ -1,11 +1,11 @@
 //! SQLite's sign-in hot paths: the statements of `sql.rs`, run in place on the writer thread
 //! (`hot.rs`) through rusqlite, with the rows read back by name as `sql.rs` does through sqlx.
 
-use rusqlite::{Row, named_params};
+use rusqlite::{Row, ToSql, named_params};
 use tessera_core::UnixTime;
 use tessera_core::user::User;
 
-use crate::hot::{HotPaths, each_or_none, execute, timed};
+use crate::hot::{HotPaths, execute, timed};
 use crate::sql;
 use crate::{Challenge, Event, IssueOptions, NewChallenge, NewOutboxMessage, Result, StoreError};
 
@@ -205,11 +205,94 @@ impl HotPaths for crate::SqliteStore {
     }
 }
 
+/// The sizes a SQLite batch is cut into, largest first. A statement of any number of rows
+/// would have to be prepared anew for each number; cut so, a batch of up to 100 rows runs at
+/// most 7 statements, each one of 7 texts kept prepared.
+const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// `head`, then `n` times `group` (separated by commas), then `close`, for each of [`CHUNKS`].
+fn chunk_texts(head: &str, group: &str, close: &str) -> [String; 7] {
+    CHUNKS.map(|n| format!("{head}{}{close}", vec![group; n].join(", ")))
+}
+
+static EVENT_INSERTS: std::sync::LazyLock<[String; 7]> = std::sync::LazyLock::new(|| {
+    chunk_texts(
+        &format!("{}VALUES ", sql::INSERT_EVENTS),
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "",
+    )
+});
+
+static MESSAGE_DELETES: std::sync::LazyLock<[String; 7]> =
+    std::sync::LazyLock::new(|| chunk_texts(sql::DELETE_MESSAGES, "?", ")"));
+
+fn event_values<'a>(e: &'a Event, values: &mut Vec<&'a dyn ToSql>) {
+    values.extend([
+        &e.id as &dyn ToSql,
+        &e.at,
+        &e.kind,
+        &e.client_id,
+        &e.connection,
+        &e.user_id,
+        &e.ip,
+        &e.user_agent,
+        &e.description,
+    ]);
+}
+
+#[expect(
+    clippy::ptr_arg,
+    reason = "a batch's rows are Strings, and `write_batch` takes `&R`"
+)]
+fn message_id<'a>(id: &'a String, values: &mut Vec<&'a dyn ToSql>) {
+    values.push(id);
+}
+
+/// Writes a batch's `rows` in statements of [`CHUNKS`] rows (`texts`, one per size), all or
+/// none: `batch.rs` tries a failed batch's rows again one by one, where a half-written batch
+/// would fail the retry on the rows already in. One statement is all or none by itself; more
+/// run inside a savepoint (inside the turn's transaction, or on their own).
+fn write_batch<R>(
+    db: &rusqlite::Connection,
+    rows: &[R],
+    texts: &'static [String; 7],
+    values: impl for<'a> Fn(&'a R, &mut Vec<&'a dyn ToSql>),
+) -> Result<()> {
+    let mut pieces = Vec::new();
+    let mut rest = rows;
+    for (size, text) in CHUNKS.iter().zip(texts) {
+        while rest.len() >= *size {
+            let (piece, more) = rest.split_at(*size);
+            pieces.push((text.as_str(), piece));
+            rest = more;
+        }
+    }
+    let run = |(text, piece): &(&'static str, &[R])| {
+        let mut bound = Vec::new();
+        for row in *piece {
+            values(row, &mut bound);
+        }
+        execute(db, text, &*bound).map(drop)
+    };
+    if let [one] = pieces.as_slice() {
+        return run(one);
+    }
+    execute(db, "SAVEPOINT batch", [])?;
+    match pieces.iter().try_for_each(run) {
+        Ok(()) => execute(db, "RELEASE batch", []).map(drop),
+        Err(e) => {
+            // Undone, then the savepoint itself ended (and with it, outside a transaction,
+            // the one it began).
+            if execute(db, "ROLLBACK TO batch", []).is_ok() {
+                let _ = execute(db, "RELEASE batch", []);
+            }
+            Err(e)
+        }
+    }
+}
+
 /// The group-commit writers of audit events and of delivered messages' deletes
-/// (`batch.rs`). On the writer thread each row is one statement from the statement cache (a
-/// statement of many rows would have to be prepared anew for every number of rows), and a
-/// batch's rows go in all or none, as one statement's would: `batch.rs` tries a failed
-/// batch's rows again one by one.
+/// (`batch.rs`), on the writer thread: a batch goes in with the rest of its turn.
 pub(crate) fn batchers(
     hot: &crate::hot::WriterThread,
 ) -> (crate::batch::Batcher<Event>, crate::batch::Batcher<String>) {
@@ -217,30 +300,16 @@ pub(crate) fn batchers(
     let events = crate::batch::Batcher::spawn(
         sql::EVENTS_PER_STATEMENT,
         Box::new(move |rows: Vec<Event>| {
-            w.clone().run_owned(move |db| {
-                each_or_none(db, &rows, |e| {
-                    execute(
-                        db,
-                        sql::INSERT_EVENT,
-                        named_params! {
-                            "$1": e.id, "$2": e.at, "$3": e.kind, "$4": e.client_id,
-                            "$5": e.connection, "$6": e.user_id, "$7": e.ip,
-                            "$8": e.user_agent, "$9": e.description,
-                        },
-                    )
-                })
-            })
+            w.clone()
+                .run_owned(move |db| write_batch(db, &rows, &EVENT_INSERTS, event_values))
         }),
     );
     let w = hot.clone();
     let delivered = crate::batch::Batcher::spawn(
         sql::DELETES_PER_STATEMENT,
         Box::new(move |ids: Vec<String>| {
-            w.clone().run_owned(move |db| {
-                each_or_none(db, &ids, |id| {
-                    execute(db, sql::DELETE_MESSAGE, named_params! {"$1": id})
-                })
-            })
+            w.clone()
+                .run_owned(move |db| write_batch(db, &ids, &MESSAGE_DELETES, message_id))
         }),
     );
     (events, delivered)
@@ -268,7 +337,66 @@ pub(crate) fn open(
             "the SQLite database is in journal mode {mode:?}, not WAL"
         )));
     }
-    // Enough for every statement of the hot paths, the transaction control included.
-    db.set_prepared_statement_cache_capacity(32);
+    // Enough for every statement of the hot paths (14 of them with the transaction control
+    // and the savepoint's) and the batches' 14.
+    db.set_prepared_statement_cache_capacity(40);
     Ok(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static INSERTS: std::sync::LazyLock<[String; 7]> =
+        std::sync::LazyLock::new(|| chunk_texts("INSERT INTO t (id) VALUES ", "(?)", ""));
+
+    fn ids(db: &rusqlite::Connection) -> Vec<String> {
+        let mut q = db.prepare("SELECT id FROM t ORDER BY id").unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_the_fixed_sizes_and_goes_in_all_or_none() {
+        assert_eq!(
+            chunk_texts("DELETE FROM t WHERE id IN (", "?", ")")[5],
+            "DELETE FROM t WHERE id IN (?, ?)"
+        );
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY); INSERT INTO t VALUES ('x099');")
+            .unwrap();
+        let rows: Vec<String> = (0..100).map(|i| format!("x{i:03}")).collect();
+
+        // 100 rows are 64 + 32 + 4; the bad one is in the last piece, after two went in.
+        let e = write_batch(&db, &rows, &INSERTS, message_id).unwrap_err();
+        assert!(e.to_string().contains("UNIQUE"), "{e}");
+        assert_eq!(
+            ids(&db),
+            ["x099"],
+            "the pieces before the bad one are undone"
+        );
+        assert!(db.is_autocommit(), "the savepoint ended");
+
+        // Inside an open transaction, the rest of which stays.
+        db.execute_batch("BEGIN; INSERT INTO t VALUES ('y');")
+            .unwrap();
+        assert!(write_batch(&db, &rows, &INSERTS, message_id).is_err());
+        assert!(
+            !db.is_autocommit(),
+            "the enclosing transaction is still open"
+        );
+        db.execute_batch("COMMIT").unwrap();
+        assert_eq!(ids(&db), ["x099", "y"]);
+
+        db.execute("DELETE FROM t", []).unwrap();
+        write_batch(&db, &rows, &INSERTS, message_id).unwrap();
+        assert_eq!(ids(&db), rows);
+        // One row alone, and an odd number.
+        db.execute("DELETE FROM t", []).unwrap();
+        write_batch(&db, &rows[..1], &INSERTS, message_id).unwrap();
+        write_batch(&db, &rows[1..8], &INSERTS, message_id).unwrap();
+        assert_eq!(ids(&db), rows[..8]);
+    }
 }
