@@ -100,12 +100,7 @@ impl WriterThread {
                     while jobs.recv_many(&mut turn, OPERATIONS_PER_TURN).await > 0 {
                         match pool.acquire().await {
                             Ok(_held) => run_turn(&db, turn.drain(..)),
-                            Err(e) => {
-                                let e = e.to_string();
-                                for job in turn.drain(..) {
-                                    (job(Err(e.clone())).answer)(None);
-                                }
-                            }
+                            Err(e) => refuse(turn.drain(..), &e.to_string()),
                         }
                     }
                 })
@@ -120,23 +115,7 @@ impl WriterThread {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
     {
-        let (answer, answered) = oneshot::channel();
-        let job: Job = Box::new(move |db| {
-            let r = match db {
-                Ok(db) => op(db),
-                Err(e) => Err(StoreError::Unavailable(e)),
-            };
-            Ran {
-                failed: r.is_err(),
-                answer: Box::new(move |commit: Option<&StoreError>| {
-                    let r = match (r, commit) {
-                        (Ok(_), Some(e)) => Err(commit_failed(e)),
-                        (r, _) => r,
-                    };
-                    let _ = answer.send(r);
-                }),
-            }
-        });
+        let (job, answered) = job(op);
         self.queue.send(job).map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
@@ -151,30 +130,78 @@ impl WriterThread {
     }
 }
 
+/// `op` as a job for the writer thread, and where its result will arrive.
+fn job<T, F>(op: F) -> (Job, oneshot::Receiver<Result<T>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+{
+    let (answer, answered) = oneshot::channel();
+    let job: Job = Box::new(move |db| {
+        let r = match db {
+            Ok(db) => op(db),
+            Err(e) => Err(StoreError::Unavailable(e)),
+        };
+        Ran {
+            failed: r.is_err(),
+            answer: Box::new(move |commit: Option<&StoreError>| {
+                let r = match (r, commit) {
+                    (Ok(_), Some(e)) => Err(commit_failed(e)),
+                    (r, _) => r,
+                };
+                let _ = answer.send(r);
+            }),
+        }
+    });
+    (job, answered)
+}
+
 /// Runs one turn's operations. Two or more share one transaction: SQLite then writes each
 /// page they change to the log once, at the commit, where each statement on its own would
 /// write every page it touches and take and give back the file locks, which cost more than
 /// the statements themselves. No caller hears back before the commit that makes its write
-/// last. An operation that fails ends the transaction there (its statement alone was undone;
-/// the commit keeps the others'), so that no operation ever runs in a transaction that an
-/// error has already ended; the rest start another. One operation alone runs as it is, so a
-/// lone sign-in runs no transaction control.
+/// last, or that fails it. An operation that fails ends the transaction there: SQLite undid
+/// the statement that failed, and the commit keeps what the others wrote (and what the
+/// failed one wrote before that statement: a code without its message, which nobody can
+/// use), so that no operation ever runs in a transaction that an error has already ended;
+/// the rest start another. Should the transaction end under an operation (SQLite rolls it back on some
+/// errors, such as a full disk; a batch that cannot undo its rows alone rolls it back; an
+/// operation that panics is rolled back), none of it lasts and everyone in it hears so. One
+/// operation alone runs as it is, so a lone sign-in runs no transaction control; should it
+/// leave a transaction open (its commit failed), that is rolled back and it fails.
 fn run_turn(db: &rusqlite::Connection, jobs: impl ExactSizeIterator<Item = Job>) {
     let together = jobs.len() > 1;
+    let mut jobs = jobs;
+    // Nothing in a transaction still open from before was answered as done.
+    if !db.is_autocommit()
+        && let Err(e) = execute(db, "ROLLBACK", [])
+    {
+        return refuse(jobs, &format!("cannot end an earlier transaction: {e}"));
+    }
     let mut waiting: Vec<Answer> = Vec::with_capacity(jobs.len());
     let mut open = false;
-    for job in jobs {
+    while let Some(next) = jobs.next() {
         if together && !open {
-            // Should BEGIN fail, the operations run (and answer) one by one.
-            open = execute(db, "BEGIN IMMEDIATE", []).is_ok();
+            if let Err(e) = execute(db, "BEGIN IMMEDIATE", []) {
+                // The database cannot be written now: each on its own would wait as long.
+                let e = format!("cannot begin a transaction: {e}");
+                return refuse(std::iter::once(next).chain(jobs), &e);
+            }
+            open = true;
         }
-        let ran = job(Ok(db));
+        let ran = run_job(db, next);
         if open {
             waiting.push(ran.answer);
-            if ran.failed {
+            if db.is_autocommit() {
+                answer(&mut waiting, Some(&rolled_back()));
+                open = false;
+            } else if ran.failed {
                 commit(db, &mut waiting);
                 open = false;
             }
+        } else if !db.is_autocommit() {
+            let _ = execute(db, "ROLLBACK", []);
+            (ran.answer)(Some(&rolled_back()));
         } else {
             (ran.answer)(None);
         }
@@ -184,21 +211,55 @@ fn run_turn(db: &rusqlite::Connection, jobs: impl ExactSizeIterator<Item = Job>)
     }
 }
 
+/// Runs a job; one that panics fails (its caller hears that the writer did not answer), and
+/// so do the others of its transaction, which is rolled back: the thread goes on.
+fn run_job(db: &rusqlite::Connection, job: Job) -> Ran {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Ok(db)))) {
+        Ok(ran) => ran,
+        Err(_) => {
+            tracing::error!("a write on the SQLite writer thread panicked; it was rolled back");
+            if !db.is_autocommit() {
+                let _ = execute(db, "ROLLBACK", []);
+            }
+            Ran {
+                failed: true,
+                answer: Box::new(|_| {}),
+            }
+        }
+    }
+}
+
+/// Fails every job of the turn, unrun.
+fn refuse(jobs: impl Iterator<Item = Job>, why: &str) {
+    for job in jobs {
+        (job(Err(why.to_string())).answer)(None);
+    }
+}
+
 /// Ends the open transaction and answers everyone who waited for it.
 fn commit(db: &rusqlite::Connection, waiting: &mut Vec<Answer>) {
     let failed = match execute(db, "COMMIT", []) {
         Ok(_) => None,
         Err(e) => {
-            // Whatever is left of it (SQLite may have rolled it back already).
+            // Whatever is left of it (SQLite may have rolled it back already). Should this
+            // fail too, the next turn starts by trying again.
             if !db.is_autocommit() {
                 let _ = execute(db, "ROLLBACK", []);
             }
             Some(e)
         }
     };
+    answer(waiting, failed.as_ref());
+}
+
+fn answer(waiting: &mut Vec<Answer>, failed: Option<&StoreError>) {
     for answer in waiting.drain(..) {
-        answer(failed.as_ref());
+        answer(failed);
     }
+}
+
+fn rolled_back() -> StoreError {
+    StoreError::Unavailable("the transaction was rolled back".into())
 }
 
 /// The commit's failure, as each of its operations' callers gets it.
@@ -210,7 +271,7 @@ fn commit_failed(e: &StoreError) -> StoreError {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Unavailable("the writer thread has stopped".into())
+    StoreError::Unavailable("the writer thread did not answer".into())
 }
 
 /// Times a statement for `/metrics` (`tessera_server::metrics::StoreLatencyLayer`), as sqlx
@@ -250,5 +311,146 @@ impl From<rusqlite::Error> for StoreError {
             ) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Other(anyhow::Error::new(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> rusqlite::Connection {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY)")
+            .unwrap();
+        db
+    }
+
+    fn insert(db: &rusqlite::Connection, id: &str) -> Result<usize> {
+        db.execute("INSERT INTO t (id) VALUES (?1)", [id])
+            .map_err(StoreError::from)
+    }
+
+    fn ids(db: &rusqlite::Connection) -> Vec<String> {
+        let mut q = db.prepare("SELECT id FROM t ORDER BY id").unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    /// A job that inserts `id`, then does `then` (when given), and its result.
+    fn inserting(
+        id: &'static str,
+        then: Option<&'static str>,
+    ) -> (Job, oneshot::Receiver<Result<usize>>) {
+        job(move |db| {
+            let n = insert(db, id)?;
+            if let Some(sql) = then {
+                db.execute_batch(sql).map_err(StoreError::from)?;
+            }
+            Ok(n)
+        })
+    }
+
+    fn result<T>(mut r: oneshot::Receiver<Result<T>>) -> std::result::Result<T, String> {
+        match r.try_recv() {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("no answer: {e}")),
+        }
+    }
+
+    #[test]
+    fn a_turn_commits_together_and_a_failure_ends_its_transaction_there() {
+        let db = db();
+        let (a, ra) = inserting("a", None);
+        let (dup, rdup) = inserting("a", None);
+        let (b, rb) = inserting("b", None);
+        run_turn(&db, vec![a, dup, b].into_iter());
+        assert_eq!(result(ra), Ok(1));
+        assert!(result(rdup).unwrap_err().contains("UNIQUE"));
+        assert_eq!(result(rb), Ok(1));
+        assert_eq!(ids(&db), ["a", "b"]);
+        assert!(db.is_autocommit());
+    }
+
+    #[test]
+    fn a_transaction_rolled_back_under_a_turn_fails_everyone_in_it() {
+        let db = db();
+        let (a, ra) = inserting("a", None);
+        // As SQLite does on a full disk, or a batch that could not undo its rows alone.
+        let (b, rb) = inserting("b", Some("ROLLBACK"));
+        let (c, rc) = inserting("c", None);
+        run_turn(&db, vec![a, b, c].into_iter());
+        assert_eq!(
+            result(ra),
+            Err("the database is unavailable: the transaction was rolled back".into())
+        );
+        assert_eq!(
+            result(rb),
+            Err("the database is unavailable: the transaction was rolled back".into())
+        );
+        assert_eq!(result(rc), Ok(1), "the rest start another transaction");
+        assert_eq!(ids(&db), ["c"]);
+    }
+
+    #[test]
+    fn a_panic_rolls_its_transaction_back_and_the_turn_goes_on() {
+        let db = db();
+        let (a, ra) = inserting("a", None);
+        let (p, rp) = job(|db| -> Result<()> {
+            insert(db, "p")?;
+            panic!("a bug");
+        });
+        let (c, rc) = inserting("c", None);
+        run_turn(&db, vec![a, p, c].into_iter());
+        assert!(result(ra).unwrap_err().contains("rolled back"));
+        assert!(result(rp).unwrap_err().starts_with("no answer"));
+        assert_eq!(result(rc), Ok(1));
+        assert_eq!(ids(&db), ["c"]);
+    }
+
+    #[test]
+    fn a_lone_operation_that_leaves_a_transaction_open_fails_and_it_is_rolled_back() {
+        let db = db();
+        let (a, ra) = job(|db| {
+            db.execute_batch("BEGIN").map_err(StoreError::from)?;
+            insert(db, "a")
+        });
+        run_turn(&db, vec![a].into_iter());
+        assert!(result(ra).unwrap_err().contains("rolled back"));
+        assert!(db.is_autocommit());
+        assert!(ids(&db).is_empty());
+
+        // One left open before a turn (a rollback that failed) is ended first, unanswered
+        // work and all.
+        db.execute_batch("BEGIN; INSERT INTO t VALUES ('z')")
+            .unwrap();
+        let (y, ry) = inserting("y", None);
+        run_turn(&db, vec![y].into_iter());
+        assert_eq!(result(ry), Ok(1));
+        assert_eq!(ids(&db), ["y"]);
+    }
+
+    #[test]
+    fn a_turn_that_cannot_begin_fails_whole_and_unrun() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.busy_timeout(std::time::Duration::from_millis(50))
+            .unwrap();
+        db.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (id TEXT PRIMARY KEY)")
+            .unwrap();
+        // Another connection holds the write lock; no waiting for it here.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let (a, ra) = inserting("a", None);
+        let (b, rb) = inserting("b", None);
+        run_turn(&db, vec![a, b].into_iter());
+        for r in [result(ra), result(rb)] {
+            let e = r.unwrap_err();
+            assert!(e.contains("cannot begin a transaction"), "{e}");
+        }
+        other.execute_batch("ROLLBACK").unwrap();
+        assert!(ids(&db).is_empty());
     }
 }

@@ -58,16 +58,21 @@ fn user((mut user, app, meta): UserRow) -> Result<User> {
     Ok(user)
 }
 
-/// One row at most from a statement through the statement cache.
+/// One row at most from a statement through the statement cache. The statement is stepped
+/// to its end: run on its own, a statement commits there, so that is where a failed commit
+/// shows (reading the row and dropping the rest would lose that error with the reset).
 fn optional<T, P: rusqlite::Params>(
     db: &rusqlite::Connection,
     sql: &'static str,
     params: P,
     read: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Option<T>> {
-    use rusqlite::OptionalExtension as _;
     timed(sql, || {
-        db.prepare_cached(sql)?.query_row(params, read).optional()
+        let mut stmt = db.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        let first = rows.next()?.map(read).transpose()?;
+        while rows.next()?.is_some() {}
+        Ok(first)
     })
 }
 
@@ -278,17 +283,24 @@ fn write_batch<R>(
         return run(one);
     }
     execute(db, "SAVEPOINT batch", [])?;
-    match pieces.iter().try_for_each(run) {
-        Ok(()) => execute(db, "RELEASE batch", []).map(drop),
-        Err(e) => {
-            // Undone, then the savepoint itself ended (and with it, outside a transaction,
-            // the one it began).
-            if execute(db, "ROLLBACK TO batch", []).is_ok() {
-                let _ = execute(db, "RELEASE batch", []);
-            }
-            Err(e)
+    let written = pieces.iter().try_for_each(run);
+    // Kept, or undone; either way the savepoint ends (and with it, outside a transaction, the
+    // one it began).
+    let ended = match &written {
+        Ok(()) => execute(db, "RELEASE batch", []),
+        Err(_) => {
+            execute(db, "ROLLBACK TO batch", []).and_then(|_| execute(db, "RELEASE batch", []))
         }
+    };
+    if let Err(e) = ended {
+        // Neither kept nor undone alone: everything around it is undone, so that none of the
+        // batch's rows stays (the writer thread fails the rest of the transaction with it).
+        if !db.is_autocommit() {
+            let _ = execute(db, "ROLLBACK", []);
+        }
+        return Err(written.err().unwrap_or(e));
     }
+    written
 }
 
 /// The group-commit writers of audit events and of delivered messages' deletes
@@ -337,8 +349,8 @@ pub(crate) fn open(
             "the SQLite database is in journal mode {mode:?}, not WAL"
         )));
     }
-    // Enough for every statement of the hot paths (14 of them with the transaction control
-    // and the savepoint's) and the batches' 14.
+    // Enough for every statement of the hot paths (13 with the transaction control and the
+    // savepoint's) and the batches' 14.
     db.set_prepared_statement_cache_capacity(40);
     Ok(db)
 }
@@ -356,6 +368,38 @@ mod tests {
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap()
+    }
+
+    #[test]
+    fn a_lone_statement_whose_commit_fails_fails() {
+        // A deferred foreign key is checked at the commit, after the row came back.
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "PRAGMA foreign_keys = ON; CREATE TABLE p (id INTEGER PRIMARY KEY); \
+             CREATE TABLE c (id INTEGER PRIMARY KEY, \
+             p INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .unwrap();
+        let r = optional(
+            &db,
+            "INSERT INTO c (id, p) VALUES (1, 99) RETURNING id",
+            [],
+            |r| r.get::<_, i64>(0),
+        );
+        assert!(r.unwrap_err().to_string().contains("FOREIGN KEY"));
+        assert!(db.is_autocommit());
+        let n: i64 = db
+            .query_row("SELECT count(*) FROM c", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+        db.execute("INSERT INTO p (id) VALUES (99)", []).unwrap();
+        let r = optional(
+            &db,
+            "INSERT INTO c (id, p) VALUES (1, 99) RETURNING id",
+            [],
+            |r| r.get::<_, i64>(0),
+        );
+        assert_eq!(r.unwrap(), Some(1));
     }
 
     #[test]
