@@ -54,6 +54,40 @@ pub(crate) trait HotPaths {
     ) -> Result<Option<User>>;
 }
 
+/// How a code's message is queued (`sql::QUEUE_MESSAGE`), from whether the code's user is
+/// blocked (`None`: no such user yet), as both backends' `issue` decide it.
+pub(crate) struct Queued<'a> {
+    /// Whether the message goes out (else it goes to the void channel, `Store::issue_challenge`).
+    pub(crate) delivered: bool,
+    pub(crate) channel: &'a str,
+    /// A leased message counts its first delivery attempt now, as a claim does.
+    pub(crate) attempts: i64,
+    pub(crate) lease_owner: Option<&'a str>,
+    pub(crate) lease_until: Option<UnixTime>,
+}
+
+pub(crate) fn queued<'a>(
+    blocked: Option<bool>,
+    m: &'a NewOutboxMessage,
+    o: &'a IssueOptions,
+) -> Queued<'a> {
+    let delivered = match blocked {
+        Some(b) => !b,
+        None => o.allow_signup,
+    };
+    Queued {
+        delivered,
+        channel: if delivered {
+            m.channel.as_str()
+        } else {
+            crate::VOID_CHANNEL
+        },
+        attempts: i64::from(o.lease.is_some()),
+        lease_owner: o.lease.as_ref().map(|(owner, _)| owner.as_str()),
+        lease_until: o.lease.as_ref().map(|(_, until)| *until),
+    }
+}
+
 /// How a job answers its caller once the turn's transaction has ended: given the commit's
 /// failure, if it failed.
 type Answer = Box<dyn FnOnce(Option<&StoreError>) + Send>;

@@ -92,32 +92,19 @@ impl HotPaths for PgStore {
         // Nothing written: the version moved (the one way the SELECT is empty).
         let Some(row) = row else { return Ok(None) };
         let blocked: Option<bool> = row.try_get("user_blocked")?;
-        let delivered = match blocked {
-            Some(b) => !b,
-            None => o.allow_signup,
-        };
-        let channel = if delivered {
-            m.channel.as_str()
-        } else {
-            crate::VOID_CHANNEL
-        };
-        let (owner, until) = match &o.lease {
-            Some((owner, until)) => (Some(owner.as_str()), Some(*until)),
-            None => (None, None),
-        };
+        let q = crate::hot::queued(blocked, m, o);
         sqlx::query(sql::QUEUE_MESSAGE)
             .bind(&m.id)
-            .bind(channel)
+            .bind(q.channel)
             .bind(&m.payload)
             .bind(m.created_at)
             .bind(m.not_after)
-            // A leased message counts its first delivery attempt now, as a claim does.
-            .bind(i64::from(o.lease.is_some()))
-            .bind(owner)
-            .bind(until)
+            .bind(q.attempts)
+            .bind(q.lease_owner)
+            .bind(q.lease_until)
             .execute(&mut *conn)
             .await?;
-        Ok(Some(delivered))
+        Ok(Some(q.delivered))
     }
 
     async fn count(

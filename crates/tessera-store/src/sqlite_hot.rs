@@ -5,7 +5,7 @@ use rusqlite::{Row, ToSql, named_params};
 use tessera_core::UnixTime;
 use tessera_core::user::User;
 
-use crate::hot::{HotPaths, execute, timed};
+use crate::hot::{HotPaths, execute, queued, timed};
 use crate::sql;
 use crate::{Challenge, Event, IssueOptions, NewChallenge, NewOutboxMessage, Result, StoreError};
 
@@ -102,31 +102,17 @@ impl HotPaths for crate::SqliteStore {
                 let Some(blocked) = blocked else {
                     return Ok(None);
                 };
-                let delivered = match blocked {
-                    Some(b) => !b,
-                    None => o.allow_signup,
-                };
-                let channel = if delivered {
-                    m.channel.as_str()
-                } else {
-                    crate::VOID_CHANNEL
-                };
-                let (owner, until) = match &o.lease {
-                    Some((owner, until)) => (Some(owner.as_str()), Some(*until)),
-                    None => (None, None),
-                };
+                let q = queued(blocked, &m, &o);
                 execute(
                     db,
                     sql::QUEUE_MESSAGE,
                     named_params! {
-                        "$1": m.id, "$2": channel, "$3": m.payload, "$4": m.created_at,
-                        "$5": m.not_after,
-                        // A leased message counts its first delivery attempt now, as a claim does.
-                        "$6": i64::from(o.lease.is_some()),
-                        "$7": owner, "$8": until,
+                        "$1": m.id, "$2": q.channel, "$3": m.payload, "$4": m.created_at,
+                        "$5": m.not_after, "$6": q.attempts, "$7": q.lease_owner,
+                        "$8": q.lease_until,
                     },
                 )?;
-                Ok(Some(delivered))
+                Ok(Some(q.delivered))
             })
             .await
     }
