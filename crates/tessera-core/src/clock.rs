@@ -6,6 +6,13 @@ pub type UnixTime = i64;
 /// A source of the current time, so tests and handlers can agree on one `now`.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> UnixTime;
+
+    /// Milliseconds since the Unix epoch, for ids that sort by creation time
+    /// ([`crate::rand::ordered_id`]); never stored as a time. Clocks of whole seconds may
+    /// keep this default.
+    fn now_ms(&self) -> i64 {
+        self.now().saturating_mul(1000)
+    }
 }
 
 /// The real clock.
@@ -17,6 +24,14 @@ impl Clock for SystemClock {
     fn now(&self) -> UnixTime {
         match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => d.as_secs() as i64,
+            Err(_) => 0,
+        }
+    }
+
+    #[allow(clippy::disallowed_methods)] // this is the clock module
+    fn now_ms(&self) -> i64 {
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => d.as_millis() as i64,
             Err(_) => 0,
         }
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tessera_core::clock::Clock;
 use tessera_core::crypto::ServerSecret;
-use tessera_core::rand::{Random, below, hex_id};
+use tessera_core::rand::{Random, below, ordered_id};
 use tessera_store::{Event, OutboxMessage, OutboxOutcome, Store};
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
@@ -361,7 +361,7 @@ impl Worker {
 
     async fn event(&self, kind: &str, msg: &OutboxMessage, description: &str) {
         let e = Event {
-            id: hex_id(self.rng.as_ref()),
+            id: ordered_id(self.clock.now_ms(), self.rng.as_ref()),
             at: self.clock.now(),
             kind: kind.into(),
             client_id: None,

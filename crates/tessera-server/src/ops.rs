@@ -18,7 +18,7 @@ use tessera_core::connection::{Connection, EmailTemplate, LinkConfirmation, Stra
 use tessera_core::crypto::{ServerSecret, sha256};
 use tessera_core::email::EmailAddress;
 use tessera_core::phone::PhoneNumber;
-use tessera_core::rand::{Random, hex_id, token};
+use tessera_core::rand::{Random, ordered_id, token};
 use tessera_core::user::User;
 use tessera_store::{Event, EventFilter, KeyStatus, Store, StoreError, StoredKey};
 
@@ -168,7 +168,7 @@ impl Ops<'_> {
     ) -> Result<(), OpError> {
         self.store
             .record_event(&Event {
-                id: hex_id(self.rng),
+                id: ordered_id(self.now.saturating_mul(1000), self.rng),
                 at: self.now,
                 kind: "sapi".into(),
                 client_id: client_id
@@ -502,7 +502,7 @@ impl Ops<'_> {
             .await?
             .ok_or_else(|| no_connection(&connection))?;
         let id_part = match str_field(body, "user_id")? {
-            None => hex_id(self.rng),
+            None => ordered_id(self.now.saturating_mul(1000), self.rng),
             Some(id) => {
                 let prefix = format!("{}|", conn.strategy.as_str());
                 let bare = id.strip_prefix(&prefix).unwrap_or(&id).to_string();

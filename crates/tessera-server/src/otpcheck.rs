@@ -14,7 +14,6 @@ use tessera_core::client::Client;
 use tessera_core::connection::{Connection, Strategy};
 use tessera_core::email::EmailAddress;
 use tessera_core::otp::{self, PendingCode, Verdict};
-use tessera_core::rand::hex_id;
 use tessera_core::user::User;
 use tessera_store::{Attempt, Challenge, SignIn};
 
@@ -241,7 +240,7 @@ pub async fn sign_in(
     ch: &Challenge,
     how: &str,
 ) -> Result<Result<User, Failure>, ApiError> {
-    let hex = hex_id(st.rng.as_ref());
+    let hex = st.ordered_id();
     let candidate = match connection.strategy {
         Strategy::Email => User::new_email_user(&hex, &connection.name, &ch.identifier, st.now()),
         Strategy::Sms => User::new_sms_user(&hex, &connection.name, &ch.identifier, st.now()),

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use tessera_core::clock::Clock;
 use tessera_core::crypto::ServerSecret;
 use tessera_core::net::{IpNet, client_ip};
-use tessera_core::rand::{Random, hex_id};
+use tessera_core::rand::{Random, ordered_id};
 use tessera_delivery::Mailer;
 use tessera_store::{Event, Store};
 use tokio::sync::Notify;
@@ -61,6 +61,12 @@ impl Inner {
         self.clock.now()
     }
 
+    /// A new key for a row written on the sign-in path (a user, a code, an outbox message,
+    /// an event): an id that sorts by creation time ([`ordered_id`]).
+    pub fn ordered_id(&self) -> String {
+        ordered_id(self.clock.now_ms(), self.rng.as_ref())
+    }
+
     pub fn api(&self, identifier: &str) -> Option<&ApiConfig> {
         self.apis.iter().find(|a| a.identifier == identifier)
     }
@@ -94,7 +100,7 @@ impl Inner {
     /// Records an audit event; a failure to record is logged, never fatal to the request.
     pub async fn event(&self, kind: &str, ctx: &RequestMeta, fill: impl FnOnce(&mut Event)) {
         let mut e = Event {
-            id: hex_id(self.rng.as_ref()),
+            id: self.ordered_id(),
             at: self.now(),
             kind: kind.to_string(),
             client_id: None,

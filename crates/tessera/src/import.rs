@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde_json::{Value, json};
 use tessera_core::clock::{Clock, SystemClock};
-use tessera_core::rand::{SystemRandom, hex_id};
+use tessera_core::rand::{SystemRandom, ordered_id};
 use tessera_server::ops::{Actor, Ops};
 use tessera_server::settings::Settings;
 use tessera_store::{Event, Store};
@@ -170,7 +170,7 @@ async fn audit_users(
     }
     store
         .record_event(&Event {
-            id: hex_id(&SystemRandom),
+            id: ordered_id(now.saturating_mul(1000), &SystemRandom),
             at: now,
             kind: "sapi".into(),
             client_id: None,

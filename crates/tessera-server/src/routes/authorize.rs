@@ -14,7 +14,6 @@ use serde_json::Value;
 use tessera_core::connection::Connection;
 use tessera_core::crypto::{ct_eq, sha256};
 use tessera_core::email::EmailAddress;
-use tessera_core::rand::hex_id;
 
 use crate::authz::{self, AuthError, AuthRequest};
 use crate::error::ApiError;
@@ -393,7 +392,7 @@ async fn login_start_inner(
         }
     }
     let connection = connection_named(st, conn_name).await?;
-    let id = hex_id(st.rng.as_ref());
+    let id = st.ordered_id();
     let auth_params: Value = Value::Object(
         f.req
             .link_params()

@@ -244,7 +244,7 @@ async fn start_checked(
             sms_limits(st, meta, &client, phone).await?;
         }
     }
-    let id = hex_id(st.rng.as_ref());
+    let id = st.ordered_id();
     issue_code(
         st,
         meta,
@@ -633,7 +633,7 @@ pub async fn issue_code(
         user_agent: meta.user_agent.clone(),
     };
     let outbox = NewOutboxMessage {
-        id: hex_id(st.rng.as_ref()),
+        id: st.ordered_id(),
         channel: channel.into(),
         payload: st.secret.seal(st.rng.as_ref(), SEAL_PURPOSE, &payload),
         created_at: now,
