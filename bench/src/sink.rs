@@ -1,7 +1,8 @@
 //! An SMTP sink on loopback: the mail server Tessera delivers to during a benchmark
 //! (`email.smtp_url = "smtp://127.0.0.1:<port>?tls=none"`). It speaks enough SMTP for a real
-//! client (EHLO/HELO, MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT), reads
-//! each message as delivered, and hands its code to the login that waits for that address.
+//! client (EHLO/HELO, MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT, and
+//! PIPELINING), reads each message as delivered, and hands its code to the login that waits
+//! for that address.
 //!
 //! A login registers its address before it calls `/passwordless/start`, so a message never
 //! arrives before its waiter; messages nobody waits for (the `start` scenario's) are counted
@@ -140,6 +141,7 @@ impl Sink {
         let mut from: Option<String> = None;
         let mut rcpts: Vec<String> = Vec::new();
         let mut line = Vec::new();
+        let mut held = Vec::new();
         loop {
             line.clear();
             self.ack_now(&r);
@@ -156,7 +158,7 @@ impl Sink {
             let reply: &[u8] = match verb.as_str() {
                 "EHLO" => {
                     greeted = true;
-                    b"250-bench-sink\r\n250-8BITMIME\r\n250-SIZE 1048576\r\n250 SMTPUTF8\r\n"
+                    b"250-bench-sink\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-SIZE 1048576\r\n250 SMTPUTF8\r\n"
                 }
                 "HELO" => {
                     greeted = true;
@@ -181,8 +183,9 @@ impl Sink {
                 },
                 "DATA" if rcpts.is_empty() => b"503 5.5.1 RCPT first\r\n",
                 "DATA" => {
-                    w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                        .await?;
+                    held.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+                    w.write_all(&held).await?;
+                    held.clear();
                     self.ack_now(&r);
                     match read_data(&mut r).await? {
                         Some(raw) => {
@@ -202,12 +205,19 @@ impl Sink {
                 "NOOP" => b"250 2.0.0 Ok\r\n",
                 "VRFY" => b"252 2.0.0 Cannot VRFY user\r\n",
                 "QUIT" => {
-                    w.write_all(b"221 2.0.0 Bye\r\n").await?;
+                    held.extend_from_slice(b"221 2.0.0 Bye\r\n");
+                    w.write_all(&held).await?;
                     return Ok(());
                 }
                 _ => b"502 5.5.2 Command not recognized\r\n",
             };
-            w.write_all(reply).await?;
+            // PIPELINING (RFC 2920 §3.2): while more commands of the client's group are already
+            // here, hold the answers and send them together.
+            held.extend_from_slice(reply);
+            if r.buffer().is_empty() {
+                w.write_all(&held).await?;
+                held.clear();
+            }
         }
     }
 }

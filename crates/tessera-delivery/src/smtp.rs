@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use lettre::Message;
+use lettre::address::Envelope;
 pub use lettre::message::dkim::DkimSigningAlgorithm;
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningKey,
@@ -22,6 +23,7 @@ use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
 };
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -181,7 +183,11 @@ fn is_loopback(host: &str) -> bool {
 /// algorithm the second waits for the server to acknowledge the first. A server delays that
 /// acknowledgement (Linux: 40 ms) because it has nothing to answer yet, so every message
 /// cost 40 ms or more on a reused connection. lettre still speaks the protocol: greeting,
-/// EHLO, STARTTLS, AUTH and the transaction.
+/// EHLO, STARTTLS, AUTH, and the transaction of a message that is not all ASCII.
+///
+/// The transaction of an ASCII message is ours ([`transact`]): with a server that offers
+/// PIPELINING (RFC 2920), `MAIL`, `RCPT` and `DATA` go in one write and the message with its
+/// final `.` in another, two round trips where lettre takes four.
 pub struct SmtpMailer {
     settings: SmtpSettings,
     dkim: Option<DkimConfig>,
@@ -194,7 +200,13 @@ pub struct SmtpMailer {
     )>,
     credentials: Option<Credentials>,
     hello: ClientId,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+}
+
+/// An open SMTP connection, and whether its server offers PIPELINING.
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    pipelining: bool,
 }
 
 /// Open connections kept between messages, and how long one may sit unused (servers close
@@ -248,7 +260,7 @@ impl SmtpMailer {
     pub async fn check(&self) -> Result<(), String> {
         let checked = async {
             let mut conn = self.connect().await?;
-            if conn.test_connected().await {
+            if conn.smtp.test_connected().await {
                 self.put_back(conn);
                 Ok(())
             } else {
@@ -281,27 +293,27 @@ impl SmtpMailer {
             // A kept connection the server has closed meanwhile fails before anything is
             // accepted: then once more on a new one.
             if let Some(mut conn) = self.take_idle() {
-                match conn.send(&envelope, &body).await {
-                    Ok(_) => {
+                match transact(&mut conn, &envelope, &body).await {
+                    Ok(()) => {
                         self.put_back(conn);
                         return Ok(());
                     }
                     // The server answered (4xx, 5xx): it is alive, and it has spoken.
                     Err(e) if e.is_permanent() || e.is_transient() => {
-                        conn.abort().await;
+                        conn.smtp.abort().await;
                         return Err(SendError::Smtp(e));
                     }
-                    Err(_) => conn.abort().await,
+                    Err(_) => conn.smtp.abort().await,
                 }
             }
             let mut conn = self.connect().await?;
-            match conn.send(&envelope, &body).await {
-                Ok(_) => {
+            match transact(&mut conn, &envelope, &body).await {
+                Ok(()) => {
                     self.put_back(conn);
                     Ok(())
                 }
                 Err(e) => {
-                    conn.abort().await;
+                    conn.smtp.abort().await;
                     Err(SendError::Smtp(e))
                 }
             }
@@ -320,7 +332,7 @@ impl SmtpMailer {
     }
 
     /// A new connection: TCP with `TCP_NODELAY`, TLS as configured, EHLO, and AUTH.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let addr = (self.settings.host.as_str(), self.settings.port);
         let net = |what: &str, e: std::io::Error| SendError::Net(format!("{what}: {e}"));
         let tcp = tokio::time::timeout(self.settings.timeout, TcpStream::connect(addr))
@@ -355,16 +367,25 @@ impl SmtpMailer {
                 }
             }
         }
+        // lettre keeps only the extensions it uses from the EHLO answer; PIPELINING is not one
+        // of them. So EHLO once more (after STARTTLS, whose EHLO is the one that counts, and
+        // before AUTH) and read it here: one round trip per connection, and connections are
+        // kept.
+        let ehlo = conn.command(Ehlo::new(self.hello.clone())).await?;
+        let pipelining = offers_pipelining(ehlo.message());
         if let Some(c) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, c).await?;
         }
-        Ok(conn)
+        Ok(Conn {
+            smtp: conn,
+            pipelining,
+        })
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((conn, since)) = idle.pop() {
-            if since.elapsed() < IDLE_FOR && !conn.has_broken() {
+            if since.elapsed() < IDLE_FOR && !conn.smtp.has_broken() {
                 return Some(conn);
             }
             // Dropped: the socket closes (a QUIT would mean waiting on the server here).
@@ -372,8 +393,8 @@ impl SmtpMailer {
         None
     }
 
-    fn put_back(&self, conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
+    fn put_back(&self, conn: Conn) {
+        if conn.smtp.has_broken() {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
@@ -381,6 +402,78 @@ impl SmtpMailer {
             idle.push((conn, Instant::now()));
         }
     }
+}
+
+/// Whether an EHLO answer's lines (the first names the server) offer PIPELINING.
+fn offers_pipelining<'a>(mut lines: impl Iterator<Item = &'a str>) -> bool {
+    lines.next();
+    lines.any(|l| {
+        l.split_ascii_whitespace()
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+    })
+}
+
+/// One mail transaction on an open connection: `MAIL`, one `RCPT` per recipient, `DATA`, then
+/// the message. An error leaves the connection in no known state: the caller aborts it.
+///
+/// A message lettre would send with the SMTPUTF8 or 8BITMIME parameters (an address or a body
+/// that is not ASCII) goes through lettre's own transaction, which checks that the server
+/// offers them. Ours sends no parameters, so it takes only ASCII. With PIPELINING the three
+/// commands go in one write and their answers are read in order (RFC 2920 §3.1: `DATA` ends
+/// the group); without it, each waits for its answer. Either way the message, dot-stuffed,
+/// and its final `.` go in one write.
+async fn transact(
+    conn: &mut Conn,
+    envelope: &Envelope,
+    body: &[u8],
+) -> Result<(), lettre::transport::smtp::Error> {
+    let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
+    if !(envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii) && body.is_ascii()) {
+        return conn.smtp.send(envelope, body).await.map(|_| ());
+    }
+    let mail = Mail::new(envelope.from().cloned(), vec![]).to_string();
+    let rcpts: Vec<String> = envelope
+        .to()
+        .iter()
+        .map(|to| Rcpt::new(to.clone(), vec![]).to_string())
+        .collect();
+    // lettre's `command` writes any text and reads one answer (an error unless positive).
+    if conn.pipelining {
+        let group = format!("{mail}{}{Data}", rcpts.concat());
+        conn.smtp.command(group).await?;
+        for _ in &rcpts {
+            conn.smtp.read_response().await?;
+        }
+        conn.smtp.read_response().await?;
+    } else {
+        conn.smtp.command(mail).await?;
+        for rcpt in rcpts {
+            conn.smtp.command(rcpt).await?;
+        }
+        conn.smtp.command(Data).await?;
+    }
+    conn.smtp.command(dot_stuffed(body)).await?;
+    Ok(())
+}
+
+/// The message as `DATA` carries it (RFC 5321 §4.5.2): a `.` that begins a line doubled, and
+/// `CRLF . CRLF` at the end. The same transparency as lettre's own, which writes the end
+/// apart. For ASCII bodies (each byte is its own `char`).
+fn dot_stuffed(body: &[u8]) -> String {
+    let mut out = String::with_capacity(body.len() + body.len() / 64 + 8);
+    let mut line_start = true;
+    let mut after_cr = false;
+    for &b in body {
+        if b == b'.' && line_start {
+            out.push('.');
+        }
+        out.push(char::from(b));
+        line_start = after_cr && b == b'\n';
+        after_cr = b == b'\r';
+    }
+    out.push_str("\r\n.\r\n");
+    out
 }
 
 /// Why a conversation failed: the server's answer (or lettre's reading of it), or the network.
@@ -574,6 +667,202 @@ mod tests {
             redact_addresses("550 5.1.1 <jane@example.com>: Recipient address rejected"),
             "550 5.1.1 <address> Recipient address rejected"
         );
+    }
+
+    #[test]
+    fn reads_pipelining_from_the_ehlo_answer() {
+        let offers = |lines: &[&str]| offers_pipelining(lines.iter().copied());
+        assert!(offers(&["mx.test", "8BITMIME", "pipelining", "SIZE 10"]));
+        assert!(!offers(&["mx.test", "8BITMIME", "SIZE 10"]));
+        // The first line names the server; only a keyword of its own counts.
+        assert!(!offers(&["PIPELINING ready"]));
+        assert!(!offers(&["mx.test", "X-NOPIPELINING"]));
+    }
+
+    #[test]
+    fn data_is_dot_stuffed_and_ended() {
+        assert_eq!(dot_stuffed(b"a\r\n.b\r\n"), "a\r\n..b\r\n\r\n.\r\n");
+        assert_eq!(dot_stuffed(b".first"), "..first\r\n.\r\n");
+        // Only after CRLF does a line begin; a dot mid-line or after a bare LF stays one.
+        assert_eq!(dot_stuffed(b"x.y\n.z\r.w"), "x.y\n.z\r.w\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"\r\n.\r\n"), "\r\n..\r\n\r\n.\r\n");
+    }
+
+    /// A scripted SMTP server on loopback: it greets, answers EHLO with `ehlo`, then calls
+    /// `script` with the connection's reader and writer. Returns the port.
+    async fn scripted<F, Fut>(ehlo: &'static str, script: F) -> u16
+    where
+        F: FnOnce(
+                tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+                tokio::net::tcp::OwnedWriteHalf,
+            ) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (r, mut w) = stream.into_split();
+            let mut r = tokio::io::BufReader::new(r);
+            w.write_all(b"220 scripted ESMTP\r\n").await.unwrap();
+            // lettre's EHLO, then ours.
+            for _ in 0..2 {
+                let mut line = String::new();
+                r.read_line(&mut line).await.unwrap();
+                assert!(line.starts_with("EHLO "), "{line:?}");
+                w.write_all(ehlo.as_bytes()).await.unwrap();
+            }
+            script(r, w).await;
+        });
+        port
+    }
+
+    fn mailer(port: u16) -> SmtpMailer {
+        let url = format!("smtp://127.0.0.1:{port}?tls=none");
+        SmtpMailer::new(SmtpSettings::from_url(&url, Duration::from_secs(2)).unwrap()).unwrap()
+    }
+
+    fn message() -> EmailMessage {
+        EmailMessage {
+            message_id: "pipe@tessera.test".into(),
+            from: "Tessera <no-reply@example.com>".into(),
+            to: "user@example.com".into(),
+            subject: "123456 is your code".into(),
+            text: "Code 123456\n.a line that begins with a dot\n".into(),
+            html: "<p>Code 123456</p>".into(),
+        }
+    }
+
+    /// Reads `DATA`'s content up to the lone dot, as it came on the wire (still stuffed).
+    async fn read_stuffed(r: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut data = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                r.read_line(&mut line).await.unwrap() > 0,
+                "the data ended early"
+            );
+            if line == ".\r\n" {
+                return data;
+            }
+            data.push_str(&line);
+        }
+    }
+
+    /// With PIPELINING, the server answers nothing until `MAIL`, `RCPT` and `DATA` are all
+    /// there: a client that waited for each answer would time out here.
+    #[tokio::test]
+    async fn a_pipelining_server_gets_the_envelope_in_one_group() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let port = scripted(
+            "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+            |mut r, mut w| async move {
+                let mut group = Vec::new();
+                for _ in 0..3 {
+                    let mut line = String::new();
+                    r.read_line(&mut line).await.unwrap();
+                    group.push(line);
+                }
+                w.write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go on\r\n")
+                    .await
+                    .unwrap();
+                let data = read_stuffed(&mut r).await;
+                w.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
+                tx.send((group, data)).unwrap();
+            },
+        )
+        .await;
+        let m = mailer(port);
+        m.send(&message()).await.unwrap();
+        let (group, data) = rx.await.unwrap();
+        assert_eq!(
+            group,
+            [
+                "MAIL FROM:<no-reply@example.com>\r\n",
+                "RCPT TO:<user@example.com>\r\n",
+                "DATA\r\n"
+            ]
+        );
+        assert!(
+            data.contains("\r\n..a line that begins with a dot\r\n"),
+            "{data}"
+        );
+        assert!(
+            data.contains("Message-ID: <pipe@tessera.test>\r\n"),
+            "{data}"
+        );
+        // The connection is kept for the next message.
+        assert_eq!(m.idle.lock().unwrap().len(), 1);
+    }
+
+    /// Without PIPELINING each command waits for its answer; a server that sees a second
+    /// command before it has answered the first fails the test.
+    #[tokio::test]
+    async fn a_server_without_pipelining_gets_one_command_at_a_time() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let port = scripted(
+            "250-scripted\r\n250 8BITMIME\r\n",
+            |mut r, mut w| async move {
+                let mut verbs = Vec::new();
+                for answer in ["250 Ok\r\n", "250 Ok\r\n", "354 go on\r\n"] {
+                    let mut line = String::new();
+                    r.read_line(&mut line).await.unwrap();
+                    assert!(r.buffer().is_empty(), "{line:?} came with more behind it");
+                    verbs.push(line[..4].to_string());
+                    w.write_all(answer.as_bytes()).await.unwrap();
+                }
+                let data = read_stuffed(&mut r).await;
+                w.write_all(b"250 queued\r\n").await.unwrap();
+                tx.send((verbs, data)).unwrap();
+            },
+        )
+        .await;
+        mailer(port).send(&message()).await.unwrap();
+        let (verbs, data) = rx.await.unwrap();
+        assert_eq!(verbs, ["MAIL", "RCPT", "DATA"]);
+        assert!(
+            data.contains("\r\n..a line that begins with a dot\r\n"),
+            "{data}"
+        );
+    }
+
+    /// A refused recipient in a pipelined group is a permanent failure, and the connection,
+    /// whose remaining answers were not read, is not kept.
+    #[tokio::test]
+    async fn a_refused_recipient_in_a_group_fails_permanently() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let port = scripted(
+            "250-scripted\r\n250 PIPELINING\r\n",
+            |mut r, mut w| async move {
+                for _ in 0..3 {
+                    let mut line = String::new();
+                    r.read_line(&mut line).await.unwrap();
+                }
+                w.write_all(
+                    b"250 Ok\r\n550 5.1.1 <user@example.com>: no such user\r\n554 5.5.1 no valid recipients\r\n",
+                )
+                .await
+                .unwrap();
+                let mut rest = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest).await;
+            },
+        )
+        .await;
+        let m = mailer(port);
+        match m.send(&message()).await {
+            Err(DeliveryError::Permanent(e)) => {
+                assert!(e.contains("no such user"), "{e}");
+                assert!(!e.contains("user@example.com"), "{e}");
+            }
+            other => panic!("expected a permanent failure, got {other:?}"),
+        }
+        assert!(m.idle.lock().unwrap().is_empty());
     }
 
     #[test]
