@@ -70,7 +70,8 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Opens the backend named by the URL scheme (`sqlite:` or `postgres:`), and migrates it.
+/// Opens the backend named by the URL scheme (`sqlite:` or `postgres:`); the caller migrates it
+/// (`Store::migrate`).
 pub async fn open(url: &str, pool: &PoolOptions) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let scheme = url.split(':').next().unwrap_or_default();
     let store: std::sync::Arc<dyn Store> = match scheme {

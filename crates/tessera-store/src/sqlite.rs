@@ -69,6 +69,46 @@ async fn checkpoint(
     Ok(())
 }
 
+/// Creates a missing database file readable and writable by its owner only (0600), before
+/// SQLite opens it: it holds the users' addresses and numbers, the codes' hashes and the sealed
+/// signing keys. SQLite gives the `-wal` and `-shm` files it makes the database file's mode.
+/// A file that exists is left as it is, with a warning when others may read it.
+fn private_file(path: &std::path::Path) -> anyhow::Result<()> {
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if let Ok(m) = std::fs::metadata(path)
+                    && m.permissions().mode() & 0o077 != 0
+                {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{:o}", m.permissions().mode() & 0o777),
+                        "the SQLite database can be read by other users of this host: chmod 600 it (and its -wal and -shm files)"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot create the SQLite database {}: {e}",
+            path.display()
+        )),
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by a `sqlite:` URL.
     pub async fn connect(url: &str, opts: &PoolOptions) -> anyhow::Result<SqliteStore> {
@@ -80,6 +120,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy)
             .foreign_keys(true);
+        private_file(connect.get_filename())?;
         let open = |max: u32| {
             SqlitePoolOptions::new()
                 .max_connections(max)
@@ -150,3 +191,41 @@ sql_store!(
         AND (lease_until IS NULL OR lease_until < $3) ORDER BY created_at, id LIMIT $4) \
         RETURNING id, channel, payload, created_at, not_after, attempts"
 );
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// A new database, its log and its shared memory are the owner's alone, whatever the
+    /// umask; a file that exists keeps its mode.
+    #[tokio::test]
+    async fn a_new_database_and_its_log_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let url = format!("sqlite://{}", db.display());
+        let store = crate::open(&url, &crate::PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store.outbox_depth().await.unwrap();
+        for f in ["t.db", "t.db-wal", "t.db-shm"] {
+            let p = dir.path().join(f);
+            assert!(p.exists(), "{f} was not made");
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+        drop(store);
+
+        let old = dir.path().join("old.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let url = format!("sqlite://{}", old.display());
+        let _store = crate::open(&url, &crate::PoolOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(mode(&old), 0o640);
+    }
+}
