@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use socket2::SockRef;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
@@ -183,9 +183,12 @@ impl Sink {
                 },
                 "DATA" if rcpts.is_empty() => b"503 5.5.1 RCPT first\r\n",
                 "DATA" => {
-                    held.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
-                    w.write_all(&held).await?;
-                    held.clear();
+                    send_held(
+                        &mut w,
+                        &mut held,
+                        b"354 End data with <CR><LF>.<CR><LF>\r\n",
+                    )
+                    .await?;
                     self.ack_now(&r);
                     match read_data(&mut r).await? {
                         Some(raw) => {
@@ -204,22 +207,26 @@ impl Sink {
                 }
                 "NOOP" => b"250 2.0.0 Ok\r\n",
                 "VRFY" => b"252 2.0.0 Cannot VRFY user\r\n",
-                "QUIT" => {
-                    held.extend_from_slice(b"221 2.0.0 Bye\r\n");
-                    w.write_all(&held).await?;
-                    return Ok(());
-                }
+                "QUIT" => return send_held(&mut w, &mut held, b"221 2.0.0 Bye\r\n").await,
                 _ => b"502 5.5.2 Command not recognized\r\n",
             };
             // PIPELINING (RFC 2920 §3.2): while more commands of the client's group are already
             // here, hold the answers and send them together.
-            held.extend_from_slice(reply);
             if r.buffer().is_empty() {
-                w.write_all(&held).await?;
-                held.clear();
+                send_held(&mut w, &mut held, reply).await?;
+            } else {
+                held.extend_from_slice(reply);
             }
         }
     }
+}
+
+/// Sends the answers held back for a pipelined group, then `last`.
+async fn send_held(w: &mut OwnedWriteHalf, held: &mut Vec<u8>, last: &[u8]) -> std::io::Result<()> {
+    held.extend_from_slice(last);
+    w.write_all(held).await?;
+    held.clear();
+    Ok(())
 }
 
 impl Sink {

@@ -700,7 +700,7 @@ mod tests {
             + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -710,8 +710,7 @@ mod tests {
             w.write_all(b"220 scripted ESMTP\r\n").await.unwrap();
             // lettre's EHLO, then ours.
             for _ in 0..2 {
-                let mut line = String::new();
-                r.read_line(&mut line).await.unwrap();
+                let line = read_lines(&mut r, 1).await.remove(0);
                 assert!(line.starts_with("EHLO "), "{line:?}");
                 w.write_all(ehlo.as_bytes()).await.unwrap();
             }
@@ -736,6 +735,18 @@ mod tests {
         }
     }
 
+    /// Reads `n` lines, each with its CRLF.
+    async fn read_lines(r: &mut (impl tokio::io::AsyncBufRead + Unpin), n: usize) -> Vec<String> {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = Vec::new();
+        for _ in 0..n {
+            let mut line = String::new();
+            r.read_line(&mut line).await.unwrap();
+            lines.push(line);
+        }
+        lines
+    }
+
     /// Reads `DATA`'s content up to the lone dot, as it came on the wire (still stuffed).
     async fn read_stuffed(r: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> String {
         use tokio::io::AsyncBufReadExt;
@@ -757,17 +768,12 @@ mod tests {
     /// there: a client that waited for each answer would time out here.
     #[tokio::test]
     async fn a_pipelining_server_gets_the_envelope_in_one_group() {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let port = scripted(
             "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
             |mut r, mut w| async move {
-                let mut group = Vec::new();
-                for _ in 0..3 {
-                    let mut line = String::new();
-                    r.read_line(&mut line).await.unwrap();
-                    group.push(line);
-                }
+                let group = read_lines(&mut r, 3).await;
                 w.write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go on\r\n")
                     .await
                     .unwrap();
@@ -804,15 +810,14 @@ mod tests {
     /// command before it has answered the first fails the test.
     #[tokio::test]
     async fn a_server_without_pipelining_gets_one_command_at_a_time() {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let port = scripted(
             "250-scripted\r\n250 8BITMIME\r\n",
             |mut r, mut w| async move {
                 let mut verbs = Vec::new();
                 for answer in ["250 Ok\r\n", "250 Ok\r\n", "354 go on\r\n"] {
-                    let mut line = String::new();
-                    r.read_line(&mut line).await.unwrap();
+                    let line = read_lines(&mut r, 1).await.remove(0);
                     assert!(r.buffer().is_empty(), "{line:?} came with more behind it");
                     verbs.push(line[..4].to_string());
                     w.write_all(answer.as_bytes()).await.unwrap();
@@ -836,14 +841,11 @@ mod tests {
     /// whose remaining answers were not read, is not kept.
     #[tokio::test]
     async fn a_refused_recipient_in_a_group_fails_permanently() {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let port = scripted(
             "250-scripted\r\n250 PIPELINING\r\n",
             |mut r, mut w| async move {
-                for _ in 0..3 {
-                    let mut line = String::new();
-                    r.read_line(&mut line).await.unwrap();
-                }
+                read_lines(&mut r, 3).await;
                 w.write_all(
                     b"250 Ok\r\n550 5.1.1 <user@example.com>: no such user\r\n554 5.5.1 no valid recipients\r\n",
                 )
