@@ -176,7 +176,8 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Sends mail over SMTP, keeping up to [`MAX_IDLE`] connections open between messages.
+/// Sends mail over SMTP, keeping connections open between messages (up to [`MAX_IDLE`], or
+/// what [`SmtpMailer::keep_idle`] says).
 ///
 /// The connections are made here rather than by lettre's transport so that each socket gets
 /// `TCP_NODELAY`: lettre writes a message and its final `.` in two writes, and with Nagle's
@@ -201,6 +202,7 @@ pub struct SmtpMailer {
     credentials: Option<Credentials>,
     hello: ClientId,
     idle: Mutex<Vec<(Conn, Instant)>>,
+    max_idle: usize,
 }
 
 /// An open SMTP connection, and whether its server offers PIPELINING.
@@ -209,9 +211,10 @@ struct Conn {
     pipelining: bool,
 }
 
-/// Open connections kept between messages, and how long one may sit unused (servers close
-/// idle connections after a minute or more; RFC 5321 §4.5.3.2.7 asks for at least 5 minutes).
-const MAX_IDLE: usize = 16;
+/// Open connections kept between messages unless [`SmtpMailer::keep_idle`] says otherwise,
+/// and how long one may sit unused (servers close idle connections after a minute or more;
+/// RFC 5321 §4.5.3.2.7 asks for at least 5 minutes).
+pub const MAX_IDLE: usize = 16;
 const IDLE_FOR: Duration = Duration::from_secs(50);
 
 impl SmtpMailer {
@@ -249,7 +252,16 @@ impl SmtpMailer {
             credentials,
             hello: ClientId::default(),
             idle: Mutex::new(Vec::new()),
+            max_idle: MAX_IDLE,
         })
+    }
+
+    /// Keeps up to `n` connections open between messages. A sender that runs `n` deliveries
+    /// at once (the outbox's batch) should keep `n`: with fewer, every message past the kept
+    /// connections pays for a new one (TCP, greeting, EHLO twice) and its close.
+    pub fn keep_idle(mut self, n: usize) -> SmtpMailer {
+        self.max_idle = n.max(1);
+        self
     }
 
     pub fn settings(&self) -> &SmtpSettings {
@@ -398,7 +410,7 @@ impl SmtpMailer {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < MAX_IDLE {
+        if idle.len() < self.max_idle {
             idle.push((conn, Instant::now()));
         }
     }

@@ -102,7 +102,12 @@ pub async fn build(
     let keys = KeyRing::load(store.as_ref(), &secret, rng.as_ref(), now).await?;
     let mailer = Arc::new(match &s.email {
         EmailTransport::Smtp(cfg) => {
-            Mailer::Smtp(SmtpMailer::new(cfg.clone()).map_err(anyhow::Error::msg)?)
+            // The outbox runs up to `batch` deliveries at once: keep as many connections.
+            Mailer::Smtp(
+                SmtpMailer::new(cfg.clone())
+                    .map_err(anyhow::Error::msg)?
+                    .keep_idle(s.outbox.batch as usize),
+            )
         }
         EmailTransport::DevMailbox => Mailer::Dev(DevMailbox::default()),
     });
