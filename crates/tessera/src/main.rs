@@ -1,5 +1,8 @@
 //! `tessera`: run the server, run it in dev mode, or migrate its database.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
