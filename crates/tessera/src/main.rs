@@ -1,5 +1,9 @@
 //! `tessera`: run the server, run it in dev mode, or migrate its database.
 
+/// mimalloc, not glibc's malloc: under load glibc's arenas were locked and waited for (memory
+/// freed or grown on another thread than the one that took it: two thirds of Tessera's
+/// `futex` calls), where mimalloc frees across threads without a lock. Its version 3 keeps
+/// the idle RSS within the target (version 2 raised it to 30 MB). See bench/README.md.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
