@@ -1,8 +1,8 @@
 //! An SMTP sink on loopback: the mail server Tessera delivers to during a benchmark
 //! (`email.smtp_url = "smtp://127.0.0.1:<port>?tls=none"`). It speaks enough SMTP for a real
-//! client (EHLO/HELO, MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT, and
-//! PIPELINING), reads each message as delivered, and hands its code to the login that waits
-//! for that address.
+//! client (EHLO/HELO, MAIL FROM, RCPT TO, DATA with dot-unstuffing, BDAT, RSET, NOOP, QUIT,
+//! PIPELINING and CHUNKING), reads each message as delivered, and hands its code to the login
+//! that waits for that address.
 //!
 //! A login registers its address before it calls `/passwordless/start`, so a message never
 //! arrives before its waiter; messages nobody waits for (the `start` scenario's) are counted
@@ -142,6 +142,8 @@ impl Sink {
         let mut rcpts: Vec<String> = Vec::new();
         let mut line = Vec::new();
         let mut held = Vec::new();
+        // The chunks of a message sent with BDAT so far (RFC 3030).
+        let mut chunks: Option<Vec<u8>> = None;
         loop {
             line.clear();
             self.ack_now(&r);
@@ -158,7 +160,7 @@ impl Sink {
             let reply: &[u8] = match verb.as_str() {
                 "EHLO" => {
                     greeted = true;
-                    b"250-bench-sink\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-SIZE 1048576\r\n250 SMTPUTF8\r\n"
+                    b"250-bench-sink\r\n250-8BITMIME\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-SIZE 1048576\r\n250 SMTPUTF8\r\n"
                 }
                 "HELO" => {
                     greeted = true;
@@ -169,6 +171,7 @@ impl Sink {
                     Some(f) => {
                         from = Some(f);
                         rcpts.clear();
+                        chunks = None;
                         b"250 2.1.0 Ok\r\n"
                     }
                     None => b"501 5.5.4 Syntax: MAIL FROM:<address>\r\n",
@@ -200,9 +203,48 @@ impl Sink {
                         None => b"552 5.3.4 Message too big\r\n",
                     }
                 }
+                // RFC 3030: the chunk's octets follow the command line whatever the answer.
+                "BDAT" => match bdat_args(text) {
+                    None => {
+                        // Where the chunk ends is not known: the conversation cannot go on.
+                        send_held(&mut w, &mut held, b"501 5.5.4 Syntax: BDAT size [LAST]\r\n")
+                            .await?;
+                        return Ok(());
+                    }
+                    Some((size, last)) => {
+                        let octets = read_chunk(&mut r, size).await?;
+                        if rcpts.is_empty() {
+                            chunks = None;
+                            b"503 5.5.1 RCPT first\r\n"
+                        } else {
+                            let message = chunks.get_or_insert_with(Vec::new);
+                            match octets {
+                                Some(o) if message.len() + o.len() <= MAX_MESSAGE => {
+                                    message.extend_from_slice(&o);
+                                    if last {
+                                        let raw = chunks.take().unwrap_or_default();
+                                        self.deliver(&rcpts, &raw);
+                                        from = None;
+                                        rcpts.clear();
+                                        b"250 2.0.0 Ok: queued\r\n"
+                                    } else {
+                                        b"250 2.0.0 Ok: chunk received\r\n"
+                                    }
+                                }
+                                _ => {
+                                    chunks = None;
+                                    from = None;
+                                    rcpts.clear();
+                                    b"552 5.3.4 Message too big\r\n"
+                                }
+                            }
+                        }
+                    }
+                },
                 "RSET" => {
                     from = None;
                     rcpts.clear();
+                    chunks = None;
                     b"250 2.0.0 Ok\r\n"
                 }
                 "NOOP" => b"250 2.0.0 Ok\r\n",
@@ -263,6 +305,34 @@ fn path_arg(line: &str, keyword: &str) -> Option<String> {
     Some(inner.to_string())
 }
 
+/// The size and whether it is the last of `BDAT <size> [LAST]`.
+fn bdat_args(line: &str) -> Option<(usize, bool)> {
+    let mut args = line.split_whitespace().skip(1);
+    let size = args.next()?.parse().ok()?;
+    let last = match args.next() {
+        None => false,
+        Some(a) if a.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return None,
+    };
+    args.next().is_none().then_some((size, last))
+}
+
+/// Reads a BDAT chunk of `size` octets; `None` if it is larger than the limit (it is still
+/// read, and dropped).
+async fn read_chunk<R: AsyncBufRead + Unpin>(r: &mut R, size: usize) -> std::io::Result<Option<Vec<u8>>> {
+    use tokio::io::AsyncReadExt;
+    if size > MAX_MESSAGE {
+        let n = tokio::io::copy(&mut r.take(size as u64), &mut tokio::io::sink()).await?;
+        if n < size as u64 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        return Ok(None);
+    }
+    let mut octets = vec![0; size];
+    r.read_exact(&mut octets).await?;
+    Ok(Some(octets))
+}
+
 /// Reads the message after `354` up to the lone `.` line, undoing dot-stuffing (RFC 5321
 /// §4.5.2). `None` if it is larger than the limit (the rest is still read and dropped).
 pub async fn read_data<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
@@ -313,6 +383,42 @@ mod tests {
             Some("x@y.test")
         );
         assert_eq!(path_arg("RCPT TO:x@y.test", "TO:"), None);
+    }
+
+    /// A message in two BDAT chunks, pipelined with its envelope: the sink joins the chunks
+    /// as they are (a chunk's dots stay), answers the group in order, and hands the code on.
+    #[tokio::test]
+    async fn bdat_chunks_make_one_message() {
+        use tokio::io::AsyncReadExt;
+        let (sink, port) = Sink::start(false).await.unwrap();
+        let waiter = sink.expect("login2@bench.test");
+        let first = "Subject: 481516 is your verification code\r\n";
+        let second = "\r\n.a line with a dot\r\n";
+        let wire = format!(
+            "EHLO client\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<Login2@bench.test>\r\n\
+             BDAT {} \r\n{first}BDAT {} LAST\r\n{second}BDAT x\r\n",
+            first.len(),
+            second.len()
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        stream.write_all(wire.as_bytes()).await.unwrap();
+        let mut answers = String::new();
+        stream.read_to_string(&mut answers).await.unwrap();
+        let codes: Vec<&str> = answers.lines().map(|l| &l[..4]).collect();
+        assert_eq!(
+            codes,
+            ["220 ", "250-", "250-", "250-", "250-", "250-", "250 ", "250 ", "250 ", "250 ", "250 ", "501 "],
+            "{answers}"
+        );
+        let code = tokio::time::timeout(Duration::from_secs(5), waiter.code())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(code, "481516");
+        assert_eq!(bdat_args("BDAT 12 last"), Some((12, true)));
+        assert_eq!(bdat_args("BDAT 12"), Some((12, false)));
+        assert_eq!(bdat_args("BDAT 12 FIRST"), None);
+        assert_eq!(bdat_args("BDAT -1 LAST"), None);
     }
 
     /// Tessera's own mailer (lettre, plain SMTP to loopback) delivers to the sink, and the

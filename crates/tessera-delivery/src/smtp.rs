@@ -187,8 +187,9 @@ fn is_loopback(host: &str) -> bool {
 /// EHLO, STARTTLS, AUTH, and the transaction of a message that is not all ASCII.
 ///
 /// The transaction of an ASCII message is ours ([`transact`]): with a server that offers
-/// PIPELINING (RFC 2920), `MAIL`, `RCPT` and `DATA` go in one write and the message with its
-/// final `.` in another, two round trips where lettre takes four.
+/// PIPELINING (RFC 2920) and CHUNKING (RFC 3030), `MAIL`, `RCPT` and `BDAT` with the message
+/// go in one write, one round trip where lettre takes four; with PIPELINING alone, `MAIL`,
+/// `RCPT` and `DATA` go in one write and the message with its final `.` in another.
 pub struct SmtpMailer {
     settings: SmtpSettings,
     dkim: Option<DkimConfig>,
@@ -205,10 +206,11 @@ pub struct SmtpMailer {
     max_idle: usize,
 }
 
-/// An open SMTP connection, and whether its server offers PIPELINING.
+/// An open SMTP connection, and whether its server offers PIPELINING and CHUNKING.
 struct Conn {
     smtp: AsyncSmtpConnection,
     pipelining: bool,
+    chunking: bool,
 }
 
 /// Open connections kept between messages unless [`SmtpMailer::keep_idle`] says otherwise,
@@ -379,18 +381,20 @@ impl SmtpMailer {
                 }
             }
         }
-        // lettre keeps only the extensions it uses from the EHLO answer; PIPELINING is not one
-        // of them. So EHLO once more (after STARTTLS, whose EHLO is the one that counts, and
-        // before AUTH) and read it here: one round trip per connection, and connections are
-        // kept.
+        // lettre keeps only the extensions it uses from the EHLO answer; PIPELINING and
+        // CHUNKING are not among them. So EHLO once more (after STARTTLS, whose EHLO is the
+        // one that counts, and before AUTH) and read it here: one round trip per connection,
+        // and connections are kept.
         let ehlo = conn.command(Ehlo::new(self.hello.clone())).await?;
-        let pipelining = offers_pipelining(ehlo.message());
+        let pipelining = offers(ehlo.message(), "PIPELINING");
+        let chunking = offers(ehlo.message(), "CHUNKING");
         if let Some(c) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, c).await?;
         }
         Ok(Conn {
             smtp: conn,
             pipelining,
+            chunking,
         })
     }
 
@@ -416,25 +420,32 @@ impl SmtpMailer {
     }
 }
 
-/// Whether an EHLO answer's lines (the first names the server) offer PIPELINING.
-fn offers_pipelining<'a>(mut lines: impl Iterator<Item = &'a str>) -> bool {
+/// Whether an EHLO answer's lines (the first names the server) offer `extension`.
+fn offers<'a>(mut lines: impl Iterator<Item = &'a str>, extension: &str) -> bool {
     lines.next();
     lines.any(|l| {
         l.split_ascii_whitespace()
             .next()
-            .is_some_and(|k| k.eq_ignore_ascii_case("PIPELINING"))
+            .is_some_and(|k| k.eq_ignore_ascii_case(extension))
     })
 }
 
-/// One mail transaction on an open connection: `MAIL`, one `RCPT` per recipient, `DATA`, then
-/// the message. An error leaves the connection in no known state: the caller aborts it.
+/// One mail transaction on an open connection: `MAIL`, one `RCPT` per recipient, then the
+/// message after `DATA` or in `BDAT`. An error leaves the connection in no known state: the
+/// caller aborts it.
 ///
 /// A message lettre would send with the SMTPUTF8 or 8BITMIME parameters (an address or a body
 /// that is not ASCII) goes through lettre's own transaction, which checks that the server
-/// offers them. Ours sends no parameters, so it takes only ASCII. With PIPELINING the three
-/// commands go in one write and their answers are read in order (RFC 2920 §3.1: `DATA` ends
-/// the group); without it, each waits for its answer. Either way the message, dot-stuffed,
-/// and its final `.` go in one write.
+/// offers them. Ours sends no parameters, so it takes only ASCII.
+///
+/// With CHUNKING the message goes as it is, its size given, in one `BDAT … LAST` (RFC 3030
+/// §2: no dot-stuffing, no `354` to wait for); with PIPELINING too, `MAIL`, the `RCPT`s and
+/// the `BDAT` with its octets are one group in one write, and their answers are read in
+/// order (RFC 3030 §4.2: a server that refused the recipients still reads the chunk and
+/// refuses it). Without CHUNKING: with PIPELINING the three commands go in one write and
+/// their answers are read in order (RFC 2920 §3.1: `DATA` ends the group); without it, each
+/// waits for its answer; either way the message, dot-stuffed, and its final `.` go in one
+/// write.
 async fn transact(
     conn: &mut Conn,
     envelope: &Envelope,
@@ -451,6 +462,26 @@ async fn transact(
         .map(|to| Rcpt::new(to.clone(), vec![]).to_string())
         .collect();
     // lettre's `command` writes any text and reads one answer (an error unless positive).
+    if conn.chunking {
+        // ASCII, so each byte is its own `char` and the size in octets is the length.
+        let chunk = format!("BDAT {} LAST\r\n{}", body.len(), String::from_utf8_lossy(body));
+        if conn.pipelining {
+            conn.smtp
+                .command(format!("{mail}{}{chunk}", rcpts.concat()))
+                .await?;
+            for _ in &rcpts {
+                conn.smtp.read_response().await?;
+            }
+            conn.smtp.read_response().await?;
+        } else {
+            conn.smtp.command(mail).await?;
+            for rcpt in rcpts {
+                conn.smtp.command(rcpt).await?;
+            }
+            conn.smtp.command(chunk).await?;
+        }
+        return Ok(());
+    }
     if conn.pipelining {
         let group = format!("{mail}{}{Data}", rcpts.concat());
         conn.smtp.command(group).await?;
@@ -682,13 +713,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_pipelining_from_the_ehlo_answer() {
-        let offers = |lines: &[&str]| offers_pipelining(lines.iter().copied());
-        assert!(offers(&["mx.test", "8BITMIME", "pipelining", "SIZE 10"]));
-        assert!(!offers(&["mx.test", "8BITMIME", "SIZE 10"]));
+    fn reads_extensions_from_the_ehlo_answer() {
+        let pipelining = |lines: &[&str]| offers(lines.iter().copied(), "PIPELINING");
+        assert!(pipelining(&["mx.test", "8BITMIME", "pipelining", "SIZE 10"]));
+        assert!(!pipelining(&["mx.test", "8BITMIME", "SIZE 10"]));
         // The first line names the server; only a keyword of its own counts.
-        assert!(!offers(&["PIPELINING ready"]));
-        assert!(!offers(&["mx.test", "X-NOPIPELINING"]));
+        assert!(!pipelining(&["PIPELINING ready"]));
+        assert!(!pipelining(&["mx.test", "X-NOPIPELINING"]));
+        let chunking = |lines: &[&str]| offers(lines.iter().copied(), "CHUNKING");
+        assert!(chunking(&["mx.test", "PIPELINING", "CHUNKING"]));
+        assert!(!chunking(&["mx.test", "PIPELINING", "BINARYMIME"]));
     }
 
     #[test]
@@ -847,6 +881,96 @@ mod tests {
             data.contains("\r\n..a line that begins with a dot\r\n"),
             "{data}"
         );
+    }
+
+    /// Reads `BDAT <size> LAST` and then exactly that many octets; returns the size the
+    /// command gave and the octets.
+    async fn read_chunk(r: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> (String, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let line = read_lines(r, 1).await.remove(0);
+        let size: usize = line
+            .strip_prefix("BDAT ")
+            .and_then(|rest| rest.strip_suffix(" LAST\r\n"))
+            .unwrap_or_else(|| panic!("not a last chunk: {line:?}"))
+            .parse()
+            .unwrap();
+        let mut octets = vec![0; size];
+        r.read_exact(&mut octets).await.unwrap();
+        (line, octets)
+    }
+
+    /// With PIPELINING and CHUNKING the whole transaction is one group: the server answers
+    /// nothing until `MAIL`, `RCPT` and `BDAT` with all its octets are there, and the message
+    /// goes as it is (no dot-stuffing, no final dot), its size exact.
+    #[tokio::test]
+    async fn a_chunking_server_gets_the_message_in_the_group() {
+        use tokio::io::AsyncWriteExt;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let port = scripted(
+            "250-scripted\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n",
+            |mut r, mut w| async move {
+                let envelope = read_lines(&mut r, 2).await;
+                let (bdat, octets) = read_chunk(&mut r).await;
+                // Nothing more was sent: the client waits for the answers now.
+                assert!(r.buffer().is_empty());
+                w.write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 queued\r\n")
+                    .await
+                    .unwrap();
+                tx.send((envelope, bdat, octets)).unwrap();
+            },
+        )
+        .await;
+        let m = mailer(port);
+        m.send(&message()).await.unwrap();
+        let (envelope, bdat, octets) = rx.await.unwrap();
+        assert_eq!(
+            envelope,
+            [
+                "MAIL FROM:<no-reply@example.com>\r\n",
+                "RCPT TO:<user@example.com>\r\n"
+            ]
+        );
+        assert_eq!(bdat, format!("BDAT {} LAST\r\n", octets.len()));
+        let data = String::from_utf8(octets).unwrap();
+        assert!(
+            data.contains("\r\n.a line that begins with a dot\r\n"),
+            "{data}"
+        );
+        assert!(!data.contains("\r\n..a line"), "{data}");
+        assert!(!data.ends_with("\r\n.\r\n"), "{data}");
+        assert!(
+            data.contains("Message-ID: <pipe@tessera.test>\r\n"),
+            "{data}"
+        );
+        assert_eq!(m.idle.lock().unwrap().len(), 1);
+    }
+
+    /// CHUNKING without PIPELINING: each command waits for its answer, and `BDAT` takes the
+    /// place of `DATA`, its `354` and the final dot.
+    #[tokio::test]
+    async fn a_chunking_server_without_pipelining_gets_one_command_at_a_time() {
+        use tokio::io::AsyncWriteExt;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let port = scripted(
+            "250-scripted\r\n250 CHUNKING\r\n",
+            |mut r, mut w| async move {
+                let mut verbs = Vec::new();
+                for _ in 0..2 {
+                    let line = read_lines(&mut r, 1).await.remove(0);
+                    assert!(r.buffer().is_empty(), "{line:?} came with more behind it");
+                    verbs.push(line[..4].to_string());
+                    w.write_all(b"250 Ok\r\n").await.unwrap();
+                }
+                let (_, octets) = read_chunk(&mut r).await;
+                w.write_all(b"250 queued\r\n").await.unwrap();
+                tx.send((verbs, octets)).unwrap();
+            },
+        )
+        .await;
+        mailer(port).send(&message()).await.unwrap();
+        let (verbs, octets) = rx.await.unwrap();
+        assert_eq!(verbs, ["MAIL", "RCPT"]);
+        assert!(String::from_utf8(octets).unwrap().contains("\r\n.a line that begins"));
     }
 
     /// A refused recipient in a pipelined group is a permanent failure, and the connection,
