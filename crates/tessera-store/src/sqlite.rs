@@ -119,7 +119,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // See `sqlite_hot::open`.
+            .pragma("temp_store", "memory");
         private_file(connect.get_filename())?;
         let open = |max: u32| {
             SqlitePoolOptions::new()
