@@ -22,6 +22,11 @@ mod signing;
 mod sink;
 mod tessera;
 
+/// The allocator Tessera uses (see crates/tessera/src/main.rs): the bench shares the cores it
+/// measures, so its own glibc arena locks would count against Tessera's figures.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
