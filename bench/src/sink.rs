@@ -319,7 +319,10 @@ fn bdat_args(line: &str) -> Option<(usize, bool)> {
 
 /// Reads a BDAT chunk of `size` octets; `None` if it is larger than the limit (it is still
 /// read, and dropped).
-async fn read_chunk<R: AsyncBufRead + Unpin>(r: &mut R, size: usize) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_chunk<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    size: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
     use tokio::io::AsyncReadExt;
     if size > MAX_MESSAGE {
         let n = tokio::io::copy(&mut r.take(size as u64), &mut tokio::io::sink()).await?;
@@ -407,7 +410,10 @@ mod tests {
         let codes: Vec<&str> = answers.lines().map(|l| &l[..4]).collect();
         assert_eq!(
             codes,
-            ["220 ", "250-", "250-", "250-", "250-", "250-", "250 ", "250 ", "250 ", "250 ", "250 ", "501 "],
+            [
+                "220 ", "250-", "250-", "250-", "250-", "250-", "250 ", "250 ", "250 ", "250 ",
+                "250 ", "501 "
+            ],
             "{answers}"
         );
         let code = tokio::time::timeout(Duration::from_secs(5), waiter.code())

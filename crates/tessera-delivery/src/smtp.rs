@@ -464,7 +464,11 @@ async fn transact(
     // lettre's `command` writes any text and reads one answer (an error unless positive).
     if conn.chunking {
         // ASCII, so each byte is its own `char` and the size in octets is the length.
-        let chunk = format!("BDAT {} LAST\r\n{}", body.len(), String::from_utf8_lossy(body));
+        let chunk = format!(
+            "BDAT {} LAST\r\n{}",
+            body.len(),
+            String::from_utf8_lossy(body)
+        );
         if conn.pipelining {
             conn.smtp
                 .command(format!("{mail}{}{chunk}", rcpts.concat()))
@@ -715,7 +719,12 @@ mod tests {
     #[test]
     fn reads_extensions_from_the_ehlo_answer() {
         let pipelining = |lines: &[&str]| offers(lines.iter().copied(), "PIPELINING");
-        assert!(pipelining(&["mx.test", "8BITMIME", "pipelining", "SIZE 10"]));
+        assert!(pipelining(&[
+            "mx.test",
+            "8BITMIME",
+            "pipelining",
+            "SIZE 10"
+        ]));
         assert!(!pipelining(&["mx.test", "8BITMIME", "SIZE 10"]));
         // The first line names the server; only a keyword of its own counts.
         assert!(!pipelining(&["PIPELINING ready"]));
@@ -970,7 +979,11 @@ mod tests {
         mailer(port).send(&message()).await.unwrap();
         let (verbs, octets) = rx.await.unwrap();
         assert_eq!(verbs, ["MAIL", "RCPT"]);
-        assert!(String::from_utf8(octets).unwrap().contains("\r\n.a line that begins"));
+        assert!(
+            String::from_utf8(octets)
+                .unwrap()
+                .contains("\r\n.a line that begins")
+        );
     }
 
     /// A refused recipient in a pipelined group is a permanent failure, and the connection,

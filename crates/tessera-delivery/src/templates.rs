@@ -268,7 +268,10 @@ fn globals(v: &EmailVars, html: bool) -> liquid::Object {
             e(v.request_language.as_deref().unwrap_or_default()),
         ),
         ("operation", Value::Nil),
-        ("user", Value::Object(object(vec![("email", e(&v.user_email))]))),
+        (
+            "user",
+            Value::Object(object(vec![("email", e(&v.user_email))])),
+        ),
         ("tenant", e(&v.tenant.name)),
         ("friendly_name", e(&v.tenant.friendly_name)),
         ("support_email", e(&v.tenant.support_email)),
