@@ -145,6 +145,12 @@ impl WriterThread {
                                 loop {
                                     run_turn(&db, turn.drain(..));
                                     let left = until.saturating_duration_since(Instant::now());
+                                    // `timeout` polls what it waits for before its clock: past
+                                    // the hold, queued work would still be taken, and under
+                                    // steady load the connection never given back.
+                                    if left.is_zero() {
+                                        break;
+                                    }
                                     let more = jobs.recv_many(&mut turn, OPERATIONS_PER_TURN);
                                     match tokio::time::timeout(left, more).await {
                                         Ok(n) if n > 0 => {}
@@ -504,5 +510,54 @@ mod tests {
         }
         other.execute_batch("ROLLBACK").unwrap();
         assert!(ids(&db).is_empty());
+    }
+
+    /// A job that queues the next one as it runs, until `stop`: the queue is never empty
+    /// when a turn ends.
+    fn endless(
+        queue: mpsc::UnboundedSender<Job>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        ran: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Job {
+        use std::sync::atomic::Ordering;
+        job(move |_db| {
+            ran.fetch_add(1, Ordering::Relaxed);
+            if !stop.load(Ordering::Relaxed) {
+                let next = endless(queue.clone(), stop, ran);
+                let _ = queue.send(next);
+            }
+            Ok(())
+        })
+        .0
+    }
+
+    #[tokio::test]
+    async fn the_writer_connection_goes_back_to_the_pool_under_steady_load() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let writer = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let thread = WriterThread::start(&writer, db()).unwrap();
+        let (stop, ran) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let first = endless(thread.queue.clone(), stop.clone(), ran.clone());
+        thread.queue.send(first).unwrap();
+        while ran.load(Ordering::Relaxed) < 100 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The thread now always has work queued; another writer still gets the connection
+        // within the hold and a turn.
+        let got = tokio::time::timeout(Duration::from_secs(2), writer.acquire()).await;
+        stop.store(true, Ordering::Relaxed);
+        let held = got.expect("the writer thread kept the connection").unwrap();
+        drop(held);
+        assert!(ran.load(Ordering::Relaxed) >= 100);
     }
 }
