@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -105,13 +105,6 @@ type Job = Box<dyn FnOnce(Result<&rusqlite::Connection, String>) -> Ran + Send>;
 /// At most this many operations run between taking the writer connection and giving it back.
 const OPERATIONS_PER_TURN: usize = 64;
 
-/// How long the writer thread keeps the writer connection once it has it, running each turn
-/// as its operations arrive. Giving the connection back is a round trip to the thread sqlx
-/// keeps for it (sqlx pings a connection as it returns to the pool), and the next turn waited
-/// for that trip to end: twice the thread switches, with the writer thread idle between.
-/// Others that write through the pool wait at most this long, and one turn, for it.
-const HOLD_FOR: Duration = Duration::from_millis(2);
-
 /// The queue of SQLite's writer thread.
 #[derive(Clone)]
 pub(crate) struct WriterThread {
@@ -140,24 +133,7 @@ impl WriterThread {
                     let mut turn = Vec::with_capacity(OPERATIONS_PER_TURN);
                     while jobs.recv_many(&mut turn, OPERATIONS_PER_TURN).await > 0 {
                         match pool.acquire().await {
-                            Ok(_held) => {
-                                let until = Instant::now() + HOLD_FOR;
-                                loop {
-                                    run_turn(&db, turn.drain(..));
-                                    let left = until.saturating_duration_since(Instant::now());
-                                    // `timeout` polls what it waits for before its clock: past
-                                    // the hold, queued work would still be taken, and under
-                                    // steady load the connection never given back.
-                                    if left.is_zero() {
-                                        break;
-                                    }
-                                    let more = jobs.recv_many(&mut turn, OPERATIONS_PER_TURN);
-                                    match tokio::time::timeout(left, more).await {
-                                        Ok(n) if n > 0 => {}
-                                        _ => break,
-                                    }
-                                }
-                            }
+                            Ok(_held) => run_turn(&db, turn.drain(..)),
                             Err(e) => refuse(turn.drain(..), &e.to_string()),
                         }
                     }
@@ -375,6 +351,7 @@ impl From<rusqlite::Error> for StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn db() -> rusqlite::Connection {
         let db = rusqlite::Connection::open_in_memory().unwrap();
@@ -552,8 +529,8 @@ mod tests {
         while ran.load(Ordering::Relaxed) < 100 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        // The thread now always has work queued; another writer still gets the connection
-        // within the hold and a turn.
+        // The thread now always has work queued; another writer still gets the connection,
+        // which the thread gives back after every turn.
         let got = tokio::time::timeout(Duration::from_secs(2), writer.acquire()).await;
         stop.store(true, Ordering::Relaxed);
         let held = got.expect("the writer thread kept the connection").unwrap();
