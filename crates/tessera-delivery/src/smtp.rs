@@ -213,6 +213,21 @@ struct Conn {
     chunking: bool,
 }
 
+/// Whether `e` is the server's 421: it is closing the connection, and took nothing.
+fn closing(e: &lettre::transport::smtp::Error) -> bool {
+    e.status().map(u16::from) == Some(421)
+}
+
+/// Drops the kept connections idle for [`IDLE_FOR`] or longer. They are kept oldest first
+/// (each goes back on top, and the newest is taken), so those are at the bottom, where after a
+/// burst nothing would take them: left there, their sockets stay open, often half closed by
+/// the server, and count against its limit of connections per client.
+fn drop_expired<T>(idle: &mut Vec<(T, Instant)>, now: Instant) {
+    let expired =
+        idle.partition_point(|(_, since)| now.saturating_duration_since(*since) >= IDLE_FOR);
+    idle.drain(..expired);
+}
+
 /// Open connections kept between messages unless [`SmtpMailer::keep_idle`] says otherwise,
 /// and how long one may sit unused (servers close idle connections after a minute or more;
 /// RFC 5321 §4.5.3.2.7 asks for at least 5 minutes).
@@ -305,13 +320,15 @@ impl SmtpMailer {
         let body = msg.formatted();
         let sent = tokio::time::timeout(self.deadline(), async {
             // A kept connection the server has closed meanwhile fails before anything is
-            // accepted: then once more on a new one.
+            // accepted, or answers 421 (it is closing: an idle timeout, say; a message is
+            // never accepted with a 421): then once more on a new one.
             if let Some(mut conn) = self.take_idle() {
                 match transact(&mut conn, &envelope, &body).await {
                     Ok(()) => {
                         self.put_back(conn);
                         return Ok(());
                     }
+                    Err(e) if closing(&e) => conn.smtp.abort().await,
                     // The server answered (4xx, 5xx): it is alive, and it has spoken.
                     Err(e) if e.is_permanent() || e.is_transient() => {
                         conn.smtp.abort().await;
@@ -414,8 +431,10 @@ impl SmtpMailer {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        drop_expired(&mut idle, now);
         if idle.len() < self.max_idle {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, now));
         }
     }
 }
@@ -743,32 +762,36 @@ mod tests {
         assert_eq!(dot_stuffed(b"\r\n.\r\n"), "\r\n..\r\n\r\n.\r\n");
     }
 
+    type Reader = tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>;
+    type Writer = tokio::net::tcp::OwnedWriteHalf;
+
+    /// Accepts the next connection, greets it and answers both EHLOs (lettre's, then ours)
+    /// with `ehlo`.
+    async fn accepted(listener: &tokio::net::TcpListener, ehlo: &str) -> (Reader, Writer) {
+        use tokio::io::AsyncWriteExt;
+        let (stream, _) = listener.accept().await.unwrap();
+        let (r, mut w) = stream.into_split();
+        let mut r = tokio::io::BufReader::new(r);
+        w.write_all(b"220 scripted ESMTP\r\n").await.unwrap();
+        for _ in 0..2 {
+            let line = read_lines(&mut r, 1).await.remove(0);
+            assert!(line.starts_with("EHLO "), "{line:?}");
+            w.write_all(ehlo.as_bytes()).await.unwrap();
+        }
+        (r, w)
+    }
+
     /// A scripted SMTP server on loopback: it greets, answers EHLO with `ehlo`, then calls
     /// `script` with the connection's reader and writer. Returns the port.
     async fn scripted<F, Fut>(ehlo: &'static str, script: F) -> u16
     where
-        F: FnOnce(
-                tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
-                tokio::net::tcp::OwnedWriteHalf,
-            ) -> Fut
-            + Send
-            + 'static,
+        F: FnOnce(Reader, Writer) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
     {
-        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            let (r, mut w) = stream.into_split();
-            let mut r = tokio::io::BufReader::new(r);
-            w.write_all(b"220 scripted ESMTP\r\n").await.unwrap();
-            // lettre's EHLO, then ours.
-            for _ in 0..2 {
-                let line = read_lines(&mut r, 1).await.remove(0);
-                assert!(line.starts_with("EHLO "), "{line:?}");
-                w.write_all(ehlo.as_bytes()).await.unwrap();
-            }
+            let (r, w) = accepted(&listener, ehlo).await;
             script(r, w).await;
         });
         port
@@ -1014,6 +1037,104 @@ mod tests {
             other => panic!("expected a permanent failure, got {other:?}"),
         }
         assert!(m.idle.lock().unwrap().is_empty());
+    }
+
+    /// With CHUNKING too, a refusal in the group (the recipient, then `BDAT` for want of one)
+    /// is permanent, and the connection is not kept.
+    #[tokio::test]
+    async fn a_refused_recipient_in_a_chunking_group_fails_permanently() {
+        use tokio::io::AsyncWriteExt;
+        let port = scripted(
+            "250-scripted\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
+            |mut r, mut w| async move {
+                read_lines(&mut r, 2).await;
+                read_chunk(&mut r).await;
+                w.write_all(
+                    b"250 Ok\r\n550 5.1.1 <user@example.com>: no such user\r\n554 5.5.1 no valid recipients\r\n",
+                )
+                .await
+                .unwrap();
+                let mut rest = Vec::new();
+                let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest).await;
+            },
+        )
+        .await;
+        let m = mailer(port);
+        match m.send(&message()).await {
+            Err(DeliveryError::Permanent(e)) => assert!(e.contains("no such user"), "{e}"),
+            other => panic!("expected a permanent failure, got {other:?}"),
+        }
+        assert!(m.idle.lock().unwrap().is_empty());
+    }
+
+    /// A kept connection whose server answers 421 (it is closing it: an idle timeout, say)
+    /// took nothing: the message goes at once on a new connection, not back to the outbox.
+    #[tokio::test]
+    async fn a_kept_connection_that_answers_421_is_replaced_at_once() {
+        use tokio::io::AsyncWriteExt;
+        const EHLO: &str = "250-scripted\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut r, mut w) = accepted(&listener, EHLO).await;
+            read_lines(&mut r, 2).await;
+            read_chunk(&mut r).await;
+            w.write_all(b"250 Ok\r\n250 Ok\r\n250 queued\r\n")
+                .await
+                .unwrap();
+            // The next message, on the kept connection: the server is closing.
+            read_lines(&mut r, 2).await;
+            read_chunk(&mut r).await;
+            w.write_all(b"421 4.4.2 idle too long, closing\r\n")
+                .await
+                .unwrap();
+            drop((r, w));
+            // It comes again on a new connection.
+            let (mut r2, mut w2) = accepted(&listener, EHLO).await;
+            read_lines(&mut r2, 2).await;
+            let (_, octets) = read_chunk(&mut r2).await;
+            w2.write_all(b"250 Ok\r\n250 Ok\r\n250 queued\r\n")
+                .await
+                .unwrap();
+            tx.send(octets).unwrap();
+            let mut rest = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut r2, &mut rest).await;
+        });
+        let m = mailer(port);
+        m.send(&message()).await.unwrap();
+        let second = EmailMessage {
+            message_id: "second@tessera.test".into(),
+            ..message()
+        };
+        m.send(&second).await.unwrap();
+        let octets = String::from_utf8(rx.await.unwrap()).unwrap();
+        assert!(
+            octets.contains("Message-ID: <second@tessera.test>"),
+            "{octets}"
+        );
+        assert_eq!(
+            m.idle.lock().unwrap().len(),
+            1,
+            "the new connection is kept"
+        );
+    }
+
+    #[test]
+    fn kept_connections_idle_too_long_are_dropped_from_the_bottom() {
+        let now = Instant::now() + IDLE_FOR * 2;
+        let ago = |secs: u64| now - Duration::from_secs(secs);
+        let mut idle = vec![
+            ("a", ago(70)),
+            ("b", ago(50)),
+            ("c", ago(49)),
+            ("d", ago(1)),
+        ];
+        drop_expired(&mut idle, now);
+        let left: Vec<&str> = idle.iter().map(|(c, _)| *c).collect();
+        assert_eq!(left, ["c", "d"]);
+        drop_expired(&mut idle, now + Duration::from_secs(60));
+        assert!(idle.is_empty());
     }
 
     #[test]
