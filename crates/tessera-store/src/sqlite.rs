@@ -119,9 +119,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy)
-            .foreign_keys(true)
-            // See `sqlite_hot::open`.
-            .pragma("temp_store", "memory");
+            .foreign_keys(true);
+        // temp_store stays SQLite's default here (files): these connections run migrations
+        // (CREATE INDEX over every row) and the dashboard's reads, whose sorts may outgrow
+        // memory, and with temporary objects in memory SQLite's sorter never spills. The
+        // writer thread's small statements keep theirs in memory (`sqlite_hot::open`).
         private_file(connect.get_filename())?;
         let open = |max: u32| {
             SqlitePoolOptions::new()
@@ -229,5 +231,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode(&old), 0o640);
+    }
+
+    /// sqlx's connections keep temporary objects in files, so that a large sort (a
+    /// migration's `CREATE INDEX`, the dashboard's reads) can spill to disk; only the writer
+    /// thread's connection keeps them in memory (`sqlite_hot::open`).
+    #[tokio::test]
+    async fn the_pooled_connections_sort_on_disk_when_they_must() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = super::SqliteStore::connect(&url, &crate::PoolOptions::default())
+            .await
+            .unwrap();
+        for pool in [&store.pool, &store.writer] {
+            let mode: i64 = sqlx::query_scalar("PRAGMA temp_store")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(mode, 0, "DEFAULT: files");
+        }
     }
 }

@@ -323,10 +323,12 @@ pub(crate) const SQLITE_HEAP_LIMIT: i64 = 8 << 20;
 
 /// Opens the writer thread's own connection to the database file `path`, set as sqlx sets
 /// the store's writer (`sqlite.rs`): WAL (already the file's mode), normal sync, foreign keys,
-/// no automatic checkpoints, temporary tables and indexes in memory, and the same busy
-/// timeout. Temporary objects in memory, where by default SQLite makes a file for each (in
-/// `/var/tmp`, opened, unlinked and closed: about 80 a second under the bench's load), and
-/// where what they hold would otherwise reach a disk outside the data folder.
+/// no automatic checkpoints, and the same busy timeout; and, unlike sqlx's connections,
+/// temporary objects (statement journals) in memory, where by default SQLite makes a file for
+/// each (in `/var/tmp`, opened, unlinked and closed: about 80 a second under the bench's
+/// load), and where what they hold would otherwise reach a disk outside the data folder. Its
+/// statements are a turn's rows, so they stay small; the sqlx connections, which run
+/// migrations and the dashboard's sorts, keep them in files.
 pub(crate) fn open(
     path: &std::path::Path,
     busy: std::time::Duration,
