@@ -185,6 +185,8 @@ impl Sink {
                     None => b"501 5.1.3 Syntax: RCPT TO:<address>\r\n",
                 },
                 "DATA" if rcpts.is_empty() => b"503 5.5.1 RCPT first\r\n",
+                // RFC 3030: no DATA in a transaction that has begun with BDAT.
+                "DATA" if chunks.is_some() => b"503 5.5.1 BDAT in progress\r\n",
                 "DATA" => {
                     send_held(
                         &mut w,
@@ -389,7 +391,8 @@ mod tests {
     }
 
     /// A message in two BDAT chunks, pipelined with its envelope: the sink joins the chunks
-    /// as they are (a chunk's dots stay), answers the group in order, and hands the code on.
+    /// as they are (a chunk's dots stay), answers the group in order (a `DATA` between the
+    /// chunks gets 503 and changes nothing), and hands the code on.
     #[tokio::test]
     async fn bdat_chunks_make_one_message() {
         use tokio::io::AsyncReadExt;
@@ -399,7 +402,7 @@ mod tests {
         let second = "\r\n.a line with a dot\r\n";
         let wire = format!(
             "EHLO client\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<Login2@bench.test>\r\n\
-             BDAT {} \r\n{first}BDAT {} LAST\r\n{second}BDAT x\r\n",
+             BDAT {} \r\n{first}DATA\r\nBDAT {} LAST\r\n{second}BDAT x\r\n",
             first.len(),
             second.len()
         );
@@ -412,7 +415,7 @@ mod tests {
             codes,
             [
                 "220 ", "250-", "250-", "250-", "250-", "250-", "250 ", "250 ", "250 ", "250 ",
-                "250 ", "501 "
+                "503 ", "250 ", "501 "
             ],
             "{answers}"
         );
