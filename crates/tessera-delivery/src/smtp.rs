@@ -1009,24 +1009,31 @@ mod tests {
         );
     }
 
-    /// A refused recipient in a pipelined group is a permanent failure, and the connection,
-    /// whose remaining answers were not read, is not kept.
-    #[tokio::test]
-    async fn a_refused_recipient_in_a_group_fails_permanently() {
+    /// A refused recipient in a pipelined group (with `DATA`, or with CHUNKING the `BDAT` and
+    /// its message) is a permanent failure with the address kept out of its text, and the
+    /// connection, whose remaining answers were not read, is not kept.
+    async fn a_refused_recipient_fails_permanently(chunking: bool) {
         use tokio::io::AsyncWriteExt;
-        let port = scripted(
-            "250-scripted\r\n250 PIPELINING\r\n",
-            |mut r, mut w| async move {
+        let ehlo = if chunking {
+            "250-scripted\r\n250-PIPELINING\r\n250 CHUNKING\r\n"
+        } else {
+            "250-scripted\r\n250 PIPELINING\r\n"
+        };
+        let port = scripted(ehlo, move |mut r, mut w| async move {
+            if chunking {
+                read_lines(&mut r, 2).await;
+                read_chunk(&mut r).await;
+            } else {
                 read_lines(&mut r, 3).await;
-                w.write_all(
-                    b"250 Ok\r\n550 5.1.1 <user@example.com>: no such user\r\n554 5.5.1 no valid recipients\r\n",
-                )
-                .await
-                .unwrap();
-                let mut rest = Vec::new();
-                let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest).await;
-            },
-        )
+            }
+            w.write_all(
+                b"250 Ok\r\n550 5.1.1 <user@example.com>: no such user\r\n554 5.5.1 no valid recipients\r\n",
+            )
+            .await
+            .unwrap();
+            let mut rest = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest).await;
+        })
         .await;
         let m = mailer(port);
         match m.send(&message()).await {
@@ -1039,32 +1046,14 @@ mod tests {
         assert!(m.idle.lock().unwrap().is_empty());
     }
 
-    /// With CHUNKING too, a refusal in the group (the recipient, then `BDAT` for want of one)
-    /// is permanent, and the connection is not kept.
+    #[tokio::test]
+    async fn a_refused_recipient_in_a_group_fails_permanently() {
+        a_refused_recipient_fails_permanently(false).await;
+    }
+
     #[tokio::test]
     async fn a_refused_recipient_in_a_chunking_group_fails_permanently() {
-        use tokio::io::AsyncWriteExt;
-        let port = scripted(
-            "250-scripted\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
-            |mut r, mut w| async move {
-                read_lines(&mut r, 2).await;
-                read_chunk(&mut r).await;
-                w.write_all(
-                    b"250 Ok\r\n550 5.1.1 <user@example.com>: no such user\r\n554 5.5.1 no valid recipients\r\n",
-                )
-                .await
-                .unwrap();
-                let mut rest = Vec::new();
-                let _ = tokio::io::AsyncReadExt::read_to_end(&mut r, &mut rest).await;
-            },
-        )
-        .await;
-        let m = mailer(port);
-        match m.send(&message()).await {
-            Err(DeliveryError::Permanent(e)) => assert!(e.contains("no such user"), "{e}"),
-            other => panic!("expected a permanent failure, got {other:?}"),
-        }
-        assert!(m.idle.lock().unwrap().is_empty());
+        a_refused_recipient_fails_permanently(true).await;
     }
 
     /// A kept connection whose server answers 421 (it is closing it: an idle timeout, say)
