@@ -151,7 +151,7 @@ fn statements_per_op(
     json!({"total": total as f64 / ops.max(1) as f64, "by_verb": by_verb})
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let load_before = tessera::loadavg();
