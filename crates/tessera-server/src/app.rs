@@ -161,6 +161,8 @@ pub async fn build(
         dev: s.dev,
         metrics: Default::default(),
         admins: s.admin_emails.clone(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(s.http.max_in_flight)),
+        request_timeout: Duration::from_secs(s.http.request_timeout_secs),
     }));
     Ok(Tessera { state, worker })
 }
@@ -247,6 +249,7 @@ pub fn router(state: AppState) -> Router {
     }
     r.fallback(not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn_with_state(state.clone(), bounded))
         .layer(middleware::from_fn_with_state(st2, move |s, req, next| {
             observe(s, hsts, req, next)
         }))
@@ -289,6 +292,40 @@ async fn webotp_js() -> Response {
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found")
+}
+
+/// Sheds what is beyond `[http] max_in_flight` at once, and gives up a request that takes
+/// longer than `[http] request_timeout_secs` (a slow body included). Both answer `503
+/// temporarily_unavailable` with `Retry-After: 1`, and the request is logged and counted by
+/// [`observe`] like any other. A handler given up is dropped where it waits: what it handed to
+/// the store's writer still runs to its end, as when a client goes away.
+async fn bounded(
+    axum::extract::State(st): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Ok(_place) = st.in_flight.clone().try_acquire_owned() else {
+        tracing::warn!("request refused: [http] max_in_flight requests are already running");
+        return retry_soon(ApiError::unavailable());
+    };
+    match tokio::time::timeout(st.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!("request given up after [http] request_timeout_secs");
+            retry_soon(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "The request took too long. Please try again shortly.",
+            ))
+        }
+    }
+}
+
+fn retry_soon(e: ApiError) -> Response {
+    let mut r = axum::response::IntoResponse::into_response(e);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
 }
 
 /// Logs each request (path only: query strings may carry codes) and sets security headers.

@@ -67,6 +67,42 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// Bounds on the main listener's work, so that a flood slows no answer down without limit and
+/// cannot make the process grow until it is killed.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Requests handled at once on this node. One more is refused at once with `503
+    /// temporarily_unavailable` and `Retry-After: 1` rather than queued.
+    pub max_in_flight: usize,
+    /// How long one request may take, its body's arrival included, before it is given up with
+    /// `503 temporarily_unavailable`. A write already handed to the store still completes.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_in_flight: 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if (1..=1_000_000).contains(&self.max_in_flight)
+            && (1..=3600).contains(&self.request_timeout_secs)
+        {
+            Ok(())
+        } else {
+            Err("http: max_in_flight 1-1000000, request_timeout_secs 1-3600".into())
+        }
+    }
 }
 
 /// The dashboard at `/admin`: who may sign in to it (with Tessera itself, by email).

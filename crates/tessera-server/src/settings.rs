@@ -80,6 +80,8 @@ pub struct Settings {
     pub metrics_listen: Option<String>,
     /// Who may sign in to the dashboard (normalised email addresses); empty: it is off.
     pub admin_emails: Vec<String>,
+    /// Bounds on the main listener's requests.
+    pub http: crate::config::HttpConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +217,7 @@ impl Settings {
         check_tokens(&c.tokens)?;
         c.outbox.validate()?;
         c.rate_limits.validate()?;
+        c.http.validate()?;
         if let Some(f) = c.log.format.as_deref()
             && f != "text"
             && f != "json"
@@ -342,6 +345,7 @@ impl Settings {
             tls,
             metrics_listen: c.metrics.listen.clone(),
             admin_emails,
+            http: c.http.clone(),
         })
     }
 }

@@ -47,6 +47,10 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     /// Who may sign in to the dashboard (normalised addresses); empty: it is off.
     pub admins: Vec<String>,
+    /// Places for requests handled at once (`[http] max_in_flight`).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// `[http] request_timeout_secs`.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Deref for AppState {

@@ -1463,3 +1463,105 @@ both_backends!(
     email_case_and_spacing_map_to_one_user,
     blocked_users_get_no_code_and_no_tokens,
 );
+
+/// Reads one HTTP/1.1 answer from `s`: its status, its head (lower-cased) and its body.
+async fn read_answer(s: &mut tokio::net::TcpStream) -> (u16, String, Value) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let (head, body_at, length) = loop {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed before an answer");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            break (head, end + 4, length);
+        }
+    };
+    while buf.len() < body_at + length {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed inside the body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let status = head[9..12].parse().unwrap();
+    let body = serde_json::from_slice(&buf[body_at..body_at + length]).unwrap_or(Value::Null);
+    (status, head, body)
+}
+
+async fn get_over_tcp(addr: std::net::SocketAddr, path: &str) -> (u16, String, Value) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    read_answer(&mut s).await
+}
+
+/// `[http]`: a request beyond `max_in_flight` is refused at once, one that takes longer than
+/// `request_timeout_secs` (here: a body that never finishes arriving) is given up, both with
+/// `503 temporarily_unavailable` and `Retry-After`, and the place each held is free again.
+#[tokio::test]
+async fn requests_beyond_the_limit_are_shed_and_slow_ones_given_up() {
+    use tokio::io::AsyncWriteExt;
+    let h = H::with(
+        "sqlite",
+        "[http]\nmax_in_flight = 1\nrequest_timeout_secs = 1\n",
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = h.app.clone();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    // One at a time, each gives its place back.
+    for _ in 0..3 {
+        assert_eq!(get_over_tcp(addr, "/health").await.0, 200);
+    }
+    // A slow client: the head and a part of the body, then nothing.
+    let asked = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(
+        b"POST /oauth/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"grant_type\":",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, head, body) = get_over_tcp(addr, "/health").await;
+    assert_eq!(status, 503, "{head}\n{body}");
+    assert!(head.contains("\r\nretry-after: 1"), "{head}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(
+        head.contains("\r\nx-request-id: "),
+        "shed answers are observed too: {head}"
+    );
+    let (status, head, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), read_answer(&mut slow))
+            .await
+            .expect("the slow request was never given up");
+    let waited = asked.elapsed();
+    assert_eq!(status, 503, "{head}\n{body}");
+    assert!(head.contains("\r\nretry-after: 1"), "{head}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(
+        body["error_description"],
+        "The request took too long. Please try again shortly."
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(5),
+        "given up after {waited:?}"
+    );
+    assert_eq!(get_over_tcp(addr, "/health").await.0, 200);
+}
