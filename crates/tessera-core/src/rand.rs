@@ -8,15 +8,54 @@ pub trait Random: Send + Sync + 'static {
 }
 
 /// The system CSPRNG.
+///
+/// aws-lc's generator costs more per call than per byte (each call mixes in fresh input from
+/// the CPU's generator), and a sign-in asks it for a dozen small pieces (ids, a code, nonces).
+/// So requests of up to [`BUFFERED_UP_TO`] bytes are served from a per-thread block of
+/// [`BLOCK`] bytes taken from it in one call: the same generator's output, handed out once
+/// each, and wiped from the block as it is handed out. Larger requests go to it directly.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemRandom;
 
+/// The size of a thread's block of random bytes.
+const BLOCK: usize = 1024;
+/// Requests up to this size are served from the block.
+const BUFFERED_UP_TO: usize = 64;
+
+/// A thread's random bytes not yet handed out: `bytes[used..]`.
+struct Block {
+    bytes: [u8; BLOCK],
+    used: usize,
+}
+
+thread_local! {
+    static BLOCK_OF_THREAD: std::cell::RefCell<Block> =
+        const { std::cell::RefCell::new(Block { bytes: [0; BLOCK], used: BLOCK }) };
+}
+
+fn system_fill(dest: &mut [u8]) {
+    // aws-lc's RNG only fails when the OS has no entropy source; nothing sensible can go on.
+    if aws_lc_rs::rand::fill(dest).is_err() {
+        std::process::abort();
+    }
+}
+
 impl Random for SystemRandom {
     fn fill(&self, dest: &mut [u8]) {
-        // aws-lc's RNG only fails when the OS has no entropy source; nothing sensible can go on.
-        if aws_lc_rs::rand::fill(dest).is_err() {
-            std::process::abort();
+        if dest.len() > BUFFERED_UP_TO {
+            return system_fill(dest);
         }
+        BLOCK_OF_THREAD.with(|b| {
+            let mut b = b.borrow_mut();
+            if BLOCK - b.used < dest.len() {
+                system_fill(&mut b.bytes);
+                b.used = 0;
+            }
+            let (from, to) = (b.used, b.used + dest.len());
+            dest.copy_from_slice(&b.bytes[from..to]);
+            b.bytes[from..to].fill(0);
+            b.used = to;
+        })
     }
 }
 
@@ -140,6 +179,40 @@ mod tests {
             t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
+    }
+
+    #[test]
+    fn the_block_hands_out_each_byte_once_and_wipes_it() {
+        // Across refills of the block, small and large requests, no two 16-byte pieces are
+        // the same (a repeat would be a byte handed out twice).
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..10 * BLOCK / 16 {
+            let mut b = [0u8; 16];
+            SystemRandom.fill(&mut b);
+            assert!(seen.insert(b), "piece {i} repeated");
+            if i % 7 == 0 {
+                let mut big = [0u8; BUFFERED_UP_TO + 1];
+                SystemRandom.fill(&mut big);
+                assert!(big.iter().any(|&x| x != 0));
+            }
+        }
+        BLOCK_OF_THREAD.with(|b| {
+            let b = b.borrow();
+            assert!(
+                b.bytes[..b.used].iter().all(|&x| x == 0),
+                "handed-out bytes are wiped"
+            );
+        });
+        // Every byte value comes up, so the pieces are not mostly the wiped zeros.
+        let mut counts = [0u32; 256];
+        for piece in &seen {
+            for &x in piece {
+                counts[x as usize] += 1;
+            }
+        }
+        assert!(counts.iter().all(|&c| c > 0));
+        let zeros = counts[0] as f64 / (seen.len() * 16) as f64;
+        assert!(zeros < 0.01, "{zeros}");
     }
 
     #[test]
