@@ -162,6 +162,7 @@ pub async fn build(
         metrics: Default::default(),
         admins: s.admin_emails.clone(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(s.http.max_in_flight)),
+        health_in_flight: Arc::new(tokio::sync::Semaphore::new(HEALTH_IN_FLIGHT)),
         request_timeout: Duration::from_secs(s.http.request_timeout_secs),
     }));
     Ok(Tessera { state, worker })
@@ -294,17 +295,28 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "Not found")
 }
 
-/// Sheds what is beyond `[http] max_in_flight` at once, and gives up a request that takes
-/// longer than `[http] request_timeout_secs` (a slow body included). Both answer `503
-/// temporarily_unavailable` with `Retry-After: 1`, and the request is logged and counted by
-/// [`observe`] like any other. A handler given up is dropped where it waits: what it handed to
-/// the store's writer still runs to its end, as when a client goes away.
+/// `GET /health`'s own places: a node whose `[http] max_in_flight` places are all taken is
+/// busy, not dead, and a liveness probe must not see it as dead and restart it; nor may a
+/// flood of health checks take more than these.
+const HEALTH_IN_FLIGHT: usize = 32;
+
+/// Sheds what is beyond `[http] max_in_flight` at once (`/health` beyond its own
+/// [`HEALTH_IN_FLIGHT`]), and gives up a request that takes longer than `[http]
+/// request_timeout_secs` (a slow body included). Both answer `503 temporarily_unavailable`
+/// with `Retry-After: 1`, and the request is logged and counted by [`observe`] like any other.
+/// A handler given up is dropped where it waits: what it handed to the store's writer still
+/// runs to its end, as when a client goes away.
 async fn bounded(
     axum::extract::State(st): axum::extract::State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    let Ok(_place) = st.in_flight.clone().try_acquire_owned() else {
+    let places = if req.uri().path() == "/health" {
+        &st.health_in_flight
+    } else {
+        &st.in_flight
+    };
+    let Ok(_place) = places.clone().try_acquire_owned() else {
         tracing::warn!("request refused: [http] max_in_flight requests are already running");
         return retry_soon(ApiError::unavailable());
     };

@@ -49,6 +49,8 @@ pub struct Inner {
     pub admins: Vec<String>,
     /// Places for requests handled at once (`[http] max_in_flight`).
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// `GET /health`'s own places, so that a busy node is not reported dead.
+    pub health_in_flight: Arc<tokio::sync::Semaphore>,
     /// `[http] request_timeout_secs`.
     pub request_timeout: std::time::Duration,
 }
