@@ -23,7 +23,7 @@ pub struct SqliteStore {
     pub(crate) events: crate::batch::Batcher<crate::Event>,
     pub(crate) delivered: crate::batch::Batcher<String>,
     /// The sign-in hot paths' writes, run by a thread of their own (`hot.rs`).
-    pub(crate) hot: crate::hot::WriterThread,
+    pub(crate) hot: crate::hot::Writer,
     /// Copies the write-ahead log back into the database file, off the writer (see `connect`).
     checkpointer: tokio::task::JoinHandle<()>,
 }
@@ -123,7 +123,7 @@ impl SqliteStore {
         // temp_store stays SQLite's default here (files): these connections run migrations
         // (CREATE INDEX over every row) and the dashboard's reads, whose sorts may outgrow
         // memory, and with temporary objects in memory SQLite's sorter never spills. The
-        // writer thread's small statements keep theirs in memory (`sqlite_hot::open`).
+        // writer's small statements keep theirs in memory (`sqlite_hot::open`).
         private_file(connect.get_filename())?;
         let open = |max: u32| {
             SqlitePoolOptions::new()
@@ -158,8 +158,7 @@ impl SqliteStore {
         // Before the checkpointer starts, so that a failure here leaves no task behind.
         let db = crate::sqlite_hot::open(connect.get_filename(), busy)
             .map_err(|e| anyhow::anyhow!("cannot open the SQLite database {url:?}: {e}"))?;
-        let hot = crate::hot::WriterThread::start(&writer, db)
-            .map_err(|e| anyhow::anyhow!("cannot start the SQLite writer thread: {e}"))?;
+        let hot = crate::hot::Writer::start(&writer, db);
         let (events, delivered) = crate::sqlite_hot::batchers(&hot);
         let held = writer.clone();
         let checkpointer = tokio::spawn(async move {

@@ -292,7 +292,7 @@ fn write_batch<R>(
 /// The group-commit writers of audit events and of delivered messages' deletes
 /// (`batch.rs`), on the writer thread: a batch goes in with the rest of its turn.
 pub(crate) fn batchers(
-    hot: &crate::hot::WriterThread,
+    hot: &crate::hot::Writer,
 ) -> (crate::batch::Batcher<Event>, crate::batch::Batcher<String>) {
     let w = hot.clone();
     let events = crate::batch::Batcher::spawn(
