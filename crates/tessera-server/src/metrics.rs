@@ -43,12 +43,12 @@ struct StoreHistogram {
 }
 
 /// Store statement latency by verb, process-wide: filled by [`StoreLatencyLayer`] from the
-/// per-statement events of sqlx and of SQLite's writer thread.
+/// per-statement events of sqlx and of SQLite's hot-path writer.
 static STORE: Mutex<BTreeMap<&'static str, StoreHistogram>> = Mutex::new(BTreeMap::new());
 
 /// A tracing layer that times every SQL statement, from the `elapsed_secs` field of the
 /// events of [`STATEMENT_TARGETS`]: sqlx's `sqlx::query`, and `tessera_store::query` for the
-/// statements SQLite's writer thread runs itself, both at DEBUG (give this layer the filter
+/// statements SQLite's hot-path writer runs itself, both at DEBUG (give this layer the filter
 /// [`statement_events`] so the log's level does not decide). Only the statement's verb is
 /// kept, so the label stays bounded.
 pub struct StoreLatencyLayer;

@@ -219,8 +219,8 @@ impl Drop for Leading {
 /// Leads the queue until it is empty: a turn at a time, each with the writer connection
 /// taken from the pool and given back after it, so that other writers get it in between.
 async fn lead_queue(mut leading: Leading) {
-    let sh = Arc::clone(&leading.shared);
     loop {
+        let sh = &leading.shared;
         // The queue has work here. Taken once the connection is had, so that a leader
         // dropped while it waits leaves every operation queued.
         let held = sh.pool.acquire().await;

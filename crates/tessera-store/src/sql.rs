@@ -1363,7 +1363,7 @@ macro_rules! const_format_challenge_returning {
 pub(crate) use {const_format_user_select, sql_store};
 
 // The sign-in hot paths' statements (`hot.rs`), run by each backend its own way: PostgreSQL
-// through sqlx (`postgres.rs`), SQLite in place on its writer thread (`sqlite_hot.rs`). The
+// through sqlx (`postgres.rs`), SQLite in place on its writer (`sqlite_hot.rs`). The
 // parameters are numbered (`$1`) and bound by number in both.
 
 /// Stores a code unless the configuration moved (`$13`, NULL for no check), replacing any

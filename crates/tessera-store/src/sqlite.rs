@@ -22,7 +22,7 @@ pub struct SqliteStore {
     /// Audit events and delivered messages' deletes, in batches (`batch.rs`).
     pub(crate) events: crate::batch::Batcher<crate::Event>,
     pub(crate) delivered: crate::batch::Batcher<String>,
-    /// The sign-in hot paths' writes, run by a thread of their own (`hot.rs`).
+    /// The sign-in hot paths' writes, run in turns on a connection of their own (`hot.rs`).
     pub(crate) hot: crate::hot::Writer,
     /// Copies the write-ahead log back into the database file, off the writer (see `connect`).
     checkpointer: tokio::task::JoinHandle<()>,
@@ -233,8 +233,8 @@ mod tests {
     }
 
     /// sqlx's connections keep temporary objects in files, so that a large sort (a
-    /// migration's `CREATE INDEX`, the dashboard's reads) can spill to disk; only the writer
-    /// thread's connection keeps them in memory (`sqlite_hot::open`).
+    /// migration's `CREATE INDEX`, the dashboard's reads) can spill to disk; only the writer's
+    /// own connection keeps them in memory (`sqlite_hot::open`).
     #[tokio::test]
     async fn the_pooled_connections_sort_on_disk_when_they_must() {
         let dir = tempfile::tempdir().unwrap();

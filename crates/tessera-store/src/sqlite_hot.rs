@@ -1,4 +1,4 @@
-//! SQLite's sign-in hot paths: the statements of `sql.rs`, run in place on the writer thread
+//! SQLite's sign-in hot paths: the statements of `sql.rs`, run in place on the writer
 //! (`hot.rs`) through rusqlite, with the rows read back by name as `sql.rs` does through sqlx.
 
 use rusqlite::{Row, ToSql, named_params};
@@ -280,7 +280,7 @@ fn write_batch<R>(
     };
     if let Err(e) = ended {
         // Neither kept nor undone alone: everything around it is undone, so that none of the
-        // batch's rows stays (the writer thread fails the rest of the transaction with it).
+        // batch's rows stays (the writer fails the rest of the transaction with it).
         if !db.is_autocommit() {
             let _ = execute(db, "ROLLBACK", []);
         }
@@ -290,7 +290,7 @@ fn write_batch<R>(
 }
 
 /// The group-commit writers of audit events and of delivered messages' deletes
-/// (`batch.rs`), on the writer thread: a batch goes in with the rest of its turn.
+/// (`batch.rs`), on the writer: a batch goes in with the rest of its turn.
 pub(crate) fn batchers(
     hot: &crate::hot::Writer,
 ) -> (crate::batch::Batcher<Event>, crate::batch::Batcher<String>) {
@@ -316,12 +316,12 @@ pub(crate) fn batchers(
 /// SQLite's memory in the whole process, at most about this much (a soft limit: past it, each
 /// connection reuses its own least recently used cache pages instead of taking more). Each
 /// connection's page cache may otherwise grow to 2 MB, and the store has several (readers,
-/// the writer, the checkpointer's, the writer thread's); under a steady stream of sign-ups
+/// the writer, the checkpointer's, the hot paths' writer's); under a steady stream of sign-ups
 /// they filled a little further with every run, about 1 MB of RSS per 25,000 logins over
 /// 500,000 in the bench, where with the limit RSS stays flat once it is reached.
 pub(crate) const SQLITE_HEAP_LIMIT: i64 = 8 << 20;
 
-/// Opens the writer thread's own connection to the database file `path`, set as sqlx sets
+/// Opens the hot paths' writer's own connection to the database file `path`, set as sqlx sets
 /// the store's writer (`sqlite.rs`): WAL (already the file's mode), normal sync, foreign keys,
 /// no automatic checkpoints, and the same busy timeout; and, unlike sqlx's connections,
 /// temporary objects (statement journals) in memory, where by default SQLite makes a file for
