@@ -931,6 +931,16 @@ mod tests {
         (line, octets)
     }
 
+    /// Reads one pipelined CHUNKING transaction: `MAIL` and `RCPT`, then a last `BDAT` and
+    /// its octets. Returns the envelope's lines, the `BDAT` line and the octets.
+    async fn read_chunked(
+        r: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    ) -> (Vec<String>, String, Vec<u8>) {
+        let envelope = read_lines(r, 2).await;
+        let (bdat, octets) = read_chunk(r).await;
+        (envelope, bdat, octets)
+    }
+
     /// With PIPELINING and CHUNKING the whole transaction is one group: the server answers
     /// nothing until `MAIL`, `RCPT` and `BDAT` with all its octets are there, and the message
     /// goes as it is (no dot-stuffing, no final dot), its size exact.
@@ -941,8 +951,7 @@ mod tests {
         let port = scripted(
             "250-scripted\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n",
             |mut r, mut w| async move {
-                let envelope = read_lines(&mut r, 2).await;
-                let (bdat, octets) = read_chunk(&mut r).await;
+                let (envelope, bdat, octets) = read_chunked(&mut r).await;
                 // Nothing more was sent: the client waits for the answers now.
                 assert!(r.buffer().is_empty());
                 w.write_all(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 queued\r\n")
@@ -1021,8 +1030,7 @@ mod tests {
         };
         let port = scripted(ehlo, move |mut r, mut w| async move {
             if chunking {
-                read_lines(&mut r, 2).await;
-                read_chunk(&mut r).await;
+                read_chunked(&mut r).await;
             } else {
                 read_lines(&mut r, 3).await;
             }
@@ -1067,22 +1075,19 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let (mut r, mut w) = accepted(&listener, EHLO).await;
-            read_lines(&mut r, 2).await;
-            read_chunk(&mut r).await;
+            read_chunked(&mut r).await;
             w.write_all(b"250 Ok\r\n250 Ok\r\n250 queued\r\n")
                 .await
                 .unwrap();
             // The next message, on the kept connection: the server is closing.
-            read_lines(&mut r, 2).await;
-            read_chunk(&mut r).await;
+            read_chunked(&mut r).await;
             w.write_all(b"421 4.4.2 idle too long, closing\r\n")
                 .await
                 .unwrap();
             drop((r, w));
             // It comes again on a new connection.
             let (mut r2, mut w2) = accepted(&listener, EHLO).await;
-            read_lines(&mut r2, 2).await;
-            let (_, octets) = read_chunk(&mut r2).await;
+            let (_, _, octets) = read_chunked(&mut r2).await;
             w2.write_all(b"250 Ok\r\n250 Ok\r\n250 queued\r\n")
                 .await
                 .unwrap();
