@@ -885,6 +885,31 @@ mod tests {
     }
 
     #[test]
+    fn http_bounds_are_read_and_checked() {
+        assert!(HttpConfig::default().validate().is_ok());
+        let c = load(
+            None,
+            &env(&[
+                ("TESSERA_HTTP__MAX_IN_FLIGHT", "64"),
+                ("TESSERA_HTTP__REQUEST_TIMEOUT_SECS", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!((c.http.max_in_flight, c.http.request_timeout_secs), (64, 5));
+        assert!(c.http.validate().is_ok());
+        for (key, value) in [
+            ("MAX_IN_FLIGHT", "0"),
+            ("MAX_IN_FLIGHT", "1000001"),
+            ("REQUEST_TIMEOUT_SECS", "0"),
+            ("REQUEST_TIMEOUT_SECS", "3601"),
+        ] {
+            let c = load(None, &env(&[(&format!("TESSERA_HTTP__{key}"), value)])).unwrap();
+            let e = c.http.validate().unwrap_err();
+            assert!(e.starts_with("http: "), "{key}={value}: {e}");
+        }
+    }
+
+    #[test]
     fn env_overrides_nested_keys_and_array_items() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.toml");
