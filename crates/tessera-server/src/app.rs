@@ -23,6 +23,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::error::ApiError;
 use crate::keys::KeyRing;
+use crate::limits::OncePerSecond;
 use crate::routes;
 use crate::settings::{EmailTransport, SecretSource, Settings};
 use crate::state::{AppState, Inner};
@@ -316,14 +317,28 @@ async fn bounded(
     } else {
         &st.in_flight
     };
+    // Under a flood these come by the thousand a second: one warning a second says so (with
+    // how many it stands for), and `observe` still logs and counts each request.
+    static REFUSED: OncePerSecond = OncePerSecond::new();
+    static GIVEN_UP: OncePerSecond = OncePerSecond::new();
     let Ok(_place) = places.clone().try_acquire_owned() else {
-        tracing::warn!("request refused: [http] max_in_flight requests are already running");
+        if let Some(more) = REFUSED.due() {
+            tracing::warn!(
+                refused_since_last_warning = more,
+                "request refused: [http] max_in_flight requests are already running"
+            );
+        }
         return retry_soon(ApiError::unavailable());
     };
     match tokio::time::timeout(st.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => {
-            tracing::warn!("request given up after [http] request_timeout_secs");
+            if let Some(more) = GIVEN_UP.due() {
+                tracing::warn!(
+                    given_up_since_last_warning = more,
+                    "request given up after [http] request_timeout_secs"
+                );
+            }
             retry_soon(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",

@@ -39,8 +39,8 @@ impl Keys {
 
 pub struct KeyRing {
     current: RwLock<Arc<Keys>>,
-    /// When an unknown `kid` last made us re-read the store (bounded to once a second).
-    last_forced: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Bounds the re-reads of the store that an unknown `kid` makes to one a second.
+    forced: crate::limits::OncePerSecond,
 }
 
 impl KeyRing {
@@ -63,7 +63,7 @@ impl KeyRing {
         let keys = build(&stored, secret)?;
         Ok(KeyRing {
             current: RwLock::new(Arc::new(keys)),
-            last_forced: std::sync::Mutex::new(None),
+            forced: crate::limits::OncePerSecond::new(),
         })
     }
 
@@ -107,18 +107,9 @@ impl KeyRing {
         if self.get().verifying.iter().any(|k| k.kid == kid) {
             return true;
         }
-        let due = {
-            let mut last = match self.last_forced.lock() {
-                Ok(l) => l,
-                Err(p) => p.into_inner(),
-            };
-            let due = last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
-            if due {
-                *last = Some(std::time::Instant::now());
-            }
-            due
-        };
-        if due && let Err(e) = self.refresh(store, secret).await {
+        if self.forced.due().is_some()
+            && let Err(e) = self.refresh(store, secret).await
+        {
             tracing::warn!(error = %e, "could not refresh signing keys");
         }
         self.get().verifying.iter().any(|k| k.kid == kid)

@@ -92,3 +92,57 @@ pub async fn browser(st: &AppState, meta: &crate::state::RequestMeta) -> Result<
     )
     .await
 }
+
+/// Lets something through at most once a second, and counts what it turned away meanwhile:
+/// for a warning that a flood of requests would otherwise repeat for each one, or work (a
+/// re-read of the store) that each could otherwise start.
+#[derive(Debug, Default)]
+pub struct OncePerSecond(std::sync::Mutex<(Option<std::time::Instant>, u64)>);
+
+impl OncePerSecond {
+    pub const fn new() -> OncePerSecond {
+        OncePerSecond(std::sync::Mutex::new((None, 0)))
+    }
+
+    /// `Some(n)` when nothing went through in the last second, `n` being how many calls were
+    /// turned away since the last that did; else `None`.
+    pub fn due(&self) -> Option<u64> {
+        self.due_at(std::time::Instant::now())
+    }
+
+    fn due_at(&self, now: std::time::Instant) -> Option<u64> {
+        let mut s = match self.0.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let (last, turned_away) = &mut *s;
+        if last
+            .is_some_and(|t| now.saturating_duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            *turned_away += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(turned_away))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OncePerSecond;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn once_per_second_lets_one_through_and_counts_the_rest() {
+        let o = OncePerSecond::new();
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        assert_eq!(o.due_at(at(0)), Some(0));
+        assert_eq!(o.due_at(at(1)), None);
+        assert_eq!(o.due_at(at(999)), None);
+        assert_eq!(o.due_at(at(1000)), Some(2));
+        assert_eq!(o.due_at(at(1500)), None);
+        assert_eq!(o.due_at(at(5000)), Some(1));
+        assert_eq!(o.due_at(at(6000)), Some(0));
+    }
+}
