@@ -595,10 +595,12 @@ mod tests {
         .0
     }
 
+    /// A pool of one connection, as the store's writer pool: no ping before an acquire.
     async fn pool_of_one(dir: &tempfile::TempDir) -> sqlx::SqlitePool {
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
         sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect(&url)
             .await
             .unwrap()
@@ -632,15 +634,9 @@ mod tests {
     #[tokio::test]
     async fn a_new_leader_lets_the_ready_tasks_queue_first() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
-        // As the store's writer pool: no ping before an acquire, which would let the other
-        // task run while the leader waits for it, yield or not.
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect(&url)
-            .await
-            .unwrap();
+        // No ping before the leader's acquire (which would let the other task run while the
+        // leader waits for it, yield or not), and the connection idle in the pool.
+        let pool = pool_of_one(&dir).await;
         drop(pool.acquire().await.unwrap());
         while pool.num_idle() == 0 {
             tokio::time::sleep(Duration::from_millis(1)).await;
