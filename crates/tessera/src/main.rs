@@ -425,7 +425,12 @@ enum KeysCmd {
     /// Make a new current key; the current one becomes the previous, the previous one retires.
     Rotate,
     /// Take a previous key out of the JWKS now: tokens it signed stop verifying.
-    Revoke { kid: String },
+    Revoke {
+        /// A key id is 22 characters of base64url, so one in 64 starts with `-`: it is a kid
+        /// still, not an option (clap would refuse it as an unknown one).
+        #[arg(allow_hyphen_values = true)]
+        kid: String,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -1208,4 +1213,36 @@ fn init_logging(log: &config::LogConfig) {
 fn fail(msg: &str) -> ExitCode {
     eprintln!("tessera: error: {msg}");
     ExitCode::from(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kid that starts with `-` (one in 64 do) is revocable, before or after the options.
+    #[test]
+    fn a_kid_starting_with_a_hyphen_is_taken_as_the_kid() {
+        for args in [
+            &[
+                "tessera", "keys", "revoke", "-tQx9", "--config", "c.toml", "--json",
+            ][..],
+            &[
+                "tessera", "--config", "c.toml", "keys", "revoke", "--json", "-tQx9",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(cli.config, Some(PathBuf::from("c.toml")), "{args:?}");
+            let Cmd::Keys {
+                cmd: KeysCmd::Revoke { kid },
+                json,
+                ..
+            } = cli.cmd
+            else {
+                panic!("{args:?}: not keys revoke");
+            };
+            assert_eq!((kid.as_str(), json), ("-tQx9", true), "{args:?}");
+        }
+        // A kid is still required.
+        assert!(Cli::try_parse_from(["tessera", "keys", "revoke"]).is_err());
+    }
 }
