@@ -55,9 +55,9 @@ pub fn ensure_self_signed(cert_file: &Path, key_file: &Path) -> Result<(), Strin
     if let Some(dir) = cert_file.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::write(cert_file, cert.pem()).map_err(|e| format!("{}: {e}", cert_file.display()))?;
-    crate::files::write_private(key_file, signing_key.serialize_pem().as_bytes())
-        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    // Each written whole (`files`), the key first: a certificate that is there has its key.
+    crate::files::replace(key_file, signing_key.serialize_pem().as_bytes(), true)?;
+    crate::files::replace(cert_file, cert.pem().as_bytes(), false)?;
     tracing::info!(cert = %cert_file.display(), "made a self-signed certificate for localhost (dev mode)");
     Ok(())
 }
