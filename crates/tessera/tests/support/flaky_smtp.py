@@ -45,7 +45,11 @@ class Flaky(Mailbox):
             answer = await super().handle_DATA(server, session, envelope)
             raw_dir = self.attempts[: -len(".attempts")] + ".raw"
             os.makedirs(raw_dir, exist_ok=True)
-            with open(os.path.join(raw_dir, f"{len(os.listdir(raw_dir))}.eml"), "wb") as f:
+            # Written aside, then renamed in: a test that reads the file once it appears
+            # reads all of it.
+            aside = raw_dir + ".writing"
+            with open(aside, "wb") as f:
                 f.write(envelope.original_content or envelope.content)
+            os.replace(aside, os.path.join(raw_dir, f"{len(os.listdir(raw_dir))}.eml"))
         self._record(envelope, answer.split(" ", 1)[0])
         return answer
