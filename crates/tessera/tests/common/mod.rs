@@ -6,7 +6,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A loopback port that is free now, for a process a test starts to listen on. It is taken
+/// at random below the kernel's ephemeral range, never from it: a port that `bind(0)` handed
+/// out could be handed out again, and any outgoing connection (to the SMTP server, to
+/// PostgreSQL, of this test or of another running beside it) may take an ephemeral port as
+/// its own before the process binds it. Below the range only another test's explicit bind
+/// can take it, and two tests pick the same one of thousands rarely.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOWEST: u16 = 10_000;
+    if first_ephemeral > LOWEST + 1_000 {
+        // A random seed each call (std's hasher keys are random).
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let span = u64::from(first_ephemeral - LOWEST);
+        for i in 0..200u64 {
+            let port = LOWEST + (seed.wrapping_add(i.wrapping_mul(7919)) % span) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
