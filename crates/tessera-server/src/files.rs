@@ -35,10 +35,15 @@ pub fn replace(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
 fn written_aside(path: &Path, bytes: &[u8], private: bool) -> Result<PathBuf, String> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
+    // Unique to this process and call, and not one a crashed process (whose id may come
+    // again) left behind: random bytes too.
+    let mut salt = [0u8; 8];
+    tessera_core::rand::Random::fill(&tessera_core::rand::SystemRandom, &mut salt);
     name.push(format!(
-        ".tmp-{}-{}",
+        ".tmp-{}-{}-{:016x}",
         std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        u64::from_le_bytes(salt)
     ));
     let tmp = path.with_file_name(name);
     let mut opts = std::fs::OpenOptions::new();
@@ -48,19 +53,14 @@ fn written_aside(path: &Path, bytes: &[u8], private: bool) -> Result<PathBuf, St
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let written = opts
+    let mut f = opts
         .open(&tmp)
-        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))
-        .and_then(|mut f| {
-            f.write_all(bytes)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| format!("cannot write {}: {e}", tmp.display()))
-        });
-    match written {
+        .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    match f.write_all(bytes).and_then(|()| f.sync_all()) {
         Ok(()) => Ok(tmp),
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
-            Err(e)
+            Err(format!("cannot write {}: {e}", tmp.display()))
         }
     }
 }
