@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Writes a new file readable only by its owner; fails if it already exists (another
 /// process made it first: the first writer wins, and the others read its file). The data
@@ -33,17 +32,11 @@ pub fn replace(path: &Path, bytes: &[u8], private: bool) -> Result<(), String> {
 
 /// A new temporary file in `path`'s folder holding `bytes`, synced.
 fn written_aside(path: &Path, bytes: &[u8], private: bool) -> Result<PathBuf, String> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    // Unique to this process and call, and not one a crashed process (whose id may come
-    // again) left behind: random bytes too.
-    let mut salt = [0u8; 8];
-    tessera_core::rand::Random::fill(&tessera_core::rand::SystemRandom, &mut salt);
-    name.push(format!(
-        ".tmp-{}-{}-{:016x}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        u64::from_le_bytes(salt)
+    // 96 random bits: unique to this call, and never one a crashed process left behind.
+    name.push(".tmp-");
+    name.push(tessera_core::rand::hex_id(
+        &tessera_core::rand::SystemRandom,
     ));
     let tmp = path.with_file_name(name);
     let mut opts = std::fs::OpenOptions::new();
