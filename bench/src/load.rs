@@ -27,6 +27,9 @@ pub struct Bounds {
 #[derive(Default)]
 pub struct Outcome {
     pub latencies_us: Vec<u64>,
+    /// Each success as (µs from the run's start to when it began or was due, latency in µs),
+    /// in no order: where in the run the slow ones fall (`--latency-log`).
+    pub timeline: Vec<(u64, u64)>,
     pub errors: BTreeMap<String, u64>,
     pub took: Duration,
 }
@@ -34,11 +37,17 @@ pub struct Outcome {
 impl Outcome {
     fn record(
         &mut self,
+        run_started: Instant,
         since: Instant,
         r: Result<Result<(), String>, tokio::time::error::Elapsed>,
     ) {
         match r {
-            Ok(Ok(())) => self.latencies_us.push(since.elapsed().as_micros() as u64),
+            Ok(Ok(())) => {
+                let latency = since.elapsed().as_micros() as u64;
+                self.latencies_us.push(latency);
+                let at = since.saturating_duration_since(run_started).as_micros() as u64;
+                self.timeline.push((at, latency));
+            }
             Ok(Err(e)) => *self.errors.entry(e).or_default() += 1,
             Err(_) => *self.errors.entry("timeout (60 s)".into()).or_default() += 1,
         }
@@ -46,6 +55,7 @@ impl Outcome {
 
     fn merge(&mut self, o: Outcome) {
         self.latencies_us.extend(o.latencies_us);
+        self.timeline.extend(o.timeline);
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -85,7 +95,8 @@ where
 {
     let op = Arc::new(op);
     let next = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(bounds.seconds);
+    let run_started = Instant::now();
+    let deadline = run_started + Duration::from_secs(bounds.seconds);
     let mut tasks = JoinSet::new();
     for _ in 0..bounds.concurrency.max(1) {
         let (op, next, count) = (Arc::clone(&op), Arc::clone(&next), bounds.count);
@@ -97,7 +108,11 @@ where
                     return out;
                 }
                 let t = Instant::now();
-                out.record(t, tokio::time::timeout(OP_TIMEOUT, op(i)).await);
+                out.record(
+                    run_started,
+                    t,
+                    tokio::time::timeout(OP_TIMEOUT, op(i)).await,
+                );
             }
         });
     }
@@ -129,7 +144,11 @@ where
         let due_at = started.into_std() + due;
         tasks.spawn(async move {
             let mut out = Outcome::default();
-            out.record(due_at, tokio::time::timeout(OP_TIMEOUT, fut).await);
+            out.record(
+                started.into_std(),
+                due_at,
+                tokio::time::timeout(OP_TIMEOUT, fut).await,
+            );
             out
         });
         // Collect finished operations as we go, so the set stays small.

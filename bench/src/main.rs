@@ -101,6 +101,11 @@ struct Args {
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Diagnostic: write every successful operation to this file as a line `scenario round
+    /// start_us latency_us` (start: from the run's start to when the operation began, or was
+    /// due in the open loop), to see where in a run the slow ones fall.
+    #[arg(long)]
+    latency_log: Option<PathBuf>,
 }
 
 /// A scenario run in the report.
@@ -232,6 +237,10 @@ async fn main() -> anyhow::Result<()> {
         rate: args.rate,
     };
     let mut runs = Vec::new();
+    let mut latency_log = match &args.latency_log {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
     for round in 1..=args.repeat {
         for scenario in args
             .scenarios
@@ -277,6 +286,18 @@ async fn main() -> anyhow::Result<()> {
                     )),
                     _ => None,
                 };
+                if let Some(w) = latency_log.as_mut() {
+                    use std::io::Write as _;
+                    let name = alg
+                        .as_deref()
+                        .map_or(scenario.to_string(), |a| format!("{scenario}/{a}"));
+                    let mut timeline = outcome.timeline.clone();
+                    timeline.sort_unstable();
+                    for (at, latency) in timeline {
+                        writeln!(w, "{name} {round} {at} {latency}")?;
+                    }
+                    w.flush()?;
+                }
                 runs.push(Run {
                     name: scenario.to_string(),
                     alg,
