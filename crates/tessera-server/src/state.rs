@@ -105,6 +105,16 @@ impl Inner {
 
     /// Records an audit event; a failure to record is logged, never fatal to the request.
     pub async fn event(&self, kind: &str, ctx: &RequestMeta, fill: impl FnOnce(&mut Event)) {
+        let e = self.new_event(kind, ctx, fill);
+        self.metrics.event(&e.kind, e.connection.as_deref());
+        if let Err(err) = self.store.record_event(&e).await {
+            tracing::warn!(error = %err, kind, "could not record an audit event");
+        }
+    }
+
+    /// An audit event as [`AppState::event`] records it, for a write that records it itself
+    /// (which then counts it in the metrics with `metrics.event`).
+    pub fn new_event(&self, kind: &str, ctx: &RequestMeta, fill: impl FnOnce(&mut Event)) -> Event {
         let mut e = Event {
             id: self.ordered_id(),
             at: self.now(),
@@ -117,10 +127,7 @@ impl Inner {
             description: String::new(),
         };
         fill(&mut e);
-        self.metrics.event(&e.kind, e.connection.as_deref());
-        if let Err(err) = self.store.record_event(&e).await {
-            tracing::warn!(error = %err, kind, "could not record an audit event");
-        }
+        e
     }
 }
 

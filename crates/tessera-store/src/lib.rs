@@ -155,6 +155,8 @@ pub trait Store: Send + Sync + 'static {
     /// the code only if the configuration version is still `options.config_version` (when
     /// given) and reads the user's `blocked` flag (see [`IssueOptions`]); on another version
     /// nothing is written and the answer is [`Issued::Stale`]. The second inserts the message.
+    /// Then `options.events`, when given, records the event that applies, as
+    /// [`Store::record_event`] would (a failure to record it is logged, not returned).
     ///
     /// Unlike the other methods, this one is not atomic: should the second statement fail (or
     /// the process stop between the two), the code stays stored without its message and the

@@ -74,6 +74,32 @@ pub struct IssueOptions {
     /// delivers it from memory, with no claim. Should the node die first, the lease runs out
     /// and any worker claims the message as usual.
     pub lease: Option<(String, UnixTime)>,
+    /// The audit event to record with the code and its message, in the same write: on
+    /// SQLite in the same turn of the writer, so that a sign-in's start waits for one turn,
+    /// not two (`bench/README.md`).
+    pub events: Option<IssueEvents>,
+}
+
+/// The two audit events a code's issue may record, by whether its message goes out
+/// ([`IssueOptions::events`]). Which one applies is known only once the code is stored (the
+/// user's `blocked` flag is read in the same statement).
+#[derive(Debug, Clone)]
+pub struct IssueEvents {
+    /// Recorded when the message goes out on its channel.
+    pub sent: Event,
+    /// Recorded when it goes to [`VOID_CHANNEL`].
+    pub not_sent: Event,
+}
+
+impl IssueEvents {
+    /// The event that applies.
+    pub fn chosen(&self, delivered: bool) -> &Event {
+        if delivered {
+            &self.sent
+        } else {
+            &self.not_sent
+        }
+    }
 }
 
 /// What [`crate::Store::issue_challenge`] did.

@@ -104,6 +104,14 @@ impl HotPaths for PgStore {
             .bind(q.lease_until)
             .execute(&mut *conn)
             .await?;
+        drop(conn);
+        // PostgreSQL runs writers side by side: the event joins the other events of the
+        // moment (`batch.rs`), as `record_event` does.
+        if let Some(events) = &o.events
+            && let Err(e) = self.events.submit(events.chosen(q.delivered).clone()).await
+        {
+            tracing::warn!(error = %e, "could not record an audit event");
+        }
         Ok(Some(q.delivered))
     }
 

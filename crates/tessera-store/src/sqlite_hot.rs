@@ -112,6 +112,19 @@ impl HotPaths for crate::SqliteStore {
                         "$8": q.lease_until,
                     },
                 )?;
+                // In the same turn, so that the caller waits for one turn, not two. Like
+                // `record_event`, a failure is the operator's to see, not the caller's. Should
+                // it have ended the turn's transaction, the turn tells everyone in it.
+                if let Some(events) = &o.events
+                    && let Err(e) = write_batch(
+                        db,
+                        std::slice::from_ref(events.chosen(q.delivered)),
+                        &EVENT_INSERTS,
+                        event_values,
+                    )
+                {
+                    tracing::warn!(error = %e, "could not record an audit event");
+                }
                 Ok(Some(q.delivered))
             })
             .await

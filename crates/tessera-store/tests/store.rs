@@ -256,17 +256,28 @@ async fn config_version_rises_with_every_change_to_applications_and_connections(
 
 async fn issuing_checks_the_version_and_picks_the_channel_in_one_go(s: &dyn Store) {
     let v = s.config_version().await.unwrap();
-    let at = |version: Option<i64>, allow_signup: bool| IssueOptions {
+    // Each issue records the event that applies, in the same write.
+    let at = |i: u32, version: Option<i64>, allow_signup: bool| IssueOptions {
         allow_signup,
         config_version: version,
         lease: None,
+        events: Some(IssueEvents {
+            sent: Event {
+                kind: "cls".into(),
+                ..event(&format!("issued{i}"), 100)
+            },
+            not_sent: Event {
+                kind: "fcls".into(),
+                ..event(&format!("issued{i}"), 100)
+            },
+        }),
     };
     // Another version: nothing is written.
     assert_eq!(
         s.issue_challenge(
             &challenge("c0", "new@x.io", 1),
             &message("m0", 100),
-            &at(Some(v + 1), true)
+            &at(0, Some(v + 1), true)
         )
         .await
         .unwrap(),
@@ -280,7 +291,7 @@ async fn issuing_checks_the_version_and_picks_the_channel_in_one_go(s: &dyn Stor
             s.issue_challenge(
                 &challenge(&format!("c{i}"), &format!("new{i}@x.io"), 1),
                 &message(&format!("m{i}"), 100),
-                &at(Some(v), open)
+                &at(i, Some(v), open)
             )
             .await
             .unwrap(),
@@ -304,7 +315,7 @@ async fn issuing_checks_the_version_and_picks_the_channel_in_one_go(s: &dyn Stor
         s.issue_challenge(
             &challenge("c3", "k@x.io", 1),
             &message("m3", 100),
-            &at(None, false)
+            &at(3, None, false)
         )
         .await
         .unwrap(),
@@ -315,7 +326,7 @@ async fn issuing_checks_the_version_and_picks_the_channel_in_one_go(s: &dyn Stor
         s.issue_challenge(
             &challenge("c4", "k@x.io", 1),
             &message("m4", 100),
-            &at(None, true)
+            &at(4, None, true)
         )
         .await
         .unwrap(),
@@ -335,6 +346,25 @@ async fn issuing_checks_the_version_and_picks_the_channel_in_one_go(s: &dyn Stor
             ("m4", VOID_CHANNEL)
         ]
     );
+    // None for the stale one, which wrote nothing; the message's fate for the others.
+    let mut recorded: Vec<(String, String)> = s
+        .list_events(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.id.starts_with("issued"))
+        .map(|e| (e.id, e.kind))
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            ("issued1".to_string(), "cls".to_string()),
+            ("issued2".into(), "fcls".into()),
+            ("issued3".into(), "cls".into()),
+            ("issued4".into(), "fcls".into()),
+        ]
+    );
     for m in &claimed {
         s.settle_outbox(&m.id, &OutboxOutcome::Delivered)
             .await
@@ -345,6 +375,7 @@ async fn issuing_checks_the_version_and_picks_the_channel_in_one_go(s: &dyn Stor
         allow_signup: true,
         config_version: None,
         lease: Some(("node-a".into(), 500)),
+        events: None,
     };
     s.issue_challenge(&challenge("c5", "l@x.io", 1), &message("m5", 300), &leased)
         .await

@@ -18,7 +18,9 @@ use tessera_core::rand::hex_id;
 use tessera_delivery::SmsMessage;
 use tessera_delivery::outbox::{Handed, SEAL_PURPOSE, VOID_CHANNEL};
 use tessera_delivery::templates::{self, EmailVars, SmsVars};
-use tessera_store::{IssueOptions, Issued, NewChallenge, NewOutboxMessage, OutboxMessage};
+use tessera_store::{
+    IssueEvents, IssueOptions, Issued, NewChallenge, NewOutboxMessage, OutboxMessage,
+};
 
 use crate::cache::Lookup;
 use crate::clientauth::{self, Endpoint};
@@ -645,10 +647,27 @@ pub async fn issue_code(
     let slot = handoff.and_then(|h| h.reserve());
     let lease = handoff.filter(|_| slot.is_some()).map(|h| h.lease(now));
     let lease_until = lease.as_ref().map(|(_, until)| *until).unwrap_or(now);
+    // Recorded either way (the operator sees which), so both paths do the same writes; in the
+    // same write as the code, which alone knows which applies.
+    let event = |deliver: bool| {
+        st.new_event(if deliver { "cls" } else { "fcls" }, meta, |e| {
+            e.client_id = Some(client_id.to_string());
+            e.connection = Some(connection.name.clone());
+            e.description = if deliver {
+                format!("Passwordless {send} sent")
+            } else {
+                format!("Passwordless {send} not sent: blocked user, or unknown address with sign-up disabled")
+            };
+        })
+    };
     let options = IssueOptions {
         allow_signup: !connection.settings.disable_signup,
         config_version: version,
         lease,
+        events: Some(IssueEvents {
+            sent: event(true),
+            not_sent: event(false),
+        }),
     };
     let deliver = match st
         .store
@@ -687,17 +706,10 @@ pub async fn issue_code(
     } else {
         tracing::info!(connection = %connection.name, to = %to.masked(), "no code sent (blocked user or sign-up disabled)");
     }
-    // Recorded either way (the operator sees which), so both paths do the same writes.
-    st.event(if deliver { "cls" } else { "fcls" }, meta, |e| {
-        e.client_id = Some(client_id.to_string());
-        e.connection = Some(connection.name.clone());
-        e.description = if deliver {
-            format!("Passwordless {send} sent")
-        } else {
-            format!("Passwordless {send} not sent: blocked user, or unknown address with sign-up disabled")
-        };
-    })
-    .await;
+    st.metrics.event(
+        if deliver { "cls" } else { "fcls" },
+        Some(connection.name.as_str()),
+    );
     Ok(())
 }
 
