@@ -196,11 +196,7 @@ impl Worker {
             return;
         };
         let me = Arc::clone(self);
-        tasks.spawn(async move {
-            let r = me.deliver(msg).await;
-            drop(slot);
-            r
-        });
+        tasks.spawn(async move { me.deliver(msg, Some(slot)).await });
     }
 
     async fn claim(&self, limit: i64) -> anyhow::Result<Vec<OutboxMessage>> {
@@ -223,7 +219,7 @@ impl Worker {
         let mut set = JoinSet::new();
         for msg in batch {
             let me = Arc::clone(self);
-            set.spawn(async move { me.deliver(msg).await });
+            set.spawn(async move { me.deliver(msg, None).await });
         }
         while let Some(r) = set.join_next().await {
             log_settle(r);
@@ -231,7 +227,17 @@ impl Worker {
         Ok(n)
     }
 
-    async fn deliver(&self, msg: OutboxMessage) -> anyhow::Result<()> {
+    /// Delivers one message and settles it. `slot`, the message's place among the `batch`
+    /// deliveries at once, is given back as soon as the message is sent (or refused), before
+    /// the store records that: the limit is on sends, and a settle that waits for a busy
+    /// SQLite writer must not hold up the next send (with the start's event in the issue's
+    /// turn, the 50 places filled with settles at `start`'s maximum, the hand-off queue
+    /// overflowed and mail lagged 19–51 s; bench/README.md).
+    async fn deliver(
+        &self,
+        msg: OutboxMessage,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> anyhow::Result<()> {
         let now = self.clock.now();
         if msg.channel == VOID_CHANNEL {
             // Queued only so that a request that sends nothing costs what one that sends does.
@@ -286,6 +292,7 @@ impl Worker {
             Payload::Email(email) => self.mailer.send(email).await,
             Payload::Sms(sms) => self.send_sms(sms, now).await,
         };
+        drop(slot);
         let what = &msg.channel;
         match sent {
             Ok(()) => {
