@@ -228,7 +228,8 @@ impl Worker {
     }
 
     /// Delivers one message and settles it. `slot`, the message's place among the `batch`
-    /// deliveries at once, is given back as soon as the message is sent (or refused), before
+    /// deliveries at once, is given back as soon as nothing more is sent for the message
+    /// (it was sent or refused, or it is one not to send: void, expired, unreadable), before
     /// the store records that: the limit is on sends, and a settle that waits for a busy
     /// SQLite writer must not hold up the next send (with the start's event in the issue's
     /// turn, the 50 places filled with settles at `start`'s maximum, the hand-off queue
@@ -241,12 +242,14 @@ impl Worker {
         let now = self.clock.now();
         if msg.channel == VOID_CHANNEL {
             // Queued only so that a request that sends nothing costs what one that sends does.
+            drop(slot);
             self.store
                 .settle_outbox(&msg.id, &OutboxOutcome::Delivered)
                 .await?;
             return Ok(());
         }
         if msg.not_after.is_some_and(|t| now >= t) {
+            drop(slot);
             self.store
                 .settle_outbox(
                     &msg.id,
@@ -278,6 +281,7 @@ impl Worker {
         let payload = match payload {
             Ok(p) => p,
             Err(e) => {
+                drop(slot);
                 self.store
                     .settle_outbox(&msg.id, &OutboxOutcome::GiveUp { error: e.clone() })
                     .await?;

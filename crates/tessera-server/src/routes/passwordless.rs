@@ -706,10 +706,11 @@ pub async fn issue_code(
     } else {
         tracing::info!(connection = %connection.name, to = %to.masked(), "no code sent (blocked user or sign-up disabled)");
     }
-    st.metrics.event(
-        if deliver { "cls" } else { "fcls" },
-        Some(connection.name.as_str()),
-    );
+    // Counted as `AppState::event` counts the events it records.
+    if let Some(events) = &options.events {
+        let e = events.chosen(deliver);
+        st.metrics.event(&e.kind, e.connection.as_deref());
+    }
     Ok(())
 }
 
