@@ -31,7 +31,10 @@ enum Pending {
 /// A client of one running Tessera.
 #[derive(Clone)]
 pub struct Api {
+    /// For the set-up calls and code-exchange (cookies, redirects, forms).
     pub http: reqwest::Client,
+    /// For the calls the otp-login, start and userinfo loads are made of.
+    pub wire: Arc<crate::wire::Client>,
     pub base: String,
     pub codes: Codes,
 }
@@ -50,19 +53,25 @@ fn status_err(r: &reqwest::Response) -> String {
     format!("HTTP {}", r.status().as_u16())
 }
 
+fn wire_err(e: crate::wire::Error) -> String {
+    match e {
+        crate::wire::Error::Connect => "transport: connect".into(),
+        crate::wire::Error::Other(_) => "transport: other".into(),
+    }
+}
+
 impl Api {
     async fn post_json(&self, path: &str, body: Value) -> Result<Value, String> {
+        let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
         let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
+            .wire
+            .request("POST", path, &[], Some(("application/json", &body)))
             .await
-            .map_err(transport)?;
-        if !r.status().is_success() {
-            return Err(status_err(&r));
+            .map_err(wire_err)?;
+        if !(200..300).contains(&r.status) {
+            return Err(format!("HTTP {}", r.status));
         }
-        r.json().await.map_err(|_| "bad JSON".to_string())
+        serde_json::from_slice(&r.body).map_err(|_| "bad JSON".to_string())
     }
 
     /// `POST /passwordless/start` for an email code, as a confidential application's backend
@@ -165,17 +174,16 @@ impl Api {
 
     /// `GET /userinfo` with an access token.
     pub async fn userinfo(&self, access_token: &str) -> Result<(), String> {
+        let auth = format!("Bearer {access_token}");
         let r = self
-            .http
-            .get(format!("{}/userinfo", self.base))
-            .bearer_auth(access_token)
-            .send()
+            .wire
+            .request("GET", "/userinfo", &[("authorization", &auth)], None)
             .await
-            .map_err(transport)?;
-        if r.status().is_success() {
+            .map_err(wire_err)?;
+        if (200..300).contains(&r.status) {
             Ok(())
         } else {
-            Err(status_err(&r))
+            Err(format!("HTTP {}", r.status))
         }
     }
 

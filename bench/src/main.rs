@@ -21,6 +21,7 @@ mod mail;
 mod signing;
 mod sink;
 mod tessera;
+mod wire;
 
 /// The allocator Tessera uses (see crates/tessera/src/main.rs): the bench shares the cores it
 /// measures, so its own glibc arena locks would count against Tessera's figures.
@@ -227,6 +228,10 @@ async fn main() -> anyhow::Result<()> {
     let idle_rss = tessera.rss_kib();
     let api = Api {
         http: http.clone(),
+        wire: Arc::new(wire::Client::new(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            work.port,
+        )))),
         base: tessera.base.clone(),
         codes,
     };
