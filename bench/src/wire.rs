@@ -162,15 +162,13 @@ async fn exchange(conn: &mut Conn, req: &[u8]) -> Result<(Response, bool), Broke
                 }
                 break (status, n, length, chunked, close);
             }
-            Ok(httparse::Status::Partial) => {
-                if read_more(conn).await? == 0 {
-                    return Err(if conn.buf.is_empty() {
-                        Broken::BeforeAnswer
-                    } else {
-                        Broken::Other("closed in the answer's head".into())
-                    });
-                }
-            }
+            Ok(httparse::Status::Partial) => match read_more(conn).await {
+                Ok(n) if n > 0 => {}
+                // Nothing of the answer came: the server had closed the kept connection.
+                _ if conn.buf.is_empty() => return Err(Broken::BeforeAnswer),
+                Ok(_) => return Err(Broken::Other("closed in the answer's head".into())),
+                Err(e) => return Err(e),
+            },
             Err(e) => return Err(Broken::Other(format!("bad answer: {e}"))),
         }
     };
@@ -201,13 +199,14 @@ async fn exchange(conn: &mut Conn, req: &[u8]) -> Result<(Response, bool), Broke
     Ok((Response { status, body }, !close))
 }
 
+/// Reads what has come; 0 at the end of the connection. An error here is never
+/// [`Broken::BeforeAnswer`]: only the head's loop knows whether any of the answer came.
 async fn read_more(conn: &mut Conn) -> Result<usize, Broken> {
     conn.buf.reserve(8192);
-    match conn.stream.read_buf(&mut conn.buf).await {
-        Ok(n) => Ok(n),
-        Err(_) if conn.buf.is_empty() => Err(Broken::BeforeAnswer),
-        Err(e) => Err(Broken::Other(e.to_string())),
-    }
+    conn.stream
+        .read_buf(&mut conn.buf)
+        .await
+        .map_err(|e| Broken::Other(e.to_string()))
 }
 
 /// Reads a chunked body (RFC 9112 §7.1), trailers included and dropped.
@@ -345,18 +344,34 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_broken_answer_is_an_error_and_the_connection_is_dropped() {
-        let (addr, _seen) = server(vec![(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort",
-            true,
-        )])
+    async fn a_broken_answer_is_an_error_and_is_not_sent_again() {
+        let (addr, mut seen) = server(vec![
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na", false),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nshort", true),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nc", false),
+        ])
         .await;
         let c = Client::new(addr);
+        assert_eq!(c.request("GET", "/1", &[], None).await.unwrap().body, b"a");
+        // On the kept connection, the answer breaks off in its body: the request may have
+        // been carried out, so it is not sent again.
         assert!(matches!(
-            c.request("GET", "/", &[], None).await,
+            c.request("GET", "/2", &[], None).await,
             Err(Error::Other(_))
         ));
         assert!(c.idle.lock().unwrap().is_empty());
+        assert_eq!(c.request("GET", "/3", &[], None).await.unwrap().body, b"c");
+        let paths: Vec<String> = std::iter::from_fn(|| seen.try_recv().ok())
+            .map(|r| {
+                String::from_utf8(r)
+                    .unwrap()
+                    .split(' ')
+                    .nth(1)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(paths, ["/1", "/2", "/3"]);
         let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(
             Client::new(closed)
