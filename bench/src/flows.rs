@@ -53,25 +53,26 @@ fn status_err(r: &reqwest::Response) -> String {
     format!("HTTP {}", r.status().as_u16())
 }
 
-fn wire_err(e: crate::wire::Error) -> String {
-    match e {
-        crate::wire::Error::Connect => "transport: connect".into(),
-        crate::wire::Error::Other(_) => "transport: other".into(),
+/// The body of a successful answer on the bench's own client, or the error the load counts
+/// (the same categories as [`transport`] and [`status_err`]).
+fn answered(r: Result<crate::wire::Response, crate::wire::Error>) -> Result<Vec<u8>, String> {
+    match r {
+        Err(crate::wire::Error::Connect) => Err("transport: connect".into()),
+        Err(crate::wire::Error::Other(_)) => Err("transport: other".into()),
+        Ok(r) if (200..300).contains(&r.status) => Ok(r.body),
+        Ok(r) => Err(format!("HTTP {}", r.status)),
     }
 }
 
 impl Api {
     async fn post_json(&self, path: &str, body: Value) -> Result<Value, String> {
         let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-        let r = self
-            .wire
-            .request("POST", path, &[], Some(("application/json", &body)))
-            .await
-            .map_err(wire_err)?;
-        if !(200..300).contains(&r.status) {
-            return Err(format!("HTTP {}", r.status));
-        }
-        serde_json::from_slice(&r.body).map_err(|_| "bad JSON".to_string())
+        let answer = answered(
+            self.wire
+                .request("POST", path, &[], Some(("application/json", &body)))
+                .await,
+        )?;
+        serde_json::from_slice(&answer).map_err(|_| "bad JSON".to_string())
     }
 
     /// `POST /passwordless/start` for an email code, as a confidential application's backend
@@ -175,16 +176,12 @@ impl Api {
     /// `GET /userinfo` with an access token.
     pub async fn userinfo(&self, access_token: &str) -> Result<(), String> {
         let auth = format!("Bearer {access_token}");
-        let r = self
-            .wire
-            .request("GET", "/userinfo", &[("authorization", &auth)], None)
-            .await
-            .map_err(wire_err)?;
-        if (200..300).contains(&r.status) {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", r.status))
-        }
+        answered(
+            self.wire
+                .request("GET", "/userinfo", &[("authorization", &auth)], None)
+                .await,
+        )
+        .map(|_| ())
     }
 
     /// A Tessera session cookie, the way Lock gets one: start, the code, `/co/authenticate`,

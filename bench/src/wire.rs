@@ -180,9 +180,7 @@ async fn exchange(conn: &mut Conn, req: &[u8]) -> Result<(Response, bool), Broke
         dechunk(conn).await?
     } else if let Some(n) = length {
         while conn.buf.len() < n {
-            if read_more(conn).await? == 0 {
-                return Err(Broken::Other("closed in the body".into()));
-            }
+            more(conn, "the body").await?;
         }
         conn.buf.drain(..n).collect()
     } else {
@@ -209,6 +207,14 @@ async fn read_more(conn: &mut Conn) -> Result<usize, Broken> {
         .map_err(|e| Broken::Other(e.to_string()))
 }
 
+/// Reads more of the answer, which must not end before it is whole (`what`: where in it).
+async fn more(conn: &mut Conn, what: &str) -> Result<(), Broken> {
+    if read_more(conn).await? == 0 {
+        return Err(Broken::Other(format!("closed in {what}")));
+    }
+    Ok(())
+}
+
 /// Reads a chunked body (RFC 9112 §7.1), trailers included and dropped.
 async fn dechunk(conn: &mut Conn) -> Result<Vec<u8>, Broken> {
     let mut body = Vec::new();
@@ -216,11 +222,7 @@ async fn dechunk(conn: &mut Conn) -> Result<Vec<u8>, Broken> {
         let (start, size) = loop {
             match httparse::parse_chunk_size(&conn.buf) {
                 Ok(httparse::Status::Complete((start, size))) => break (start, size),
-                Ok(httparse::Status::Partial) => {
-                    if read_more(conn).await? == 0 {
-                        return Err(Broken::Other("closed in a chunk's size".into()));
-                    }
-                }
+                Ok(httparse::Status::Partial) => more(conn, "a chunk's size").await?,
                 Err(_) => return Err(Broken::Other("bad chunk size".into())),
             }
         };
@@ -237,18 +239,12 @@ async fn dechunk(conn: &mut Conn) -> Result<Vec<u8>, Broken> {
                     Some(i) => {
                         conn.buf.drain(..i + 2);
                     }
-                    None => {
-                        if read_more(conn).await? == 0 {
-                            return Err(Broken::Other("closed in the trailer".into()));
-                        }
-                    }
+                    None => more(conn, "the trailer").await?,
                 }
             }
         }
         while conn.buf.len() < start + size + 2 {
-            if read_more(conn).await? == 0 {
-                return Err(Broken::Other("closed in a chunk".into()));
-            }
+            more(conn, "a chunk").await?;
         }
         body.extend_from_slice(&conn.buf[start..start + size]);
         if &conn.buf[start + size..start + size + 2] != b"\r\n" {
