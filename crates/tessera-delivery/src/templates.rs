@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use liquid::ObjectView as _; // the derived views call `size`
 use serde_json::json;
 use tessera_core::connection::EmailTemplate;
 
@@ -169,22 +170,21 @@ pub fn render(
     default_from: &str,
     message_id: &str,
 ) -> Result<EmailMessage, TemplateError> {
-    let builtin;
-    let t = match template {
-        Some(t) => t,
-        None => {
-            builtin = builtin_template(pick_language(v.request_language.as_deref()));
-            &builtin
-        }
+    let parts = match template {
+        Some(t) => Parts {
+            from: t.from.as_deref().map(|f| parsed("from", f)).transpose()?,
+            subject: parsed("subject", &t.subject)?,
+            body: parsed("body", &t.body)?,
+        },
+        None => builtin_parts(pick_language(v.request_language.as_deref()))?.clone(),
     };
-    let raw = globals(v, false);
-    let escaped = globals(v, true);
-    let subject = one_line(&render_part("subject", &t.subject, &raw)?);
-    let from = match &t.from {
+    let raw = Globals::new(v, false);
+    let subject = one_line(&render_part("subject", &parts.subject, &raw)?);
+    let from = match &parts.from {
         Some(f) => one_line(&render_part("from", f, &raw)?),
         None => default_from.to_string(),
     };
-    let html = render_part("body", &t.body, &escaped)?;
+    let html = render_part("body", &parts.body, &Globals::new(v, true))?;
     Ok(EmailMessage {
         message_id: message_id.to_string(),
         from,
@@ -193,6 +193,31 @@ pub fn render(
         text: html_to_text(&html),
         html,
     })
+}
+
+/// A template's parts, parsed.
+#[derive(Clone)]
+struct Parts {
+    from: Option<Arc<liquid::Template>>,
+    subject: Arc<liquid::Template>,
+    body: Arc<liquid::Template>,
+}
+
+/// The built-in template of a language, parsed once (a language not built in gets English's).
+fn builtin_parts(lang: &str) -> Result<&'static Parts, TemplateError> {
+    static PARSED: [OnceLock<Parts>; LANGUAGES.len()] =
+        [const { OnceLock::new() }; LANGUAGES.len()];
+    let i = LANGUAGES.iter().position(|l| *l == lang).unwrap_or(0);
+    if let Some(p) = PARSED[i].get() {
+        return Ok(p);
+    }
+    let t = builtin_template(LANGUAGES[i]);
+    let parts = Parts {
+        from: None,
+        subject: Arc::new(parse("subject", &t.subject)?),
+        body: Arc::new(parse("body", &t.body)?),
+    };
+    Ok(PARSED[i].get_or_init(|| parts))
 }
 
 /// A template parsed once per text (each `/passwordless/start` renders the same few), kept
@@ -217,15 +242,13 @@ const MAX_CACHED: usize = 256;
 
 fn render_part(
     part: &'static str,
-    text: &str,
-    globals: &liquid::Object,
+    template: &liquid::Template,
+    globals: &dyn liquid::ObjectView,
 ) -> Result<String, TemplateError> {
-    let out = parsed(part, text)?
-        .render(globals)
-        .map_err(|e| TemplateError {
-            part,
-            reason: e.to_string().trim().to_string(),
-        })?;
+    let out = template.render(globals).map_err(|e| TemplateError {
+        part,
+        reason: e.to_string().trim().to_string(),
+    })?;
     if out.len() > MAX_OUTPUT {
         return Err(TemplateError {
             part,
@@ -235,49 +258,80 @@ fn render_part(
     Ok(out)
 }
 
-/// The variables a template sees (Auth0's names), built as liquid's values directly: through
-/// a JSON value and back cost more than the rendering.
-fn globals(v: &EmailVars, html: bool) -> liquid::Object {
-    use liquid::model::{KString, Value};
-    let e = |s: &str| Value::scalar(if html { escape_html(s) } else { s.to_string() });
-    let object = |pairs: Vec<(&'static str, Value)>| -> liquid::Object {
-        pairs
-            .into_iter()
-            .map(|(k, v)| (KString::from_static(k), v))
-            .collect()
-    };
-    object(vec![
-        ("code", e(&v.code)),
-        ("password", e(&v.code)),
-        ("link", v.link.as_deref().map_or(Value::Nil, e)),
-        ("send", Value::scalar(v.send.clone())),
-        (
-            "application",
-            Value::Object(object(vec![
-                ("name", e(&v.application_name)),
-                ("clientID", e(&v.client_id)),
-            ])),
-        ),
-        (
-            "connection",
-            Value::Object(object(vec![("name", e(&v.connection))])),
-        ),
-        // An empty string, not nil, when absent: `request_language contains 'fr'` must work.
-        (
-            "request_language",
-            e(v.request_language.as_deref().unwrap_or_default()),
-        ),
-        ("operation", Value::Nil),
-        (
-            "user",
-            Value::Object(object(vec![("email", e(&v.user_email))])),
-        ),
-        ("tenant", e(&v.tenant.name)),
-        ("friendly_name", e(&v.tenant.friendly_name)),
-        ("support_email", e(&v.tenant.support_email)),
-        ("support_url", e(&v.tenant.support_url)),
-        ("lifetime_minutes", Value::scalar(v.lifetime_minutes.max(1))),
-    ])
+/// The variables a template sees (Auth0's names). Liquid reads them field by field, so a
+/// render builds no map; in HTML bodies every text is HTML-escaped (borrowed when it has
+/// nothing to escape).
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct Globals<'a> {
+    code: Text<'a>,
+    password: Text<'a>,
+    link: Option<Text<'a>>,
+    send: Text<'a>,
+    application: Application<'a>,
+    connection: Named<'a>,
+    /// An empty string, not nil, when absent: `request_language contains 'fr'` must work.
+    request_language: Text<'a>,
+    operation: Option<Text<'a>>,
+    user: UserVars<'a>,
+    tenant: Text<'a>,
+    friendly_name: Text<'a>,
+    support_email: Text<'a>,
+    support_url: Text<'a>,
+    lifetime_minutes: i64,
+}
+
+type Text<'a> = liquid::model::KStringCow<'a>;
+
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+#[allow(non_snake_case)] // Auth0's name: `application.clientID`
+struct Application<'a> {
+    name: Text<'a>,
+    clientID: Text<'a>,
+}
+
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct Named<'a> {
+    name: Text<'a>,
+}
+
+#[derive(Debug, liquid::ObjectView, liquid::ValueView)]
+struct UserVars<'a> {
+    email: Text<'a>,
+}
+
+impl<'a> Globals<'a> {
+    fn new(v: &'a EmailVars, html: bool) -> Globals<'a> {
+        let e = |s: &'a str| -> Text<'a> {
+            if html && s.contains(['&', '<', '>', '"', '\'']) {
+                Text::from_string(escape_html(s))
+            } else {
+                Text::from_ref(s)
+            }
+        };
+        Globals {
+            code: e(&v.code),
+            password: e(&v.code),
+            link: v.link.as_deref().map(e),
+            send: Text::from_ref(&v.send),
+            application: Application {
+                name: e(&v.application_name),
+                clientID: e(&v.client_id),
+            },
+            connection: Named {
+                name: e(&v.connection),
+            },
+            request_language: e(v.request_language.as_deref().unwrap_or_default()),
+            operation: None,
+            user: UserVars {
+                email: e(&v.user_email),
+            },
+            tenant: e(&v.tenant.name),
+            friendly_name: e(&v.tenant.friendly_name),
+            support_email: e(&v.tenant.support_email),
+            support_url: e(&v.tenant.support_url),
+            lifetime_minutes: v.lifetime_minutes.max(1),
+        }
+    }
 }
 
 pub fn escape_html(s: &str) -> String {
@@ -331,7 +385,7 @@ pub fn pick_language(header: Option<&str>) -> &'static str {
 /// The text part, made from the HTML: block ends become line breaks, links show their target,
 /// tags go, entities are decoded.
 pub fn html_to_text(html: &str) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(html.len());
     let mut rest = html;
     let mut pending_href: Option<String> = None;
     let mut skip_depth = 0usize; // inside <head>, <style>, <script>, <title>
@@ -343,48 +397,62 @@ pub fn html_to_text(html: &str) -> String {
             break;
         };
         let tag = &rest[lt + 1..lt + gt];
-        let lower = tag.to_ascii_lowercase();
-        let name = lower
+        let closing = tag.starts_with('/');
+        let name = tag
             .trim_start_matches('/')
             .split(|c: char| c.is_whitespace() || c == '/')
             .next()
-            .unwrap_or_default()
-            .to_string();
-        let closing = lower.starts_with('/');
-        match name.as_str() {
-            "head" | "style" | "script" | "title" => {
-                if closing {
-                    skip_depth = skip_depth.saturating_sub(1)
-                } else {
-                    skip_depth += 1
-                }
+            .unwrap_or_default();
+        let is = |names: &[&str]| names.iter().any(|n| name.eq_ignore_ascii_case(n));
+        if is(&["head", "style", "script", "title"]) {
+            if closing {
+                skip_depth = skip_depth.saturating_sub(1)
+            } else {
+                skip_depth += 1
             }
-            "br" => out.push('\n'),
-            "p" | "div" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "li" | "tr" | "table"
-                if closing =>
-            {
-                out.push_str("\n\n")
+        } else if is(&["br"]) {
+            out.push('\n')
+        } else if closing
+            && is(&[
+                "p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "li", "tr", "table",
+            ])
+        {
+            out.push_str("\n\n")
+        } else if is(&["a"]) {
+            if !closing {
+                pending_href = attr(tag, "href")
+            } else if let Some(h) = pending_href.take() {
+                out.push_str(" (");
+                out.push_str(&h);
+                out.push(')');
             }
-            "a" if !closing => pending_href = attr(tag, "href"),
-            "a" => {
-                if let Some(h) = pending_href.take() {
-                    out.push_str(&format!(" ({h})"));
-                }
-            }
-            _ => {}
         }
         rest = &rest[lt + gt + 1..];
     }
     if skip_depth == 0 {
         out.push_str(rest);
     }
-    let decoded = decode_entities(&out);
-    let mut lines: Vec<String> = decoded
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    lines.dedup_by(|a, b| a.is_empty() && b.is_empty());
-    lines.join("\n").trim().to_string() + "\n"
+    // Each line's words joined by one space; runs of blank lines become one; none at the ends.
+    let mut text = String::with_capacity(out.len());
+    let mut gap = false;
+    for line in decode_entities(&out).lines() {
+        let mut words = line.split_whitespace();
+        let Some(first) = words.next() else {
+            gap = true;
+            continue;
+        };
+        if !text.is_empty() {
+            text.push_str(if gap { "\n\n" } else { "\n" });
+        }
+        gap = false;
+        text.push_str(first);
+        for w in words {
+            text.push(' ');
+            text.push_str(w);
+        }
+    }
+    text.push('\n');
+    text
 }
 
 fn attr(tag: &str, name: &str) -> Option<String> {
@@ -399,13 +467,31 @@ fn attr(tag: &str, name: &str) -> Option<String> {
     Some(decode_entities(body.split(q).next().unwrap_or_default()))
 }
 
+/// Decodes the entities the escaping makes (and `&nbsp;`) in one pass: what a decoded entity
+/// gives is never read again, so `&amp;lt;` is `&lt;`.
 fn decode_entities(s: &str) -> String {
-    s.replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&")
+    const ENTITIES: [(&str, char); 6] = [
+        ("&nbsp;", ' '),
+        ("&lt;", '<'),
+        ("&gt;", '>'),
+        ("&quot;", '"'),
+        ("&#39;", '\''),
+        ("&amp;", '&'),
+    ];
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let (c, len) = ENTITIES
+            .iter()
+            .find(|(e, _)| tail.starts_with(e))
+            .map_or(('&', 1), |(e, c)| (*c, e.len()));
+        out.push(c);
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 struct Strings {
@@ -670,6 +756,13 @@ mod tests {
             t,
             "Hi & welcome\n\nLine one\nline two\n\nSign in (https://x.example/?a=1&b=2)\n"
         );
+        // Tags in capitals; a decoded entity is not decoded again; unknown entities stay;
+        // runs of blank lines become one, and none is left at either end.
+        let t = html_to_text(
+            "\n\n<P>a &amp;lt; b</P>\n\n\n<DIV>  c   d </DIV><BR/>e &bogus; &nbsp;f &amp;&quot;&#39;&gt;\n\n",
+        );
+        assert_eq!(t, "a &lt; b\n\nc d\n\ne &bogus; f &\"'>\n");
+        assert_eq!(html_to_text(""), "\n");
     }
 
     #[test]
@@ -759,8 +852,8 @@ pub fn render_sms(template: Option<&SmsTemplate>, v: &SmsVars) -> Result<String,
             }
             out
         }
-        Some(t) => render_part("sms", &t.body, &sms_globals(v))?,
-        None => render_part("sms", builtin, &sms_globals(v))?,
+        Some(t) => render_part("sms", &*parsed("sms", &t.body)?, &sms_globals(v))?,
+        None => render_part("sms", &*parsed("sms", builtin)?, &sms_globals(v))?,
     };
     body = body.trim().to_string();
     if let Some(host) = &v.autofill_host {
