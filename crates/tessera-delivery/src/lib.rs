@@ -7,6 +7,7 @@
 
 pub mod mailer;
 pub mod message;
+pub mod mime;
 pub mod outbox;
 pub mod sms;
 pub mod smtp;

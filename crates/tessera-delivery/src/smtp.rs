@@ -312,12 +312,15 @@ impl SmtpMailer {
     }
 
     pub async fn send(&self, m: &EmailMessage) -> Result<(), DeliveryError> {
-        let mut msg = build(m)?;
-        if let Some(d) = &self.dkim {
-            msg.sign(d);
-        }
-        let envelope = msg.envelope().clone();
-        let body = msg.formatted();
+        let (envelope, body) = match &self.dkim {
+            // lettre's signer signs a message of its builder.
+            Some(d) => {
+                let mut msg = build(m)?;
+                msg.sign(d);
+                (msg.envelope().clone(), msg.formatted())
+            }
+            None => crate::mime::compose(m)?,
+        };
         let sent = tokio::time::timeout(self.deadline(), async {
             // A kept connection the server has closed meanwhile fails before anything is
             // accepted, or answers 421 (it is closing: an idle timeout, say; a message is
@@ -669,7 +672,9 @@ pub fn redact_addresses(text: &str) -> String {
         .join(" ")
 }
 
-/// Builds the MIME message: multipart/alternative with text and HTML, a stable Message-ID.
+/// Builds the MIME message with lettre's builder: multipart/alternative with text and HTML, a
+/// stable Message-ID. Used when the message is DKIM-signed; otherwise [`crate::mime::compose`]
+/// writes the same message for less.
 pub fn build(m: &EmailMessage) -> Result<Message, DeliveryError> {
     let bad = |what: &str, e: String| DeliveryError::Permanent(format!("{what}: {e}"));
     let from: Mailbox = m
