@@ -292,9 +292,11 @@ impl Worker {
             }
         };
         let started = std::time::Instant::now();
+        // Boxed: an SMTP conversation's future is kilobytes, and this task's future (moved
+        // whole on its way into the task, and again when it ends) would carry it otherwise.
         let sent = match &payload {
-            Payload::Email(email) => self.mailer.send(email).await,
-            Payload::Sms(sms) => self.send_sms(sms, now).await,
+            Payload::Email(email) => Box::pin(self.mailer.send(email)).await,
+            Payload::Sms(sms) => Box::pin(self.send_sms(sms, now)).await,
         };
         drop(slot);
         let what = &msg.channel;

@@ -340,7 +340,10 @@ impl SmtpMailer {
                     Err(_) => conn.smtp.abort().await,
                 }
             }
-            let mut conn = self.connect().await?;
+            // Boxed: connecting (TLS included) is most of the size of a send's future, and
+            // a kept connection spares it; unboxed, every delivery's task would carry and
+            // copy those 7 KB, connected or not.
+            let mut conn = Box::pin(self.connect()).await?;
             match transact(&mut conn, &envelope, &body).await {
                 Ok(()) => {
                     self.put_back(conn);
@@ -474,8 +477,12 @@ async fn transact(
     body: &[u8],
 ) -> Result<(), lettre::transport::smtp::Error> {
     let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
-    if !(envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii) && body.is_ascii()) {
-        return conn.smtp.send(envelope, body).await.map(|_| ());
+    let text = match std::str::from_utf8(body) {
+        Ok(t) if t.is_ascii() => t,
+        _ => return Box::pin(conn.smtp.send(envelope, body)).await.map(|_| ()),
+    };
+    if !(envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii)) {
+        return Box::pin(conn.smtp.send(envelope, body)).await.map(|_| ());
     }
     let mail = Mail::new(envelope.from().cloned(), vec![]).to_string();
     let rcpts: Vec<String> = envelope
@@ -485,12 +492,8 @@ async fn transact(
         .collect();
     // lettre's `command` writes any text and reads one answer (an error unless positive).
     if conn.chunking {
-        // ASCII, so each byte is its own `char` and the size in octets is the length.
-        let chunk = format!(
-            "BDAT {} LAST\r\n{}",
-            body.len(),
-            String::from_utf8_lossy(body)
-        );
+        // ASCII, so the size in octets is the text's length.
+        let chunk = format!("BDAT {} LAST\r\n{text}", text.len());
         if conn.pipelining {
             conn.smtp
                 .command(format!("{mail}{}{chunk}", rcpts.concat()))
