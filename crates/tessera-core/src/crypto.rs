@@ -15,7 +15,11 @@ use crate::rand::Random;
 #[derive(Clone)]
 pub struct ServerSecret {
     code_key: hmac::Key,
-    seal_key: [u8; 32],
+    /// The key of [`ServerSecret::seal`], made once: setting up AES-GCM's key schedule and
+    /// tables is most of the cost of sealing a message.
+    seal_aead: std::sync::Arc<aead::LessSafeKey>,
+    /// The HMAC key that derives [`ServerSecret::seal_token`]'s keys, made once too.
+    token_mac: hmac::Key,
     mac_key: hmac::Key,
 }
 
@@ -50,7 +54,8 @@ impl ServerSecret {
         let mac_key = hmac::Key::new(hmac::HMAC_SHA256, &derive(b"tessera/v1/mac"));
         Ok(ServerSecret {
             code_key,
-            seal_key,
+            seal_aead: std::sync::Arc::new(aead_key(&seal_key)),
+            token_mac: hmac::Key::new(hmac::HMAC_SHA256, &seal_key),
             mac_key,
         })
     }
@@ -79,7 +84,7 @@ impl ServerSecret {
     pub fn seal(&self, rng: &dyn Random, purpose: &str, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; aead::NONCE_LEN];
         rng.fill(&mut nonce);
-        seal_with(&self.aead_key(), nonce, &nonce, purpose, plain)
+        seal_with(&self.seal_aead, nonce, &nonce, purpose, plain)
     }
 
     /// Decrypts what [`ServerSecret::seal`] produced for the same `purpose`.
@@ -92,7 +97,7 @@ impl ServerSecret {
             aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| CryptoError::Unseal)?;
         let mut buf = body.to_vec();
         let plain = self
-            .aead_key()
+            .seal_aead
             .open_in_place(nonce, aead::Aad::from(purpose.as_bytes()), &mut buf)
             .map_err(|_| CryptoError::Unseal)?;
         Ok(plain.to_vec())
@@ -128,23 +133,21 @@ impl ServerSecret {
     }
 
     fn token_key(&self, purpose: &str, salt: &[u8]) -> aead::LessSafeKey {
-        let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, &self.seal_key));
+        let mut ctx = hmac::Context::with_key(&self.token_mac);
         ctx.update(b"tessera/v1/token-key");
         ctx.update(&(purpose.len() as u32).to_be_bytes());
         ctx.update(purpose.as_bytes());
         ctx.update(salt);
-        match aead::UnboundKey::new(&aead::AES_256_GCM, ctx.sign().as_ref()) {
-            Ok(k) => aead::LessSafeKey::new(k),
-            Err(_) => unreachable!("32-byte key for AES-256-GCM"),
-        }
+        aead_key(ctx.sign().as_ref())
     }
+}
 
-    fn aead_key(&self) -> aead::LessSafeKey {
-        // A 32-byte key is always valid for AES-256-GCM.
-        match aead::UnboundKey::new(&aead::AES_256_GCM, &self.seal_key) {
-            Ok(k) => aead::LessSafeKey::new(k),
-            Err(_) => unreachable!("32-byte key for AES-256-GCM"),
-        }
+/// An AES-256-GCM key of 32 bytes (an HMAC-SHA256 tag, or a key derived as one).
+fn aead_key(key: &[u8]) -> aead::LessSafeKey {
+    // A 32-byte key is always valid for AES-256-GCM.
+    match aead::UnboundKey::new(&aead::AES_256_GCM, key) {
+        Ok(k) => aead::LessSafeKey::new(k),
+        Err(_) => unreachable!("32-byte key for AES-256-GCM"),
     }
 }
 
@@ -249,6 +252,46 @@ mod tests {
         assert!(s.open_token("access", &a[..20]).is_err());
         let other = ServerSecret::new(&[9u8; 32]).unwrap();
         assert!(other.open_token("access", &a).is_err());
+    }
+
+    /// What was sealed before the keys were made once (outbox rows, refresh tokens in the
+    /// database) still opens, and sealing gives the same bytes: the keys are the same.
+    #[test]
+    fn sealed_data_keeps_its_format() {
+        struct Ones;
+        impl Random for Ones {
+            fn fill(&self, b: &mut [u8]) {
+                b.fill(1)
+            }
+        }
+        let s = secret();
+        let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let sealed =
+            "010101010101010101010101d2a37b93dbcd1ce18514cdeed550e301dcdd22ee20bf22f6b432aa65";
+        assert_eq!(
+            hex(&s.seal(&Ones, "tessera/outbox/v1", b"hello 123456")),
+            sealed
+        );
+        let token = "01010101010101010101010101010101a7877a9e642bf77fa3b26d24fb5a8bca\
+                     9492c08d6e1417c88194ddfe751fd6";
+        assert_eq!(
+            hex(&s.seal_token(&Ones, "access", b"{\"u\":\"email|1\"}")),
+            token
+        );
+        let bytes = |h: &str| -> Vec<u8> {
+            (0..h.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            s.open("tessera/outbox/v1", &bytes(sealed)).unwrap(),
+            b"hello 123456"
+        );
+        assert_eq!(
+            s.open_token("access", &bytes(token)).unwrap(),
+            b"{\"u\":\"email|1\"}"
+        );
     }
 
     #[test]
