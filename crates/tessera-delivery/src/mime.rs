@@ -18,6 +18,7 @@ use lettre::Address;
 use lettre::address::{AddressError, Envelope};
 use lettre::message::header::{self, Headers};
 use lettre::message::{Mailbox, Mailboxes};
+use tessera_core::rand::Random as _;
 
 use crate::mailer::DeliveryError;
 use crate::message::EmailMessage;
@@ -47,7 +48,7 @@ pub fn compose(m: &EmailMessage) -> Result<(Envelope, Vec<u8>), DeliveryError> {
     headers.set(header::To::from(Mailboxes::from(Mailbox::new(None, to))));
     headers.set(header::Subject::from(m.subject.clone()));
     headers.set(header::Date::now());
-    let boundary = boundary()?;
+    let boundary = boundary();
     let mut out = String::with_capacity(1024 + m.text.len() + m.html.len() * 5 / 4);
     out.push_str(&from_line);
     // Writing to a String cannot fail.
@@ -86,15 +87,14 @@ fn sender(from: &str) -> Result<(Address, Arc<str>), String> {
 }
 
 /// 40 random letters and digits: text that appears in no body.
-fn boundary() -> Result<String, DeliveryError> {
+fn boundary() -> String {
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 40];
-    aws_lc_rs::rand::fill(&mut bytes)
-        .map_err(|_| DeliveryError::Transient("no random bytes for a MIME boundary".into()))?;
-    Ok(bytes
+    tessera_core::rand::SystemRandom.fill(&mut bytes);
+    bytes
         .iter()
         .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
-        .collect())
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

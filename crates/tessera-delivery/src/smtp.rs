@@ -477,13 +477,12 @@ async fn transact(
     body: &[u8],
 ) -> Result<(), lettre::transport::smtp::Error> {
     let ascii = |a: &lettre::Address| AsRef::<str>::as_ref(a).is_ascii();
-    let text = match std::str::from_utf8(body) {
-        Ok(t) if t.is_ascii() => t,
-        _ => return Box::pin(conn.smtp.send(envelope, body)).await.map(|_| ()),
-    };
-    if !(envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii)) {
+    let text = std::str::from_utf8(body).ok().filter(|t| {
+        t.is_ascii() && envelope.from().is_none_or(ascii) && envelope.to().iter().all(ascii)
+    });
+    let Some(text) = text else {
         return Box::pin(conn.smtp.send(envelope, body)).await.map(|_| ());
-    }
+    };
     let mail = Mail::new(envelope.from().cloned(), vec![]).to_string();
     let rcpts: Vec<String> = envelope
         .to()

@@ -243,33 +243,20 @@ fn builtin_filled(
         v.application_name.clone(),
         v.lifetime_minutes,
     );
-    type Key = (&'static str, String, bool, String, i64);
-    static CACHE: OnceLock<Mutex<HashMap<Key, Arc<StandIn>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
-    let found = lock().get(&key).cloned();
-    let stand_in = match found {
-        Some(s) => s,
-        None => {
-            let with = EmailVars {
-                code: CODE_STAND_IN.into(),
-                link: v.link.as_ref().map(|_| LINK_STAND_IN.into()),
-                ..v.clone()
-            };
-            let m = render_liquid(None, &with, default_from, message_id)?;
-            let s = Arc::new(StandIn {
-                subject: pieces(&m.subject),
-                text: pieces(&m.text),
-                html: pieces(&m.html),
-            });
-            let mut c = lock();
-            if c.len() >= MAX_CACHED {
-                c.clear();
-            }
-            c.insert(key, Arc::clone(&s));
-            s
-        }
-    };
+    static STAND_INS: Cache<(&'static str, String, bool, String, i64), StandIn> = OnceLock::new();
+    let stand_in = cached(&STAND_INS, &key, || {
+        let with = EmailVars {
+            code: CODE_STAND_IN.into(),
+            link: v.link.as_ref().map(|_| LINK_STAND_IN.into()),
+            ..v.clone()
+        };
+        let m = render_liquid(None, &with, default_from, message_id)?;
+        Ok(StandIn {
+            subject: pieces(&m.subject),
+            text: pieces(&m.text),
+            html: pieces(&m.html),
+        })
+    })?;
     let link = v.link.as_deref().unwrap_or_default();
     let (code_html, link_html) = (escape_html(&v.code), escape_html(link));
     Ok(Some(EmailMessage {
@@ -372,22 +359,39 @@ fn builtin_parts(lang: &str) -> Result<&'static Parts, TemplateError> {
 /// A template parsed once per text (each `/passwordless/start` renders the same few), kept
 /// while it is in use; at most [`MAX_CACHED`] texts.
 fn parsed(part: &'static str, text: &str) -> Result<Arc<liquid::Template>, TemplateError> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Arc<liquid::Template>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
+    static PARSED: Cache<String, liquid::Template> = OnceLock::new();
+    cached(&PARSED, text, || parse(part, text))
+}
+
+const MAX_CACHED: usize = 256;
+
+/// A process-wide cache for [`cached`].
+type Cache<K, V> = OnceLock<Mutex<HashMap<K, Arc<V>>>>;
+
+/// The value `cache` keeps under `key`, else `make`'s, then kept (the lock is not held while
+/// it is made). At most [`MAX_CACHED`] values: a full cache is emptied.
+fn cached<K, Q, V>(
+    cache: &Cache<K, V>,
+    key: &Q,
+    make: impl FnOnce() -> Result<V, TemplateError>,
+) -> Result<Arc<V>, TemplateError>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+{
+    let cache = cache.get_or_init(Default::default);
     let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(t) = lock().get(text) {
-        return Ok(Arc::clone(t));
+    if let Some(v) = lock().get(key) {
+        return Ok(Arc::clone(v));
     }
-    let t = Arc::new(parse(part, text)?);
+    let v = Arc::new(make()?);
     let mut c = lock();
     if c.len() >= MAX_CACHED {
         c.clear();
     }
-    c.insert(text.to_string(), Arc::clone(&t));
-    Ok(t)
+    c.insert(key.to_owned(), Arc::clone(&v));
+    Ok(v)
 }
-
-const MAX_CACHED: usize = 256;
 
 fn render_part(
     part: &'static str,
