@@ -15,5 +15,5 @@ pub mod stats;
 pub mod templates;
 
 pub use mailer::{DeliveryError, DevMailbox, Mailer};
-pub use message::EmailMessage;
+pub use message::{BuiltinEmail, EmailMessage, QueuedEmail};
 pub use sms::{SmsMessage, SmsProvider, SmsSender};

@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::mailer::{DeliveryError, Mailer};
-use crate::message::EmailMessage;
+use crate::message::{EmailMessage, QueuedEmail};
 use crate::sms::{SmsMessage, SmsSender};
 
 /// The channel of a message that must not be sent (see `/passwordless/start`: an unknown address
@@ -269,9 +269,7 @@ impl Worker {
         }
         let opened = self.secret.open(SEAL_PURPOSE, &msg.payload);
         let payload = match (msg.channel.as_str(), opened) {
-            ("email", Ok(p)) => EmailMessage::from_bytes(&p)
-                .map(Payload::Email)
-                .map_err(|e| e.to_string()),
+            ("email", Ok(p)) => QueuedEmail::from_bytes(&p).map(Payload::Email),
             ("sms", Ok(p)) => SmsMessage::from_bytes(&p)
                 .map(Payload::Sms)
                 .map_err(|e| e.to_string()),

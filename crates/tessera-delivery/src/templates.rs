@@ -1,5 +1,6 @@
 //! The passwordless email: Liquid templates (the operator's, or the built-in translated ones),
-//! rendered when the code is issued.
+//! rendered when the code is issued (an operator's) or when it is delivered (the built-in ones,
+//! from what the outbox kept: `queued`, `made`).
 //!
 //! Safety rules:
 //! - Values reach HTML bodies HTML-escaped, so a hostile application name cannot inject markup.
@@ -16,7 +17,7 @@ use liquid::ObjectView as _; // the derived views call `size`
 use serde_json::json;
 use tessera_core::connection::EmailTemplate;
 
-use crate::message::EmailMessage;
+use crate::message::{BuiltinEmail, EmailMessage, QueuedEmail};
 
 /// The languages the built-in templates are written in. The first is the fallback.
 pub const LANGUAGES: &[&str] = &["en", "de", "fr", "es", "nl"];
@@ -176,6 +177,49 @@ pub fn render(
         return Ok(m);
     }
     render_liquid(template, v, default_from, message_id)
+}
+
+/// The email as the outbox keeps it: the operator's template's rendered now (so that its
+/// errors show in the request, and a change to it later does not change what was sent), the
+/// built-in one's as what it shows, made when it is delivered ([`made`]).
+pub fn queued(
+    template: Option<&EmailTemplate>,
+    v: &EmailVars,
+    default_from: &str,
+    message_id: &str,
+) -> Result<QueuedEmail, TemplateError> {
+    Ok(match template {
+        Some(_) => QueuedEmail::Made(render(template, v, default_from, message_id)?),
+        None => QueuedEmail::Builtin(BuiltinEmail {
+            message_id: message_id.to_string(),
+            from: default_from.to_string(),
+            to: v.user_email.clone(),
+            lang: pick_language(v.request_language.as_deref()).to_string(),
+            send: v.send.clone(),
+            code: v.code.clone(),
+            link: v.link.clone(),
+            application_name: v.application_name.clone(),
+            lifetime_minutes: v.lifetime_minutes,
+        }),
+    })
+}
+
+/// The built-in template's email from what [`queued`] kept: the one [`render`] makes, since
+/// the built-in templates show nothing else (a test compares the two).
+pub fn made(b: &BuiltinEmail) -> Result<EmailMessage, TemplateError> {
+    let v = EmailVars {
+        code: b.code.clone(),
+        link: b.link.clone(),
+        send: b.send.clone(),
+        application_name: b.application_name.clone(),
+        client_id: String::new(),
+        connection: String::new(),
+        request_language: Some(b.lang.clone()),
+        user_email: b.to.clone(),
+        lifetime_minutes: b.lifetime_minutes,
+        tenant: Tenant::default(),
+    };
+    render(None, &v, &b.from, &b.message_id)
 }
 
 /// The email as Liquid renders it, whatever the template.
@@ -824,6 +868,69 @@ mod tests {
             m.subject
                 .starts_with("123456 is your verification code for A\u{E000}code")
         );
+    }
+
+    /// The built-in email as the outbox keeps it is made, at delivery, into the one rendered
+    /// when the code is issued, in every language and kind, with values Liquid renders
+    /// itself (white space in the code, the stand-in character) and every other variable set;
+    /// and it is a fraction of the made email's size.
+    #[test]
+    fn the_built_in_email_queued_is_made_into_the_one_rendered() {
+        let from = "Tessera <no-reply@example.com>";
+        let mut checked = 0;
+        for lang in ["en", "de-CH", "fr-FR,fr;q=0.9", "es", "nl;q=0.5", "pt", "*"] {
+            for send in ["code", "link", "link_ios", "link_android"] {
+                for (app, code) in [
+                    ("Acme", "482913"),
+                    ("A & <B> \"C\" 'D'", "000001"),
+                    ("Ünïcødé 東京 \u{E000}code\u{E000}", "12 34"),
+                ] {
+                    let v = EmailVars {
+                        code: code.into(),
+                        application_name: app.into(),
+                        request_language: Some(lang.into()),
+                        lifetime_minutes: 1 + checked % 3,
+                        ..sample_vars(send, None)
+                    };
+                    let rendered = render(None, &v, from, "m@t").unwrap();
+                    let q = queued(None, &v, from, "m@t").unwrap();
+                    assert!(matches!(q, QueuedEmail::Builtin(_)));
+                    let bytes = q.to_bytes();
+                    assert_eq!(
+                        QueuedEmail::from_bytes(&bytes),
+                        Ok(rendered.clone()),
+                        "{lang} {send} {app}"
+                    );
+                    assert!(
+                        bytes.len() * 2 < rendered.to_bytes().len(),
+                        "{} of {}",
+                        bytes.len(),
+                        rendered.to_bytes().len()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 7 * 4 * 3);
+    }
+
+    /// An operator's template is rendered when the code is issued, and a message queued made
+    /// (as every message was before the built-in form) still reads as it was.
+    #[test]
+    fn made_emails_are_queued_and_read_as_they_are() {
+        let t = EmailTemplate {
+            from: None,
+            subject: "Code {{ code }}".into(),
+            body: "<p>{{ code }} for {{ user.email }}</p>".into(),
+            syntax: "liquid".into(),
+        };
+        let v = sample_vars("code", None);
+        let q = queued(Some(&t), &v, "T <t@example.com>", "m@t").unwrap();
+        let made = render(Some(&t), &v, "T <t@example.com>", "m@t").unwrap();
+        assert_eq!(q, QueuedEmail::Made(made.clone()));
+        assert_eq!(QueuedEmail::from_bytes(&q.to_bytes()), Ok(made.clone()));
+        assert_eq!(QueuedEmail::from_bytes(&made.to_bytes()), Ok(made));
+        assert!(QueuedEmail::from_bytes(br#"{"message_id":"m@t","to":"x"}"#).is_err());
     }
 
     #[test]

@@ -588,7 +588,7 @@ pub async fn issue_code(
                 tenant: st.tenant.clone(),
             };
             let message_id = format!("{}@{}", hex_id(st.rng.as_ref()), domain);
-            let message = templates::render(
+            let message = templates::queued(
                 s.email_template.as_ref(),
                 &vars,
                 &st.email_from,
