@@ -34,8 +34,13 @@ impl Drop for SqliteStore {
     }
 }
 
-/// How often the write-ahead log is copied back into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// How often the write-ahead log is copied back into the database file. A checkpoint takes
+/// one of the two cores while it copies, and the requests of that moment share the other:
+/// the less it has to copy at a time, the less they wait. At 100 ms, `start` in the bench at
+/// about half of its maximum had its slow requests (over 8 ms) in bursts at the checkpoints;
+/// at 50 ms its p99 was lower in 9 of 12 alternated runs (bench/README.md), with the maximum
+/// and otp-login unchanged. An idle server pays 20 checkpoints of an empty log a second.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// The log's length, in pages, past which it is started again from the beginning.
 const RESTART_AFTER_PAGES: i64 = 4096;
@@ -133,8 +138,9 @@ impl SqliteStore {
         };
         // The writer never checkpoints: SQLite would otherwise make the commit that fills
         // the log to 1,000 pages copy it back and fsync the file, while every other write
-        // waits behind it. A task does it on a reader connection instead, every half second
-        // (PASSIVE: it takes what it can without waiting for or holding up anyone).
+        // waits behind it. A task does it on a connection of its own instead, every
+        // `CHECKPOINT_EVERY` (PASSIVE: it takes what it can without waiting for or holding up
+        // anyone; see `checkpoint` for the RESTART past `RESTART_AFTER_PAGES`).
         // No test before each acquire: a ping is a trip to the connection's worker thread, and
         // a local file that was open a moment ago has nothing to test.
         let writer = SqlitePoolOptions::new()
