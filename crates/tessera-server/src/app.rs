@@ -258,6 +258,41 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How many connections the kernel holds for Tessera before they are accepted (capped by
+/// `net.core.somaxconn`). tokio's `TcpListener::bind` asks for 128, as the standard library
+/// does: in a burst of new connections larger than that (a load balancer's pool opening again,
+/// clients after a pause, the bench's open loop after a stall), the SYNs past it are dropped,
+/// and each of those clients tries again only after a second.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Listens on `addr` (`host:port`; the first of its addresses that binds) as tokio's
+/// `TcpListener::bind` does (`SO_REUSEADDR`, so that a restart can take the port while the
+/// last run's connections are in TIME_WAIT), with a backlog of [`LISTEN_BACKLOG`].
+async fn listen(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        let bound = socket
+            .set_reuseaddr(true)
+            .and_then(|()| socket.bind(a))
+            .and_then(|()| socket.listen(LISTEN_BACKLOG));
+        match bound {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
+}
+
 /// `GET /metrics`, for the metrics listener only.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
@@ -449,7 +484,7 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let rng: Arc<dyn Random> = Arc::new(SystemRandom);
     let t = build(&s, clock, rng).await?;
-    let listener = tokio::net::TcpListener::bind(&s.listen)
+    let listener = listen(&s.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", s.listen))?;
     let addr = listener.local_addr()?;
@@ -497,7 +532,7 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
         println!("  data folder:    {}\n", s.data_dir.display());
     }
     if let Some(addr) = &s.metrics_listen {
-        let l = tokio::net::TcpListener::bind(addr)
+        let l = listen(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics): {e}"))?;
         tracing::info!(%addr, "metrics at /metrics");
@@ -633,4 +668,35 @@ fn load_secret(src: &SecretSource, rng: &dyn Random) -> anyhow::Result<Vec<u8>> 
         .map_err(|e| anyhow::anyhow!("cannot read the server secret {}: {e}", path.display()))?;
     b64.decode(text.trim())
         .map_err(|_| anyhow::anyhow!("the server secret {} is not base64", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// A burst of new connections larger than tokio's default backlog (128) waits in the
+    /// kernel's queue while nothing accepts them: none has its SYN dropped (which would hold
+    /// it a second, until the client sends it again).
+    #[tokio::test]
+    async fn the_listener_holds_a_burst_of_connections() {
+        let l = super::listen("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::new();
+        for n in 0..600 {
+            let c = tokio::time::timeout(
+                Duration::from_millis(500),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await;
+            match c {
+                Ok(Ok(c)) => held.push(c),
+                other => panic!("connection {n} not queued: {other:?}"),
+            }
+        }
+        assert!(
+            super::listen(&addr.to_string()).await.is_err(),
+            "the port is taken"
+        );
+        drop(l);
+    }
 }
