@@ -554,7 +554,7 @@ pub async fn serve(s: Settings) -> anyhow::Result<()> {
         Some(tls) => {
             let config = tls_config.ok_or_else(|| anyhow::anyhow!("TLS configuration missing"))?;
             if let Some(plain) = &tls.redirect_http_listen {
-                let l = tokio::net::TcpListener::bind(plain)
+                let l = listen(plain)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {plain}: {e}"))?;
                 tracing::info!(addr = %plain, "redirecting plain HTTP to the issuer");
