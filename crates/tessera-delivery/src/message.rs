@@ -62,7 +62,7 @@ impl QueuedEmail {
     pub fn from_bytes(b: &[u8]) -> Result<EmailMessage, String> {
         match serde_json::from_slice(b).map_err(|e| e.to_string())? {
             QueuedEmail::Made(m) => Ok(m),
-            QueuedEmail::Builtin(b) => crate::templates::made(&b).map_err(|e| e.to_string()),
+            QueuedEmail::Builtin(b) => crate::templates::made(b).map_err(|e| e.to_string()),
         }
     }
 }

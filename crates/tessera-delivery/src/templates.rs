@@ -206,16 +206,16 @@ pub fn queued(
 
 /// The built-in template's email from what [`queued`] kept: the one [`render`] makes, since
 /// the built-in templates show nothing else (a test compares the two).
-pub fn made(b: &BuiltinEmail) -> Result<EmailMessage, TemplateError> {
+pub fn made(b: BuiltinEmail) -> Result<EmailMessage, TemplateError> {
     let v = EmailVars {
-        code: b.code.clone(),
-        link: b.link.clone(),
-        send: b.send.clone(),
-        application_name: b.application_name.clone(),
+        code: b.code,
+        link: b.link,
+        send: b.send,
+        application_name: b.application_name,
         client_id: String::new(),
         connection: String::new(),
-        request_language: Some(b.lang.clone()),
-        user_email: b.to.clone(),
+        request_language: Some(b.lang),
+        user_email: b.to,
         lifetime_minutes: b.lifetime_minutes,
         tenant: Tenant::default(),
     };
