@@ -10,12 +10,15 @@
 //!   back when the code was right.
 
 use axum::http::StatusCode;
+use tessera_core::UnixTime;
 use tessera_core::client::Client;
 use tessera_core::connection::{Connection, Strategy};
 use tessera_core::email::EmailAddress;
 use tessera_core::otp::{self, PendingCode, Verdict};
 use tessera_core::user::User;
-use tessera_store::{Attempt, Challenge, SignIn};
+use tessera_store::{
+    Attempt, Challenge, Decide, Decision, Outcome, Redeemed, SignIn, SignInRequest,
+};
 
 use crate::error::ApiError;
 use crate::state::{AppState, RequestMeta};
@@ -132,6 +135,102 @@ pub async fn check(
     accept: Accept,
     version: Option<i64>,
 ) -> Result<Result<Challenge, Failure>, ApiError> {
+    let checked = redeem(
+        st,
+        meta,
+        client,
+        connection,
+        raw_identifier,
+        code,
+        mode,
+        accept,
+        version,
+        None,
+    )
+    .await?;
+    Ok(checked.map(|(ch, _)| ch))
+}
+
+/// [`check`] in [`Mode::Consume`], then [`sign_in`], with the counting, the consuming and the
+/// sign-in in one write of the store (`Store::redeem`): the OTP grant's path, where the three
+/// writes one after the other were three trips to SQLite's writer.
+#[allow(clippy::too_many_arguments)]
+pub async fn check_and_sign_in(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &Connection,
+    raw_identifier: &str,
+    code: &str,
+    accept: Accept,
+    version: Option<i64>,
+    how: &str,
+) -> Result<Result<User, Failure>, ApiError> {
+    let signed_in = redeem(
+        st,
+        meta,
+        client,
+        connection,
+        raw_identifier,
+        code,
+        Mode::Consume,
+        accept,
+        version,
+        Some(how),
+    )
+    .await?;
+    Ok(match signed_in {
+        Ok((_, Some(user))) => Ok(user),
+        Ok((_, None)) => {
+            return Err(ApiError::internal(
+                "the code was consumed without a sign-in",
+            ));
+        }
+        Err(f) => Err(f),
+    })
+}
+
+/// The verdict on `presented` for the code `ch` at `now`, as [`check`] takes it.
+fn verdict(
+    ch: &Challenge,
+    client_id: &str,
+    presented: &[u8],
+    now: UnixTime,
+    accept: Accept,
+) -> Result<(), (&'static str, Failure)> {
+    let pending = PendingCode {
+        code_hash: ch.code_hash.clone(),
+        client_id: ch.client_id.clone(),
+        expires_at: ch.expires_at,
+        attempts: ch.attempts,
+        max_attempts: ch.max_attempts,
+    };
+    match otp::judge(&pending, client_id, presented, now) {
+        Verdict::TooManyAttempts => Err(("too many attempts", Failure::TooManyAttempts)),
+        Verdict::Expired => Err(("code expired", Failure::Expired)),
+        Verdict::Wrong => Err(("wrong code", Failure::Wrong)),
+        Verdict::Accepted if accept == Accept::CodesOnly && ch.send != "code" => {
+            Err(("link code used as OTP", Failure::Wrong))
+        }
+        Verdict::Accepted => Ok(()),
+    }
+}
+
+/// [`check`], and with `sign_in` (how, for the audit event) the sign-in of
+/// [`check_and_sign_in`]: the challenge, and the user when signed in.
+#[allow(clippy::too_many_arguments)]
+async fn redeem(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &Connection,
+    raw_identifier: &str,
+    code: &str,
+    mode: Mode,
+    accept: Accept,
+    version: Option<i64>,
+    sign_in: Option<&str>,
+) -> Result<Result<(Challenge, Option<User>), Failure>, ApiError> {
     let conn_name = connection.name.as_str();
     let rl = &st.rate_limits;
     let Some(identifier) = identifier(connection, raw_identifier) else {
@@ -143,20 +242,47 @@ pub async fn check(
     let id_key = format!("fail:{conn_name}:{identifier}");
     let ip_key = format!("fail:{}:{conn_name}:{identifier}", meta.ip_key());
     let presented = st.secret.hash_code(conn_name, &identifier, code);
-    // One statement counts the attempt unless either key is blocked, and reads the version.
-    let attempt = st
-        .store
-        .count_attempt(conn_name, &identifier, [&id_key, &ip_key], st.now())
-        .await?;
-    if let Some(current) = attempt.config_version() {
-        st.config.observe(current);
-        if version.is_some_and(|v| v != current) {
-            if let Attempt::Counted { challenge, .. } = &attempt {
-                st.store.refund_attempt(&challenge.id).await?;
+    let now = st.now();
+    // The store counts the attempt unless either key is blocked, reads the configuration
+    // version, and only then asks this what becomes of the attempt: given back when the
+    // version is not the caller's (nothing else done) or when a right code is only checked,
+    // the code consumed when it is right, else the attempt stays counted.
+    let decide: Decide = {
+        let (client_id, presented) = (client.client_id.clone(), presented.clone());
+        Box::new(move |ch: &Challenge, current: i64| {
+            if version.is_some_and(|v| v != current) {
+                return Decision::Refund;
             }
-            return Err(ApiError::stale_config());
+            match (verdict(ch, &client_id, &presented, now, accept), mode) {
+                (Err(_), _) => Decision::Keep,
+                (Ok(()), Mode::Consume) => Decision::Consume,
+                (Ok(()), Mode::Check) => Decision::Refund,
+            }
+        })
+    };
+    let request = sign_in.map(|how| {
+        let hex = st.ordered_id();
+        SignInRequest {
+            candidate: match connection.strategy {
+                Strategy::Email => User::new_email_user(&hex, &connection.name, &identifier, now),
+                Strategy::Sms => User::new_sms_user(&hex, &connection.name, &identifier, now),
+            },
+            identifier: identifier.clone(),
+            allow_signup: !connection.settings.disable_signup,
+            event: Some(success_event(st, meta, client, connection, how)),
         }
-    }
+    });
+    let redeemed = st
+        .store
+        .redeem(
+            conn_name,
+            &identifier,
+            [&id_key, &ip_key],
+            now,
+            decide,
+            request,
+        )
+        .await?;
     let fail = |reason: &'static str, failure: Failure| {
         let (id_key, ip_key) = (id_key.clone(), ip_key.clone());
         async move {
@@ -189,10 +315,20 @@ pub async fn check(
             Ok::<_, ApiError>(Err(failure))
         }
     };
-    let ch = match attempt {
-        Attempt::Counted { challenge, .. } => challenge,
-        Attempt::NoCode { .. } => return fail("no code pending", Failure::Wrong).await,
-        Attempt::LockedOut => {
+    let (ch, current, outcome) = match redeemed {
+        Redeemed::Counted {
+            challenge,
+            config_version,
+            outcome,
+        } => (challenge, config_version, outcome),
+        Redeemed::NotCounted(Attempt::NoCode { config_version }) => {
+            st.config.observe(config_version);
+            if version.is_some_and(|v| v != config_version) {
+                return Err(ApiError::stale_config());
+            }
+            return fail("no code pending", Failure::Wrong).await;
+        }
+        Redeemed::NotCounted(Attempt::LockedOut) => {
             st.event("limit_wc", meta, |e| {
                 e.client_id = Some(client.client_id.clone());
                 e.connection = Some(conn_name.to_string());
@@ -201,34 +337,31 @@ pub async fn check(
             .await;
             return Ok(Err(Failure::LockedOut));
         }
+        Redeemed::NotCounted(Attempt::Counted { .. }) => {
+            return Err(ApiError::internal(
+                "a counted attempt came back as not counted",
+            ));
+        }
     };
-    let pending = PendingCode {
-        code_hash: ch.code_hash.clone(),
-        client_id: ch.client_id.clone(),
-        expires_at: ch.expires_at,
-        attempts: ch.attempts,
-        max_attempts: ch.max_attempts,
-    };
-    match otp::judge(&pending, &client.client_id, &presented, st.now()) {
-        Verdict::TooManyAttempts => {
-            return fail("too many attempts", Failure::TooManyAttempts).await;
-        }
-        Verdict::Expired => return fail("code expired", Failure::Expired).await,
-        Verdict::Wrong => return fail("wrong code", Failure::Wrong).await,
-        Verdict::Accepted if accept == Accept::CodesOnly && ch.send != "code" => {
-            return fail("link code used as OTP", Failure::Wrong).await;
-        }
-        Verdict::Accepted => {}
+    st.config.observe(current);
+    if version.is_some_and(|v| v != current) {
+        // The attempt was given back.
+        return Err(ApiError::stale_config());
     }
-    match mode {
-        Mode::Check => st.store.refund_attempt(&ch.id).await?,
-        Mode::Consume => {
-            if !st.store.consume_challenge(&ch.id).await? {
-                return fail("code already used", Failure::Wrong).await;
-            }
+    match outcome {
+        Outcome::Kept => {
+            // The same verdict the store was given, for why.
+            let (reason, failure) = verdict(&ch, &client.client_id, &presented, now, accept)
+                .err()
+                .unwrap_or(("wrong code", Failure::Wrong));
+            fail(reason, failure).await
         }
+        Outcome::AlreadyUsed => fail("code already used", Failure::Wrong).await,
+        Outcome::Refunded | Outcome::Consumed => Ok(Ok((ch, None))),
+        Outcome::SignedIn(result) => Ok(signed_in(st, meta, client, connection, &ch, result, None)
+            .await?
+            .map(|user| (ch, Some(user)))),
     }
-    Ok(Ok(ch))
 }
 
 /// Signs the owner of a consumed challenge in, creating the user when sign-up is open.
@@ -245,7 +378,7 @@ pub async fn sign_in(
         Strategy::Email => User::new_email_user(&hex, &connection.name, &ch.identifier, st.now()),
         Strategy::Sms => User::new_sms_user(&hex, &connection.name, &ch.identifier, st.now()),
     };
-    let user = match st
+    let result = st
         .store
         .sign_in(
             &candidate,
@@ -253,8 +386,38 @@ pub async fn sign_in(
             !connection.settings.disable_signup,
             st.now(),
         )
-        .await?
-    {
+        .await?;
+    let event = success_event(st, meta, client, connection, how);
+    signed_in(st, meta, client, connection, ch, result, Some(event)).await
+}
+
+/// The audit event of a successful sign-in (`s`), its `user_id` still to be set.
+fn success_event(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &Connection,
+    how: &str,
+) -> tessera_store::Event {
+    st.new_event("s", meta, |e| {
+        e.client_id = Some(client.client_id.clone());
+        e.connection = Some(connection.name.clone());
+        e.description = format!("Successful login ({how})");
+    })
+}
+
+/// What follows a sign-in's write: its failures as [`Failure`]s, the SMS alarm's count, the
+/// metrics, and `event` (the success's audit event) when the write did not record it.
+async fn signed_in(
+    st: &AppState,
+    meta: &RequestMeta,
+    client: &Client,
+    connection: &Connection,
+    ch: &Challenge,
+    result: SignIn,
+    event: Option<tessera_store::Event>,
+) -> Result<Result<User, Failure>, ApiError> {
+    let user = match result {
         SignIn::Ok { user, .. } => user,
         SignIn::Blocked => {
             fail_event(st, meta, client, &connection.name, "blocked user").await;
@@ -274,13 +437,14 @@ pub async fn sign_in(
             .await?;
     }
     st.metrics.sign_in(&connection.name, "success", "");
-    st.event("s", meta, |e| {
-        e.client_id = Some(client.client_id.clone());
-        e.connection = Some(connection.name.clone());
-        e.user_id = Some(user.user_id.clone());
-        e.description = format!("Successful login ({how})");
-    })
-    .await;
+    match event {
+        Some(mut e) => {
+            e.user_id = Some(user.user_id.clone());
+            st.record(e).await;
+        }
+        // `Store::redeem` recorded it with the sign-in.
+        None => st.metrics.event("s", Some(&connection.name)),
+    }
     Ok(Ok(user))
 }
 

@@ -105,10 +105,14 @@ impl Inner {
 
     /// Records an audit event; a failure to record is logged, never fatal to the request.
     pub async fn event(&self, kind: &str, ctx: &RequestMeta, fill: impl FnOnce(&mut Event)) {
-        let e = self.new_event(kind, ctx, fill);
+        self.record(self.new_event(kind, ctx, fill)).await;
+    }
+
+    /// Records an event made with [`AppState::new_event`], as [`AppState::event`] does.
+    pub async fn record(&self, e: Event) {
         self.metrics.event(&e.kind, e.connection.as_deref());
         if let Err(err) = self.store.record_event(&e).await {
-            tracing::warn!(error = %err, kind, "could not record an audit event");
+            tracing::warn!(error = %err, kind = e.kind, "could not record an audit event");
         }
     }
 

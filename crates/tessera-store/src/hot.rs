@@ -18,7 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use crate::{Challenge, IssueOptions, NewChallenge, NewOutboxMessage, Result, StoreError};
+use crate::{
+    Challenge, Decide, Decision, IssueOptions, NewChallenge, NewOutboxMessage, Result,
+    SignInRequest, StoreError,
+};
 use tessera_core::UnixTime;
 use tessera_core::user::User;
 
@@ -46,6 +49,47 @@ pub(crate) trait HotPaths {
     ) -> Result<Option<(Challenge, i64)>>;
     async fn consume(&self, id: &str) -> Result<bool>;
     async fn refund(&self, id: &str) -> Result<()>;
+    /// `count`, then what `decide` makes of it (`Store::redeem`), with the code, the
+    /// configuration version and what followed; None when nothing was counted. Here as the
+    /// separate operations, one after the other (PostgreSQL runs each on a pooled
+    /// connection anyway); SQLite runs them as one operation of the writer.
+    #[allow(clippy::too_many_arguments)]
+    async fn redeem(
+        &self,
+        connection: &str,
+        identifier: &str,
+        lockout_keys: [&str; 2],
+        now: UnixTime,
+        decide: Decide,
+        sign_in: Option<SignInRequest>,
+    ) -> Result<Option<(Challenge, i64, Redemption)>> {
+        let Some((challenge, version)) = self
+            .count(connection, identifier, lockout_keys, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let outcome = match decide(&challenge, version) {
+            Decision::Keep => Redemption::Kept,
+            Decision::Refund => {
+                self.refund(&challenge.id).await?;
+                Redemption::Refunded
+            }
+            Decision::Consume => {
+                if !self.consume(&challenge.id).await? {
+                    Redemption::AlreadyUsed
+                } else if let Some(r) = sign_in {
+                    let user = self
+                        .sign_in(&r.candidate, &r.identifier, r.allow_signup, now)
+                        .await?;
+                    Redemption::SignedIn(user, r.event)
+                } else {
+                    Redemption::Consumed
+                }
+            }
+        };
+        Ok(Some((challenge, version, outcome)))
+    }
     /// The user signed in (or up), or None when blocked or sign-up is closed to them.
     async fn sign_in(
         &self,
@@ -54,6 +98,17 @@ pub(crate) trait HotPaths {
         allow_signup: bool,
         now: UnixTime,
     ) -> Result<Option<User>>;
+}
+
+/// What followed a counted attempt (`HotPaths::redeem`): `crate::Outcome`, with the
+/// sign-in's row as its statement returned it, and its event when it is still to be recorded.
+#[allow(clippy::large_enum_variant)] // returned once per check; boxing buys nothing
+pub(crate) enum Redemption {
+    Kept,
+    Refunded,
+    AlreadyUsed,
+    Consumed,
+    SignedIn(Option<User>, Option<crate::Event>),
 }
 
 /// How a code's message is queued (`sql::QUEUE_MESSAGE`), from whether the code's user is

@@ -179,6 +179,21 @@ pub trait Store: Send + Sync + 'static {
         lockout_keys: [&str; 2],
         now: UnixTime,
     ) -> Result<Attempt>;
+    /// [`Store::count_attempt`], then in the same write what `decide` makes of it: the
+    /// attempt kept, given back ([`Store::refund_attempt`]), or the code consumed
+    /// ([`Store::consume_challenge`]) and, with `sign_in`, its owner signed in
+    /// ([`Store::sign_in`]). On SQLite that is one trip to the writer where the separate
+    /// calls make three; the attempt is still counted before any comparison, since `decide`
+    /// runs after the statement that counts it.
+    async fn redeem(
+        &self,
+        connection: &str,
+        identifier: &str,
+        lockout_keys: [&str; 2],
+        now: UnixTime,
+        decide: Decide,
+        sign_in: Option<SignInRequest>,
+    ) -> Result<Redeemed>;
     /// The application that asked for the live code of this identity (the old widgets'
     /// `/passwordless/verify` names none).
     async fn pending_client(&self, connection: &str, identifier: &str) -> Result<Option<String>>;

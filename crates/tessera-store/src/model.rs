@@ -140,6 +140,66 @@ impl Attempt {
     }
 }
 
+/// What becomes of an attempt once it is counted ([`crate::Store::redeem`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The attempt stays counted (a wrong, expired or used-up code).
+    Keep,
+    /// The attempt is given back (a right code only checked, or configuration read at another
+    /// version than the caller's).
+    Refund,
+    /// The code is consumed (and its owner signed in, when asked).
+    Consume,
+}
+
+/// Decides, from the code the attempt was counted against and the configuration version,
+/// what becomes of the attempt. It runs inside the write, so it must be quick and must not
+/// wait on anything.
+pub type Decide = Box<dyn FnOnce(&Challenge, i64) -> Decision + Send>;
+
+/// A sign-in to run in the same write as the code's consumption: the arguments of
+/// [`crate::Store::sign_in`].
+#[derive(Debug, Clone)]
+pub struct SignInRequest {
+    pub candidate: User,
+    pub identifier: String,
+    pub allow_signup: bool,
+    /// The audit event of the sign-in, recorded when the user is signed in (not when blocked
+    /// or refused), with `user_id` set to theirs: on SQLite in the same write.
+    pub event: Option<Event>,
+}
+
+/// What [`crate::Store::redeem`] did.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // returned once per check; boxing buys nothing
+pub enum Redeemed {
+    /// Nothing was counted: [`Attempt::NoCode`] or [`Attempt::LockedOut`].
+    NotCounted(Attempt),
+    /// The attempt was counted against `challenge` (the counter includes it), then
+    /// `outcome`.
+    Counted {
+        challenge: Challenge,
+        config_version: i64,
+        outcome: Outcome,
+    },
+}
+
+/// What followed a counted attempt, as decided.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum Outcome {
+    /// [`Decision::Keep`].
+    Kept,
+    /// [`Decision::Refund`].
+    Refunded,
+    /// [`Decision::Consume`], but another caller consumed the code first: nothing else done.
+    AlreadyUsed,
+    /// [`Decision::Consume`] without a sign-in to run.
+    Consumed,
+    /// [`Decision::Consume`], then the sign-in.
+    SignedIn(SignIn),
+}
+
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     pub id: String,

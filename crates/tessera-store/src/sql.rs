@@ -543,28 +543,59 @@ macro_rules! sql_store {
                 lockout_keys: [&str; 2],
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<$crate::Attempt> {
-                use sqlx::Row as _;
                 let counted =
                     $crate::hot::HotPaths::count(self, connection, identifier, lockout_keys, now).await?;
                 if let Some((challenge, config_version)) = counted {
                     return Ok($crate::Attempt::Counted { challenge, config_version });
                 }
-                // Nothing counted: either no code is pending or the identity is locked out.
-                let row = sqlx::query(
-                    "SELECT (SELECT version FROM config_version WHERE id = 1) AS config_version, \
-                     EXISTS (SELECT 1 FROM blocks WHERE key IN ($1, $2) AND blocked_until > $3) AS locked",
-                )
-                .bind(lockout_keys[0])
-                .bind(lockout_keys[1])
-                .bind(now)
-                .fetch_one(&self.writer)
-                .await?;
-                Ok(if row.try_get::<bool, _>("locked")? {
-                    $crate::Attempt::LockedOut
-                } else {
-                    $crate::Attempt::NoCode { config_version: row.try_get("config_version")? }
-                })
+                self.not_counted(lockout_keys, now).await
             }
+
+            async fn redeem(
+                &self,
+                connection: &str,
+                identifier: &str,
+                lockout_keys: [&str; 2],
+                now: tessera_core::UnixTime,
+                decide: $crate::Decide,
+                sign_in: Option<$crate::SignInRequest>,
+            ) -> $crate::Result<$crate::Redeemed> {
+                // Who signs in, for telling why nobody was (`signed_in`).
+                let who = sign_in.as_ref().map(|r| (r.candidate.clone(), r.identifier.clone()));
+                let counted = $crate::hot::HotPaths::redeem(
+                    self, connection, identifier, lockout_keys, now, decide, sign_in,
+                )
+                .await?;
+                let Some((challenge, config_version, outcome)) = counted else {
+                    return Ok($crate::Redeemed::NotCounted(self.not_counted(lockout_keys, now).await?));
+                };
+                let outcome = match outcome {
+                    $crate::hot::Redemption::Kept => $crate::Outcome::Kept,
+                    $crate::hot::Redemption::Refunded => $crate::Outcome::Refunded,
+                    $crate::hot::Redemption::AlreadyUsed => $crate::Outcome::AlreadyUsed,
+                    $crate::hot::Redemption::Consumed => $crate::Outcome::Consumed,
+                    $crate::hot::Redemption::SignedIn(row, event) => {
+                        // `who` is there whenever the code was consumed for a sign-in.
+                        let Some((candidate, identifier)) = who else {
+                            return Err($crate::StoreError::Other(anyhow::anyhow!(
+                                "a sign-in ran without being asked for"
+                            )));
+                        };
+                        // The event, unless the backend recorded it in the same write.
+                        if let (Some(u), Some(mut e)) = (&row, event) {
+                            e.user_id = Some(u.user_id.clone());
+                            if let Err(e) = $crate::Store::record_event(self, &e).await {
+                                tracing::warn!(error = %e, "could not record an audit event");
+                            }
+                        }
+                        $crate::Outcome::SignedIn(
+                            self.signed_in(row, &candidate, &identifier).await?,
+                        )
+                    }
+                };
+                Ok($crate::Redeemed::Counted { challenge, config_version, outcome })
+            }
+
 
             async fn consume_challenge(&self, id: &str) -> $crate::Result<bool> {
                 $crate::hot::HotPaths::consume(self, id).await
@@ -687,18 +718,7 @@ macro_rules! sql_store {
                 // One statement: an upsert when sign-up is open (a new user, or a returning one
                 // who is not blocked), else an update of an existing user who is not blocked.
                 let row = $crate::hot::HotPaths::sign_in(self, u, identifier, allow_signup, now).await?;
-                if let Some(user) = row {
-                    // The candidate's id is new and random: it comes back only when inserted.
-                    let created = user.user_id == u.user_id;
-                    return Ok($crate::SignIn::Ok { user, created });
-                }
-                match $crate::Store::find_user(self, &u.connection, identifier).await? {
-                    Some(existing) if existing.blocked => Ok($crate::SignIn::Blocked),
-                    Some(_) => Err($crate::StoreError::Other(anyhow::anyhow!(
-                        "sign-in found the user neither blocked nor updatable"
-                    ))),
-                    None => Ok($crate::SignIn::SignupDisabled),
-                }
+                self.signed_in(row, u, identifier).await
             }
 
             async fn insert_access_token(&self, t: &$crate::AccessToken) -> $crate::Result<()> {
@@ -1313,6 +1333,54 @@ macro_rules! sql_store {
                     n += sqlx::query(sql).bind(cutoff).execute(&self.writer).await?.rows_affected();
                 }
                 Ok(n)
+            }
+        }
+
+        impl $Store {
+            /// Why nothing was counted: either no code is pending or the identity is locked
+            /// out.
+            async fn not_counted(
+                &self,
+                lockout_keys: [&str; 2],
+                now: tessera_core::UnixTime,
+            ) -> $crate::Result<$crate::Attempt> {
+                use sqlx::Row as _;
+                let row = sqlx::query(
+                    "SELECT (SELECT version FROM config_version WHERE id = 1) AS config_version, \
+                     EXISTS (SELECT 1 FROM blocks WHERE key IN ($1, $2) AND blocked_until > $3) AS locked",
+                )
+                .bind(lockout_keys[0])
+                .bind(lockout_keys[1])
+                .bind(now)
+                .fetch_one(&self.writer)
+                .await?;
+                Ok(if row.try_get::<bool, _>("locked")? {
+                    $crate::Attempt::LockedOut
+                } else {
+                    $crate::Attempt::NoCode { config_version: row.try_get("config_version")? }
+                })
+            }
+
+            /// What a sign-in's statement returned (`HotPaths::sign_in`) as a [`crate::SignIn`]:
+            /// no row when the user is blocked or sign-up is closed to them.
+            async fn signed_in(
+                &self,
+                row: Option<tessera_core::user::User>,
+                candidate: &tessera_core::user::User,
+                identifier: &str,
+            ) -> $crate::Result<$crate::SignIn> {
+                if let Some(user) = row {
+                    // The candidate's id is new and random: it comes back only when inserted.
+                    let created = user.user_id == candidate.user_id;
+                    return Ok($crate::SignIn::Ok { user, created });
+                }
+                match $crate::Store::find_user(self, &candidate.connection, identifier).await? {
+                    Some(existing) if existing.blocked => Ok($crate::SignIn::Blocked),
+                    Some(_) => Err($crate::StoreError::Other(anyhow::anyhow!(
+                        "sign-in found the user neither blocked nor updatable"
+                    ))),
+                    None => Ok($crate::SignIn::SignupDisabled),
+                }
             }
         }
 

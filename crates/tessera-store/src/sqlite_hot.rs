@@ -5,9 +5,12 @@ use rusqlite::{Row, ToSql, named_params};
 use tessera_core::UnixTime;
 use tessera_core::user::User;
 
-use crate::hot::{HotPaths, execute, queued, timed};
+use crate::hot::{HotPaths, Redemption, execute, queued, timed};
 use crate::sql;
-use crate::{Challenge, Event, IssueOptions, NewChallenge, NewOutboxMessage, Result, StoreError};
+use crate::{
+    Challenge, Decide, Decision, Event, IssueOptions, NewChallenge, NewOutboxMessage, Result,
+    SignInRequest, StoreError,
+};
 
 /// The challenge whose columns begin at `at`, in the order `sql::const_format_challenge_returning!`
 /// gives them. Rows are read by place: rusqlite finds a column by name by comparing it with
@@ -147,16 +150,62 @@ impl HotPaths for crate::SqliteStore {
         let (connection, identifier) = (connection.to_string(), identifier.to_string());
         let keys = [lockout_keys[0].to_string(), lockout_keys[1].to_string()];
         self.hot
+            .run(move |db| count(db, &connection, &identifier, &keys, now))
+            .await
+    }
+
+    async fn redeem(
+        &self,
+        connection: &str,
+        identifier: &str,
+        lockout_keys: [&str; 2],
+        now: UnixTime,
+        decide: Decide,
+        sign_in: Option<SignInRequest>,
+    ) -> Result<Option<(Challenge, i64, Redemption)>> {
+        let (connection, identifier) = (connection.to_string(), identifier.to_string());
+        let keys = [lockout_keys[0].to_string(), lockout_keys[1].to_string()];
+        self.hot
             .run(move |db| {
-                optional(
-                    db,
-                    sql::COUNT_ATTEMPT,
-                    named_params! {
-                        "$1": connection, "$2": identifier, "$3": keys[0], "$4": keys[1], "$5": now,
-                    },
-                    // `config_version`, then the challenge.
-                    |r| Ok((challenge(r, 1)?, r.get(0)?)),
-                )
+                let Some((ch, version)) = count(db, &connection, &identifier, &keys, now)? else {
+                    return Ok(None);
+                };
+                // Each statement as in the operations of its own below. One that fails undoes
+                // itself only: the attempt counted before it stays counted (`hot::run_turn`).
+                let outcome = match decide(&ch, version) {
+                    Decision::Keep => Redemption::Kept,
+                    Decision::Refund => {
+                        execute(db, sql::REFUND_ATTEMPT, named_params! {"$1": ch.id})?;
+                        Redemption::Refunded
+                    }
+                    Decision::Consume => {
+                        if execute(db, sql::CONSUME_CHALLENGE, named_params! {"$1": ch.id})? != 1 {
+                            Redemption::AlreadyUsed
+                        } else if let Some(r) = sign_in {
+                            let row =
+                                sign_in_row(db, &r.candidate, &r.identifier, r.allow_signup, now)?;
+                            let signed_in = row.map(user).transpose()?;
+                            // The event in the same write, as `issue` records its own: a
+                            // failure is the operator's to see, not the caller's. Should it
+                            // have ended the turn's transaction, the turn tells everyone in it.
+                            if let (Some(u), Some(mut e)) = (&signed_in, r.event) {
+                                e.user_id = Some(u.user_id.clone());
+                                if let Err(e) = write_batch(
+                                    db,
+                                    std::slice::from_ref(&e),
+                                    &EVENT_INSERTS,
+                                    event_values,
+                                ) {
+                                    tracing::warn!(error = %e, "could not record an audit event");
+                                }
+                            }
+                            Redemption::SignedIn(signed_in, None)
+                        } else {
+                            Redemption::Consumed
+                        }
+                    }
+                };
+                Ok(Some((ch, version, outcome)))
             })
             .await
     }
@@ -188,32 +237,61 @@ impl HotPaths for crate::SqliteStore {
         let (u, identifier) = (candidate.clone(), identifier.to_string());
         let row = self
             .hot
-            .run(move |db| {
-                if allow_signup {
-                    optional(
-                        db,
-                        sql::SIGN_IN_OR_UP,
-                        named_params! {
-                            "$1": u.user_id, "$2": u.connection, "$3": identifier, "$4": u.email,
-                            "$5": u.email_verified, "$6": u.phone_number, "$7": u.phone_verified,
-                            "$8": u.name, "$9": u.nickname, "$10": u.picture, "$11": now,
-                        },
-                        user_row,
-                    )
-                } else {
-                    optional(
-                        db,
-                        sql::SIGN_IN,
-                        named_params! {
-                            "$1": u.connection, "$2": identifier, "$3": now,
-                            "$4": u.email_verified, "$5": u.phone_verified,
-                        },
-                        user_row,
-                    )
-                }
-            })
+            .run(move |db| sign_in_row(db, &u, &identifier, allow_signup, now))
             .await?;
         row.map(user).transpose()
+    }
+}
+
+/// Counts an attempt (`sql::COUNT_ATTEMPT`): the code and the configuration version.
+fn count(
+    db: &rusqlite::Connection,
+    connection: &str,
+    identifier: &str,
+    keys: &[String; 2],
+    now: UnixTime,
+) -> Result<Option<(Challenge, i64)>> {
+    optional(
+        db,
+        sql::COUNT_ATTEMPT,
+        named_params! {
+            "$1": connection, "$2": identifier, "$3": keys[0], "$4": keys[1], "$5": now,
+        },
+        // `config_version`, then the challenge.
+        |r| Ok((challenge(r, 1)?, r.get(0)?)),
+    )
+}
+
+/// Signs `u` in, or up when `allow_signup` (`sql::SIGN_IN_OR_UP`, `sql::SIGN_IN`): no row
+/// when the user is blocked or sign-up is closed to them.
+fn sign_in_row(
+    db: &rusqlite::Connection,
+    u: &User,
+    identifier: &str,
+    allow_signup: bool,
+    now: UnixTime,
+) -> Result<Option<UserRow>> {
+    if allow_signup {
+        optional(
+            db,
+            sql::SIGN_IN_OR_UP,
+            named_params! {
+                "$1": u.user_id, "$2": u.connection, "$3": identifier, "$4": u.email,
+                "$5": u.email_verified, "$6": u.phone_number, "$7": u.phone_verified,
+                "$8": u.name, "$9": u.nickname, "$10": u.picture, "$11": now,
+            },
+            user_row,
+        )
+    } else {
+        optional(
+            db,
+            sql::SIGN_IN,
+            named_params! {
+                "$1": u.connection, "$2": identifier, "$3": now,
+                "$4": u.email_verified, "$5": u.phone_verified,
+            },
+            user_row,
+        )
     }
 }
 

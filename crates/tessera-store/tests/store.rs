@@ -490,6 +490,287 @@ fn candidate(id: &str, email: &str) -> User {
     User::new_email_user(id, "email", email, 500)
 }
 
+/// `decide` that always answers `d`, and checks it is shown the live code and version.
+fn deciding(d: Decision, code: &'static str, version: i64) -> Decide {
+    Box::new(move |ch: &Challenge, v: i64| {
+        assert_eq!((ch.id.as_str(), v), (code, version));
+        d
+    })
+}
+
+/// A sign-in with its audit event (`s`, its id the candidate's, no user id yet).
+fn signing_in(id: &str, email: &str, allow_signup: bool) -> Option<SignInRequest> {
+    Some(SignInRequest {
+        candidate: candidate(id, email),
+        identifier: email.into(),
+        allow_signup,
+        event: Some(Event {
+            id: id.into(),
+            at: 150,
+            kind: "s".into(),
+            client_id: Some("app".into()),
+            connection: Some("email".into()),
+            user_id: None,
+            ip: None,
+            user_agent: None,
+            description: "Successful login".into(),
+        }),
+    })
+}
+
+/// The users of the `s` events recorded, by event id.
+async fn sign_in_events(s: &dyn Store) -> Vec<(String, Option<String>)> {
+    let mut seen: Vec<_> = s
+        .list_events(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "s")
+        .map(|e| (e.id, e.user_id))
+        .collect();
+    seen.sort();
+    seen
+}
+
+async fn redeem(
+    s: &dyn Store,
+    email: &str,
+    decide: Decide,
+    sign_in: Option<SignInRequest>,
+) -> Redeemed {
+    s.redeem("email", email, ["fail:id", "fail:ip"], 150, decide, sign_in)
+        .await
+        .unwrap()
+}
+
+async fn redeeming_counts_then_keeps_refunds_or_consumes_and_signs_in(s: &dyn Store) {
+    let v = s.config_version().await.unwrap();
+    let never: fn() -> Decide = || Box::new(|_: &Challenge, _: i64| panic!("nothing to decide"));
+    // No code: nothing counted, nothing decided.
+    let Redeemed::NotCounted(Attempt::NoCode { config_version }) =
+        redeem(s, "a@x.io", never(), None).await
+    else {
+        panic!()
+    };
+    assert_eq!(config_version, v);
+    s.issue(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+        .await
+        .unwrap();
+    // Kept: the attempt stays counted.
+    let Redeemed::Counted {
+        challenge: ch,
+        config_version,
+        outcome: Outcome::Kept,
+    } = redeem(s, "a@x.io", deciding(Decision::Keep, "c1", v), None).await
+    else {
+        panic!()
+    };
+    assert_eq!((ch.attempts, config_version), (1, v));
+    // Refunded: counted (the code shows 2), then given back.
+    let Redeemed::Counted {
+        challenge: ch,
+        outcome: Outcome::Refunded,
+        ..
+    } = redeem(s, "a@x.io", deciding(Decision::Refund, "c1", v), None).await
+    else {
+        panic!()
+    };
+    assert_eq!(ch.attempts, 2);
+    assert_eq!(
+        s.attempt("email", "a@x.io")
+            .await
+            .unwrap()
+            .unwrap()
+            .attempts,
+        2
+    );
+    // Consumed with a sign-in: a new user, and the code is gone.
+    let Redeemed::Counted {
+        challenge: ch,
+        outcome: Outcome::SignedIn(SignIn::Ok { user, created }),
+        ..
+    } = redeem(
+        s,
+        "a@x.io",
+        deciding(Decision::Consume, "c1", v),
+        signing_in("aaaaaaaaaaaaaaaaaaaaaaaa", "a@x.io", true),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(ch.attempts, 3);
+    assert!(created);
+    assert_eq!(user.user_id, "email|aaaaaaaaaaaaaaaaaaaaaaaa");
+    assert_eq!((user.logins_count, user.last_login), (1, Some(150)));
+    assert!(s.attempt("email", "a@x.io").await.unwrap().is_none());
+    assert!(!s.consume_challenge("c1").await.unwrap());
+    // The next code signs the same user in again.
+    s.issue(&challenge("c2", "a@x.io", 2), &message("m2", 100))
+        .await
+        .unwrap();
+    let Redeemed::Counted {
+        outcome:
+            Outcome::SignedIn(SignIn::Ok {
+                user: again,
+                created,
+            }),
+        ..
+    } = redeem(
+        s,
+        "a@x.io",
+        deciding(Decision::Consume, "c2", v),
+        signing_in("bbbbbbbbbbbbbbbbbbbbbbbb", "a@x.io", true),
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert!(!created);
+    assert_eq!(
+        (again.user_id, again.logins_count),
+        (user.user_id.clone(), 2)
+    );
+    // Each sign-in's event, with the user's id.
+    let signed_in = vec![
+        (
+            "aaaaaaaaaaaaaaaaaaaaaaaa".to_string(),
+            Some(user.user_id.clone()),
+        ),
+        (
+            "bbbbbbbbbbbbbbbbbbbbbbbb".to_string(),
+            Some(user.user_id.clone()),
+        ),
+    ];
+    assert_eq!(sign_in_events(s).await, signed_in);
+    // Consumed without a sign-in.
+    s.issue(&challenge("c3", "a@x.io", 3), &message("m3", 100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        redeem(s, "a@x.io", deciding(Decision::Consume, "c3", v), None).await,
+        Redeemed::Counted {
+            outcome: Outcome::Consumed,
+            ..
+        }
+    ));
+    assert_eq!(
+        s.find_user("email", "a@x.io")
+            .await
+            .unwrap()
+            .unwrap()
+            .logins_count,
+        2
+    );
+    // Sign-up closed to a new address: the code is used up, nobody is made.
+    s.issue(&challenge("c4", "new@x.io", 4), &message("m4", 100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        redeem(
+            s,
+            "new@x.io",
+            deciding(Decision::Consume, "c4", v),
+            signing_in("cccccccccccccccccccccccc", "new@x.io", false),
+        )
+        .await,
+        Redeemed::Counted {
+            outcome: Outcome::SignedIn(SignIn::SignupDisabled),
+            ..
+        }
+    ));
+    assert!(s.find_user("email", "new@x.io").await.unwrap().is_none());
+    assert!(s.attempt("email", "new@x.io").await.unwrap().is_none());
+    // A blocked user is not signed in, and stays as they were.
+    assert!(s.set_user_blocked(&user.user_id, true, 160).await.unwrap());
+    s.issue(&challenge("c5", "a@x.io", 5), &message("m5", 100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        redeem(
+            s,
+            "a@x.io",
+            deciding(Decision::Consume, "c5", v),
+            signing_in("dddddddddddddddddddddddd", "a@x.io", true),
+        )
+        .await,
+        Redeemed::Counted {
+            outcome: Outcome::SignedIn(SignIn::Blocked),
+            ..
+        }
+    ));
+    assert_eq!(
+        s.find_user("email", "a@x.io")
+            .await
+            .unwrap()
+            .unwrap()
+            .logins_count,
+        2
+    );
+    // Nobody signed in, no event.
+    assert_eq!(sign_in_events(s).await, signed_in);
+    // Locked out: nothing counted, nothing decided.
+    s.issue(&challenge("c6", "b@x.io", 6), &message("m6", 100))
+        .await
+        .unwrap();
+    s.add_strike("fail:id", 100, 600, 3600).await.unwrap();
+    assert!(matches!(
+        redeem(s, "b@x.io", never(), None).await,
+        Redeemed::NotCounted(Attempt::LockedOut)
+    ));
+    assert!(matches!(
+        s.count_attempt("email", "b@x.io", ["none-1", "none-2"], 150)
+            .await
+            .unwrap(),
+        Attempt::Counted { challenge, .. } if challenge.attempts == 1
+    ));
+}
+
+async fn concurrent_redeems_sign_in_once(s: Arc<dyn Store>) {
+    s.issue(&challenge("c1", "a@x.io", 1), &message("m1", 100))
+        .await
+        .unwrap();
+    let v = s.config_version().await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = Arc::clone(&s);
+        tasks.push(tokio::spawn(async move {
+            let id = format!("{i:024}");
+            redeem(
+                &*s,
+                "a@x.io",
+                deciding(Decision::Consume, "c1", v),
+                signing_in(&id, "a@x.io", true),
+            )
+            .await
+        }));
+    }
+    let mut signed_in = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Redeemed::Counted {
+                outcome: Outcome::SignedIn(SignIn::Ok { created: true, .. }),
+                ..
+            } => signed_in += 1,
+            Redeemed::Counted {
+                outcome: Outcome::AlreadyUsed,
+                ..
+            }
+            | Redeemed::NotCounted(Attempt::NoCode { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(signed_in, 1);
+    assert_eq!(
+        s.find_user("email", "a@x.io")
+            .await
+            .unwrap()
+            .unwrap()
+            .logins_count,
+        1
+    );
+}
+
 async fn sign_in_creates_then_updates_and_respects_blocks(s: &dyn Store) {
     let SignIn::Ok { user, created } = s
         .sign_in(
@@ -1248,6 +1529,16 @@ macro_rules! suite {
             async fn concurrent_attempts_are_all_counted_and_consume_has_one_winner() {
                 let (s, _db) = open(B).await;
                 super::concurrent_attempts_are_all_counted_and_consume_has_one_winner(s).await
+            }
+            #[tokio::test]
+            async fn redeeming_counts_then_keeps_refunds_or_consumes_and_signs_in() {
+                let (s, _db) = open(B).await;
+                super::redeeming_counts_then_keeps_refunds_or_consumes_and_signs_in(&*s).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_redeems_sign_in_once() {
+                let (s, _db) = open(B).await;
+                super::concurrent_redeems_sign_in_once(s).await
             }
             #[tokio::test]
             async fn sign_in_creates_then_updates_and_respects_blocks() {

@@ -18,7 +18,7 @@ use tessera_core::email::EmailAddress;
 use crate::authz::{self, AuthError, AuthRequest};
 use crate::error::ApiError;
 use crate::limits;
-use crate::otpcheck::{self, Accept, Mode};
+use crate::otpcheck::{self, Accept};
 use crate::pages::{self, Lang};
 use crate::params::Params;
 use crate::routes::Body;
@@ -489,24 +489,18 @@ async fn login_verify_inner(
     let strategy = connection.strategy;
     let restart = restart_url(&f.req);
     let sealed = f.req.seal(st);
-    let checked = otpcheck::check(
+    let user = otpcheck::check_and_sign_in(
         st,
         meta,
         &f.client,
         &connection,
         email,
         code,
-        Mode::Consume,
         Accept::CodesOnly,
         None,
+        "hosted login page",
     )
     .await?;
-    let user = match checked {
-        Ok(ch) => {
-            otpcheck::sign_in(st, meta, &f.client, &connection, &ch, "hosted login page").await?
-        }
-        Err(e) => Err(e),
-    };
     let user = match user {
         Ok(u) => u,
         Err(failure) => {

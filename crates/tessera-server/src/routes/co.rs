@@ -20,7 +20,7 @@ use tessera_store::LoginTicket;
 
 use crate::error::ApiError;
 use crate::limits;
-use crate::otpcheck::{self, Accept, Mode};
+use crate::otpcheck::{self, Accept};
 use crate::routes::{Body, no_store_json, parse_body};
 use crate::session;
 use crate::state::{AppState, RequestMeta};
@@ -81,22 +81,19 @@ pub async fn authenticate(
         }
     };
     let strategy = connection.strategy;
-    let ch = otpcheck::check(
+    let user = otpcheck::check_and_sign_in(
         &st,
         &meta,
         &client,
         &connection,
         get("username"),
         get("otp"),
-        Mode::Consume,
         Accept::CodesOnly,
         None,
+        "cross-origin",
     )
     .await?
     .map_err(|f| f.browser_error(strategy))?;
-    let user = otpcheck::sign_in(&st, &meta, &client, &connection, &ch, "cross-origin")
-        .await?
-        .map_err(|f| f.browser_error(strategy))?;
     let now = st.now();
     let ticket = token(st.rng.as_ref());
     let co_verifier = token(st.rng.as_ref());

@@ -18,7 +18,7 @@ use tessera_core::scope::Scope;
 
 use crate::error::ApiError;
 use crate::limits;
-use crate::otpcheck::{self, Accept, Failure, Mode};
+use crate::otpcheck::{self, Accept, Failure};
 use crate::params::Params;
 use crate::routes::{Body, no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
@@ -118,22 +118,19 @@ pub async fn oauth_ro(
         Some(c) => c,
     };
     let strategy = connection.strategy;
-    let ch = otpcheck::check(
+    let user = otpcheck::check_and_sign_in(
         &st,
         &meta,
         &client,
         &connection,
         get("username").unwrap_or_default().trim(),
         get("password").unwrap_or_default(),
-        Mode::Consume,
         Accept::CodesOnly,
         None,
+        "/oauth/ro",
     )
     .await?
     .map_err(|f| ro_error(f, strategy))?;
-    let user = otpcheck::sign_in(&st, &meta, &client, &connection, &ch, "/oauth/ro")
-        .await?
-        .map_err(|f| ro_error(f, strategy))?;
     let scope = Scope::parse(get("scope").unwrap_or("openid"));
     let mut body = tokens::issue(
         &st,

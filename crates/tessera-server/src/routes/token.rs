@@ -20,7 +20,7 @@ use crate::clientauth::{self, Endpoint};
 use crate::config::ApiConfig;
 use crate::error::ApiError;
 use crate::limits;
-use crate::otpcheck::{self, Accept, Mode};
+use crate::otpcheck::{self, Accept};
 use crate::params::Params;
 use crate::routes::{Body, no_store_json, parse_body};
 use crate::state::{AppState, RequestMeta};
@@ -191,22 +191,19 @@ async fn otp_grant(
         ));
     }
     let strategy = connection.strategy;
-    let ch = otpcheck::check(
+    let user = otpcheck::check_and_sign_in(
         st,
         meta,
         client,
         &connection,
         &username,
         &code,
-        Mode::Consume,
         Accept::CodesOnly,
         version,
+        "passwordless OTP",
     )
     .await?
     .map_err(|f| f.token_error(strategy))?;
-    let user = otpcheck::sign_in(st, meta, client, &connection, &ch, "passwordless OTP")
-        .await?
-        .map_err(|f| f.token_error(strategy))?;
     tokens::issue(
         st,
         Grant {
