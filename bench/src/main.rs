@@ -408,10 +408,7 @@ async fn run_scenario(
                 .otp_login(CLIENT_ID, "RS256", &format!("userinfo{round}@bench.test"))
                 .await
                 .map_err(anyhow::Error::msg)?;
-            let at = tokens["access_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let at = tokens.access_token.unwrap_or_default();
             drive(bounds, move |_| {
                 let (api, at) = (api.clone(), at.clone());
                 async move { api.userinfo(&at).await }
