@@ -49,6 +49,9 @@ pub(crate) trait HotPaths {
     ) -> Result<Option<(Challenge, i64)>>;
     async fn consume(&self, id: &str) -> Result<bool>;
     async fn refund(&self, id: &str) -> Result<()>;
+    /// One hit on a rate limit's window from `window_start` to `expires_at`: the count, this
+    /// hit included (`sql::HIT_RATE_LIMIT`).
+    async fn hit(&self, key: &str, window_start: UnixTime, expires_at: UnixTime) -> Result<i64>;
     /// `count`, then what `decide` makes of it (`Store::redeem`), with the code, the
     /// configuration version and what followed; None when nothing was counted. Here as the
     /// separate operations, one after the other (PostgreSQL runs each on a pooled

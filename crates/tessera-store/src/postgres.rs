@@ -142,6 +142,16 @@ impl HotPaths for PgStore {
         Ok(r.rows_affected() == 1)
     }
 
+    async fn hit(&self, key: &str, window_start: UnixTime, expires_at: UnixTime) -> Result<i64> {
+        let row = sqlx::query(sql::HIT_RATE_LIMIT)
+            .bind(key)
+            .bind(window_start)
+            .bind(expires_at)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("count")?)
+    }
+
     async fn refund(&self, id: &str) -> Result<()> {
         sqlx::query(sql::REFUND_ATTEMPT)
             .bind(id)

@@ -1180,20 +1180,12 @@ macro_rules! sql_store {
                 window_secs: i64,
                 now: tessera_core::UnixTime,
             ) -> $crate::Result<$crate::WindowCount> {
-                use sqlx::Row as _;
                 let window = window_secs.max(1);
                 let start = now - now.rem_euclid(window);
-                let row = sqlx::query(
-                    "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
-                     ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
-                     RETURNING count",
-                )
-                .bind(key)
-                .bind(start)
-                .bind(start + window)
-                .fetch_one(&self.writer)
-                .await?;
-                Ok($crate::WindowCount { count: row.try_get("count")?, resets_at: start + window })
+                // A hot path's write: on SQLite in the writer's queue, with the other writes of
+                // its turn (`hot.rs`), not a transaction of its own through the pool.
+                let count = $crate::hot::HotPaths::hit(self, key, start, start + window).await?;
+                Ok($crate::WindowCount { count, resets_at: start + window })
             }
 
             async fn peek_rate_limit(
@@ -1468,6 +1460,12 @@ pub(crate) const CONSUME_CHALLENGE: &str = "DELETE FROM challenges WHERE id = $1
 
 pub(crate) const REFUND_ATTEMPT: &str =
     "UPDATE challenges SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0";
+
+/// One hit on a rate limit's fixed window (`Store::hit_rate_limit`): the count, this hit
+/// included. `$2` is the window's start, `$3` its end.
+pub(crate) const HIT_RATE_LIMIT: &str = "INSERT INTO rate_limits (key, window_start, count, expires_at) VALUES ($1, $2, 1, $3) \
+     ON CONFLICT (key, window_start) DO UPDATE SET count = rate_limits.count + 1 \
+     RETURNING count";
 
 /// A sign-in with sign-up open: a new user, or a returning one who is not blocked.
 pub(crate) const SIGN_IN_OR_UP: &str = const_format_user_update!(

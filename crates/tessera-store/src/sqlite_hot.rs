@@ -217,6 +217,21 @@ impl HotPaths for crate::SqliteStore {
             .await
     }
 
+    async fn hit(&self, key: &str, window_start: UnixTime, expires_at: UnixTime) -> Result<i64> {
+        let key = key.to_string();
+        self.hot
+            .run(move |db| {
+                optional(
+                    db,
+                    sql::HIT_RATE_LIMIT,
+                    named_params! {"$1": key, "$2": window_start, "$3": expires_at},
+                    |r| r.get(0),
+                )?
+                .ok_or_else(|| StoreError::Other(anyhow::anyhow!("the upsert returned no count")))
+            })
+            .await
+    }
+
     async fn refund(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.hot
