@@ -20,14 +20,19 @@ struct Histogram {
     count: u64,
 }
 
+/// Requests of one method and route, by status.
+type ByStatus = BTreeMap<u16, u64>;
+
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// By method, route and status. Nested rather than keyed by a tuple of `String`s, so that
+    /// a count already there is found without making a `String` (each request counts one).
+    requests: Mutex<BTreeMap<&'static str, BTreeMap<String, ByStatus>>>,
     latency: Mutex<BTreeMap<String, Histogram>>,
     /// By type and connection.
-    events: Mutex<BTreeMap<(String, String), u64>>,
+    events: Mutex<BTreeMap<String, BTreeMap<&'static str, u64>>>,
     /// By connection, result and reason.
-    sign_ins: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    sign_ins: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
 }
 
 /// Upper bounds, in seconds, of the store-statement histogram's buckets.
@@ -119,6 +124,15 @@ fn record_store(verb: &'static str, secs: f64) {
     h.count += 1;
 }
 
+/// `key`'s entry, made (with a `String` of it) only the first time. Always `Some`; an
+/// `Option` only because the borrow checker cannot yet return the first lookup's borrow.
+fn known<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -129,16 +143,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Metrics {
     pub fn request(&self, method: &str, route: &str, status: u16, took: Duration) {
         // Only the methods HTTP defines: made-up ones must not grow the label set.
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" => method,
+        let method: &'static str = match method {
+            "GET" => "GET",
+            "HEAD" => "HEAD",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "DELETE" => "DELETE",
+            "PATCH" => "PATCH",
+            "OPTIONS" => "OPTIONS",
             _ => "other",
         };
-        *lock(&self.requests)
-            .entry((method.to_string(), route.to_string(), status))
-            .or_default() += 1;
+        {
+            let mut requests = lock(&self.requests);
+            if let Some(by_status) = known(requests.entry(method).or_default(), route) {
+                *by_status.entry(status).or_default() += 1;
+            }
+        }
         let secs = took.as_secs_f64();
         let mut l = lock(&self.latency);
-        let h = l.entry(route.to_string()).or_default();
+        let Some(h) = known(&mut l, route) else {
+            return;
+        };
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
                 h.counts[i] += 1;
@@ -151,23 +176,25 @@ impl Metrics {
     /// An audit event; `connection` is `email`, `sms` or empty (the connections that exist).
     pub fn event(&self, kind: &str, connection: Option<&str>) {
         let connection = match connection {
-            Some(c @ ("email" | "sms")) => c,
+            Some("email") => "email",
+            Some("sms") => "sms",
             Some(_) => "other",
             None => "",
         };
-        *lock(&self.events)
-            .entry((kind.to_string(), connection.to_string()))
-            .or_default() += 1;
+        if let Some(by_connection) = known(&mut lock(&self.events), kind) {
+            *by_connection.entry(connection).or_default() += 1;
+        }
     }
 
     /// A sign-in's outcome (`success` or `failure`) and, for a failure, its reason.
     pub fn sign_in(&self, connection: &str, result: &'static str, reason: &'static str) {
         let connection = match connection {
-            "email" | "sms" => connection,
+            "email" => "email",
+            "sms" => "sms",
             _ => "other",
         };
         *lock(&self.sign_ins)
-            .entry((connection.to_string(), result, reason))
+            .entry((connection, result, reason))
             .or_default() += 1;
     }
 
@@ -179,13 +206,17 @@ impl Metrics {
             "# HELP tessera_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE tessera_http_requests_total counter\n");
-        for ((m, r, s), n) in lock(&self.requests).iter() {
-            let _ = writeln!(
-                out,
-                "tessera_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{s}\"}} {n}",
-                esc(m),
-                esc(r)
-            );
+        for (m, by_route) in lock(&self.requests).iter() {
+            for (r, by_status) in by_route {
+                for (s, n) in by_status {
+                    let _ = writeln!(
+                        out,
+                        "tessera_http_requests_total{{method=\"{}\",route=\"{}\",status=\"{s}\"}} {n}",
+                        esc(m),
+                        esc(r)
+                    );
+                }
+            }
         }
         out.push_str("# HELP tessera_http_request_duration_seconds Request latency by route.\n");
         out.push_str("# TYPE tessera_http_request_duration_seconds histogram\n");
@@ -216,13 +247,15 @@ impl Metrics {
         }
         out.push_str("# HELP tessera_events_total Audit events by type (s: sign-in, f: failure, cls: code or link sent, limit_*: limits, ferrt: refresh-token reuse, ...).\n");
         out.push_str("# TYPE tessera_events_total counter\n");
-        for ((k, c), n) in lock(&self.events).iter() {
-            let _ = writeln!(
-                out,
-                "tessera_events_total{{type=\"{}\",connection=\"{}\"}} {n}",
-                esc(k),
-                esc(c)
-            );
+        for (k, by_connection) in lock(&self.events).iter() {
+            for (c, n) in by_connection {
+                let _ = writeln!(
+                    out,
+                    "tessera_events_total{{type=\"{}\",connection=\"{}\"}} {n}",
+                    esc(k),
+                    esc(c)
+                );
+            }
         }
         out.push_str(
             "# HELP tessera_sign_ins_total Sign-ins by connection, result and failure reason.\n",
