@@ -17,7 +17,7 @@ use tessera_core::email::EmailAddress;
 use tessera_core::otp::{self, PendingCode, Verdict};
 use tessera_core::user::User;
 use tessera_store::{
-    Attempt, Challenge, Decide, Decision, Outcome, Redeemed, SignIn, SignInRequest,
+    Challenge, Decide, Decision, NotCounted, Outcome, Redeemed, SignIn, SignInRequest,
 };
 
 use crate::error::ApiError;
@@ -260,18 +260,8 @@ async fn redeem(
             }
         })
     };
-    let request = sign_in.map(|how| {
-        let hex = st.ordered_id();
-        SignInRequest {
-            candidate: match connection.strategy {
-                Strategy::Email => User::new_email_user(&hex, &connection.name, &identifier, now),
-                Strategy::Sms => User::new_sms_user(&hex, &connection.name, &identifier, now),
-            },
-            identifier: identifier.clone(),
-            allow_signup: !connection.settings.disable_signup,
-            event: Some(success_event(st, meta, client, connection, how)),
-        }
-    });
+    let request =
+        sign_in.map(|how| sign_in_request(st, meta, client, connection, &identifier, now, how));
     let redeemed = st
         .store
         .redeem(
@@ -321,14 +311,14 @@ async fn redeem(
             config_version,
             outcome,
         } => (challenge, config_version, outcome),
-        Redeemed::NotCounted(Attempt::NoCode { config_version }) => {
+        Redeemed::NotCounted(NotCounted::NoCode { config_version }) => {
             st.config.observe(config_version);
             if version.is_some_and(|v| v != config_version) {
                 return Err(ApiError::stale_config());
             }
             return fail("no code pending", Failure::Wrong).await;
         }
-        Redeemed::NotCounted(Attempt::LockedOut) => {
+        Redeemed::NotCounted(NotCounted::LockedOut) => {
             st.event("limit_wc", meta, |e| {
                 e.client_id = Some(client.client_id.clone());
                 e.connection = Some(conn_name.to_string());
@@ -336,11 +326,6 @@ async fn redeem(
             })
             .await;
             return Ok(Err(Failure::LockedOut));
-        }
-        Redeemed::NotCounted(Attempt::Counted { .. }) => {
-            return Err(ApiError::internal(
-                "a counted attempt came back as not counted",
-            ));
         }
     };
     st.config.observe(current);
@@ -373,37 +358,41 @@ pub async fn sign_in(
     ch: &Challenge,
     how: &str,
 ) -> Result<Result<User, Failure>, ApiError> {
-    let hex = st.ordered_id();
-    let candidate = match connection.strategy {
-        Strategy::Email => User::new_email_user(&hex, &connection.name, &ch.identifier, st.now()),
-        Strategy::Sms => User::new_sms_user(&hex, &connection.name, &ch.identifier, st.now()),
-    };
+    let now = st.now();
+    let r = sign_in_request(st, meta, client, connection, &ch.identifier, now, how);
     let result = st
         .store
-        .sign_in(
-            &candidate,
-            &ch.identifier,
-            !connection.settings.disable_signup,
-            st.now(),
-        )
+        .sign_in(&r.candidate, &r.identifier, r.allow_signup, now)
         .await?;
-    let event = success_event(st, meta, client, connection, how);
-    signed_in(st, meta, client, connection, ch, result, Some(event)).await
+    signed_in(st, meta, client, connection, ch, result, r.event).await
 }
 
-/// The audit event of a successful sign-in (`s`), its `user_id` still to be set.
-fn success_event(
+/// The sign-in of `identifier` on `connection`: a new user to create when sign-up is open
+/// (`User::new_email_user`, or `new_sms_user`), and the success's audit event (`s`), its
+/// `user_id` still to be set.
+fn sign_in_request(
     st: &AppState,
     meta: &RequestMeta,
     client: &Client,
     connection: &Connection,
+    identifier: &str,
+    now: UnixTime,
     how: &str,
-) -> tessera_store::Event {
-    st.new_event("s", meta, |e| {
-        e.client_id = Some(client.client_id.clone());
-        e.connection = Some(connection.name.clone());
-        e.description = format!("Successful login ({how})");
-    })
+) -> SignInRequest {
+    let hex = st.ordered_id();
+    SignInRequest {
+        candidate: match connection.strategy {
+            Strategy::Email => User::new_email_user(&hex, &connection.name, identifier, now),
+            Strategy::Sms => User::new_sms_user(&hex, &connection.name, identifier, now),
+        },
+        identifier: identifier.to_string(),
+        allow_signup: !connection.settings.disable_signup,
+        event: Some(st.new_event("s", meta, |e| {
+            e.client_id = Some(client.client_id.clone());
+            e.connection = Some(connection.name.clone());
+            e.description = format!("Successful login ({how})");
+        })),
+    }
 }
 
 /// What follows a sign-in's write: its failures as [`Failure`]s, the SMS alarm's count, the

@@ -85,7 +85,7 @@ pub(crate) trait HotPaths {
                     let user = self
                         .sign_in(&r.candidate, &r.identifier, r.allow_signup, now)
                         .await?;
-                    Redemption::SignedIn(user, r.event)
+                    Redemption::SignedIn(user, r)
                 } else {
                     Redemption::Consumed
                 }
@@ -104,14 +104,15 @@ pub(crate) trait HotPaths {
 }
 
 /// What followed a counted attempt (`HotPaths::redeem`): `crate::Outcome`, with the
-/// sign-in's row as its statement returned it, and its event when it is still to be recorded.
+/// sign-in's row as its statement returned it, and its request back, `event` still in it when
+/// it is still to be recorded.
 #[allow(clippy::large_enum_variant)] // returned once per check; boxing buys nothing
 pub(crate) enum Redemption {
     Kept,
     Refunded,
     AlreadyUsed,
     Consumed,
-    SignedIn(Option<User>, Option<crate::Event>),
+    SignedIn(Option<User>, SignInRequest),
 }
 
 /// How a code's message is queued (`sql::QUEUE_MESSAGE`), from whether the code's user is

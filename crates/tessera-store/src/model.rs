@@ -173,8 +173,8 @@ pub struct SignInRequest {
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // returned once per check; boxing buys nothing
 pub enum Redeemed {
-    /// Nothing was counted: [`Attempt::NoCode`] or [`Attempt::LockedOut`].
-    NotCounted(Attempt),
+    /// Nothing was counted.
+    NotCounted(NotCounted),
     /// The attempt was counted against `challenge` (the counter includes it), then
     /// `outcome`.
     Counted {
@@ -182,6 +182,24 @@ pub enum Redeemed {
         config_version: i64,
         outcome: Outcome,
     },
+}
+
+/// Why no attempt was counted ([`Attempt::NoCode`] and [`Attempt::LockedOut`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotCounted {
+    /// No code is pending for the identity.
+    NoCode { config_version: i64 },
+    /// One of the lockout keys is blocked.
+    LockedOut,
+}
+
+impl From<NotCounted> for Attempt {
+    fn from(n: NotCounted) -> Attempt {
+        match n {
+            NotCounted::NoCode { config_version } => Attempt::NoCode { config_version },
+            NotCounted::LockedOut => Attempt::LockedOut,
+        }
+    }
 }
 
 /// What followed a counted attempt, as decided.

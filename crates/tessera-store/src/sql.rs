@@ -548,7 +548,7 @@ macro_rules! sql_store {
                 if let Some((challenge, config_version)) = counted {
                     return Ok($crate::Attempt::Counted { challenge, config_version });
                 }
-                self.not_counted(lockout_keys, now).await
+                Ok(self.not_counted(lockout_keys, now).await?.into())
             }
 
             async fn redeem(
@@ -560,8 +560,6 @@ macro_rules! sql_store {
                 decide: $crate::Decide,
                 sign_in: Option<$crate::SignInRequest>,
             ) -> $crate::Result<$crate::Redeemed> {
-                // Who signs in, for telling why nobody was (`signed_in`).
-                let who = sign_in.as_ref().map(|r| (r.candidate.clone(), r.identifier.clone()));
                 let counted = $crate::hot::HotPaths::redeem(
                     self, connection, identifier, lockout_keys, now, decide, sign_in,
                 )
@@ -574,22 +572,16 @@ macro_rules! sql_store {
                     $crate::hot::Redemption::Refunded => $crate::Outcome::Refunded,
                     $crate::hot::Redemption::AlreadyUsed => $crate::Outcome::AlreadyUsed,
                     $crate::hot::Redemption::Consumed => $crate::Outcome::Consumed,
-                    $crate::hot::Redemption::SignedIn(row, event) => {
-                        // `who` is there whenever the code was consumed for a sign-in.
-                        let Some((candidate, identifier)) = who else {
-                            return Err($crate::StoreError::Other(anyhow::anyhow!(
-                                "a sign-in ran without being asked for"
-                            )));
-                        };
+                    $crate::hot::Redemption::SignedIn(row, r) => {
                         // The event, unless the backend recorded it in the same write.
-                        if let (Some(u), Some(mut e)) = (&row, event) {
+                        if let (Some(u), Some(mut e)) = (&row, r.event) {
                             e.user_id = Some(u.user_id.clone());
                             if let Err(e) = $crate::Store::record_event(self, &e).await {
                                 tracing::warn!(error = %e, "could not record an audit event");
                             }
                         }
                         $crate::Outcome::SignedIn(
-                            self.signed_in(row, &candidate, &identifier).await?,
+                            self.signed_in(row, &r.candidate, &r.identifier).await?,
                         )
                     }
                 };
@@ -1335,7 +1327,7 @@ macro_rules! sql_store {
                 &self,
                 lockout_keys: [&str; 2],
                 now: tessera_core::UnixTime,
-            ) -> $crate::Result<$crate::Attempt> {
+            ) -> $crate::Result<$crate::NotCounted> {
                 use sqlx::Row as _;
                 let row = sqlx::query(
                     "SELECT (SELECT version FROM config_version WHERE id = 1) AS config_version, \
@@ -1347,9 +1339,9 @@ macro_rules! sql_store {
                 .fetch_one(&self.writer)
                 .await?;
                 Ok(if row.try_get::<bool, _>("locked")? {
-                    $crate::Attempt::LockedOut
+                    $crate::NotCounted::LockedOut
                 } else {
-                    $crate::Attempt::NoCode { config_version: row.try_get("config_version")? }
+                    $crate::NotCounted::NoCode { config_version: row.try_get("config_version")? }
                 })
             }
 

@@ -181,14 +181,14 @@ impl HotPaths for crate::SqliteStore {
                     Decision::Consume => {
                         if execute(db, sql::CONSUME_CHALLENGE, named_params! {"$1": ch.id})? != 1 {
                             Redemption::AlreadyUsed
-                        } else if let Some(r) = sign_in {
+                        } else if let Some(mut r) = sign_in {
                             let row =
                                 sign_in_row(db, &r.candidate, &r.identifier, r.allow_signup, now)?;
                             let signed_in = row.map(user).transpose()?;
                             // The event in the same write, as `issue` records its own: a
                             // failure is the operator's to see, not the caller's. Should it
                             // have ended the turn's transaction, the turn tells everyone in it.
-                            if let (Some(u), Some(mut e)) = (&signed_in, r.event) {
+                            if let (Some(u), Some(mut e)) = (&signed_in, r.event.take()) {
                                 e.user_id = Some(u.user_id.clone());
                                 if let Err(e) = write_batch(
                                     db,
@@ -199,7 +199,7 @@ impl HotPaths for crate::SqliteStore {
                                     tracing::warn!(error = %e, "could not record an audit event");
                                 }
                             }
-                            Redemption::SignedIn(signed_in, None)
+                            Redemption::SignedIn(signed_in, r)
                         } else {
                             Redemption::Consumed
                         }

@@ -547,7 +547,7 @@ async fn redeeming_counts_then_keeps_refunds_or_consumes_and_signs_in(s: &dyn St
     let v = s.config_version().await.unwrap();
     let never: fn() -> Decide = || Box::new(|_: &Challenge, _: i64| panic!("nothing to decide"));
     // No code: nothing counted, nothing decided.
-    let Redeemed::NotCounted(Attempt::NoCode { config_version }) =
+    let Redeemed::NotCounted(NotCounted::NoCode { config_version }) =
         redeem(s, "a@x.io", never(), None).await
     else {
         panic!()
@@ -716,7 +716,7 @@ async fn redeeming_counts_then_keeps_refunds_or_consumes_and_signs_in(s: &dyn St
     s.add_strike("fail:id", 100, 600, 3600).await.unwrap();
     assert!(matches!(
         redeem(s, "b@x.io", never(), None).await,
-        Redeemed::NotCounted(Attempt::LockedOut)
+        Redeemed::NotCounted(NotCounted::LockedOut)
     ));
     assert!(matches!(
         s.count_attempt("email", "b@x.io", ["none-1", "none-2"], 150)
@@ -756,7 +756,7 @@ async fn concurrent_redeems_sign_in_once(s: Arc<dyn Store>) {
                 outcome: Outcome::AlreadyUsed,
                 ..
             }
-            | Redeemed::NotCounted(Attempt::NoCode { .. }) => {}
+            | Redeemed::NotCounted(NotCounted::NoCode { .. }) => {}
             other => panic!("{other:?}"),
         }
     }
