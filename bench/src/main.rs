@@ -51,6 +51,13 @@ enum Mailbox {
     Dev,
 }
 
+/// The bench's scheduling policy (`--sched`).
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Sched {
+    Batch,
+    Normal,
+}
+
 #[derive(Parser)]
 #[command(version, about)]
 struct Args {
@@ -70,6 +77,11 @@ struct Args {
     /// the delayed-ACK wait a client without TCP_NODELAY meets at a real server.
     #[arg(long)]
     sink_quickack: bool,
+    /// How the bench's own threads are scheduled: `batch` (Linux's SCHED_BATCH: the same CPU
+    /// share, but its wake-ups do not preempt Tessera's running threads, as a client on
+    /// another machine never would) or `normal`. Tessera always runs under the normal policy.
+    #[arg(long, value_enum, default_value = "batch")]
+    sched: Sched,
     /// Concurrent clients (closed loop).
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -175,6 +187,26 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    // The limits of otp-login's algorithms are measured before the load as well as after it,
+    // and the ratio is taken against the mean: the machine's speed drifts within minutes.
+    let measure = |algs: &mut dyn Iterator<Item = &str>| -> anyhow::Result<Vec<(String, f64)>> {
+        algs.map(|a| {
+            Ok((
+                a.to_string(),
+                signing::limit(a, Duration::from_secs(args.sign_seconds))?,
+            ))
+        })
+        .collect()
+    };
+    let otp_login = args.scenarios.split(',').any(|s| s.trim() == "otp-login");
+    let limits_before = if args.sign_seconds == 0 || !otp_login {
+        Vec::new()
+    } else {
+        measure(&mut algs.iter().map(String::as_str))?
+    };
+    if args.sched == Sched::Batch {
+        tessera::scheduling(true)?;
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(
             args.concurrency
@@ -204,6 +236,7 @@ async fn main() -> anyhow::Result<()> {
         smtp_port,
         extra_apps,
         log: &log,
+        normal_policy: args.sched == Sched::Batch,
     };
     // The first start creates the database. A Tessera that does not know `signing_alg` yet
     // refuses the extra applications; it then runs without them.
@@ -322,20 +355,18 @@ async fn main() -> anyhow::Result<()> {
     let limits: Vec<(String, f64)> = if args.sign_seconds == 0 {
         Vec::new()
     } else {
-        signing::ALGS
-            .iter()
-            .map(|a| {
-                Ok((
-                    a.to_string(),
-                    signing::limit(a, Duration::from_secs(args.sign_seconds))?,
-                ))
-            })
-            .collect::<anyhow::Result<_>>()?
+        // The signing threads run under the normal policy, as Tessera's do, whatever the
+        // bench's own during the load.
+        if args.sched == Sched::Batch {
+            tessera::scheduling(false)?;
+        }
+        measure(&mut signing::ALGS.iter().copied())?
     };
     let summary = report(
         &args,
         &runs,
         &limits,
+        &limits_before,
         &skipped,
         ReportHead {
             startup_first,
@@ -465,10 +496,28 @@ fn ms(d: Duration) -> f64 {
 fn report(
     args: &Args,
     runs: &[Run],
-    limits: &[(String, f64)],
+    limits_after: &[(String, f64)],
+    limits_before: &[(String, f64)],
     skipped: &serde_json::Map<String, Value>,
     head: ReportHead<'_>,
 ) -> Value {
+    // Each algorithm's limit: the mean of its measures before and after the load where both
+    // were taken.
+    let limits: Vec<(String, f64)> = limits_after
+        .iter()
+        .map(|(alg, after)| {
+            let limit = match limits_before.iter().find(|(a, _)| a == alg) {
+                Some((_, before)) => (before + after) / 2.0,
+                None => *after,
+            };
+            (alg.clone(), limit)
+        })
+        .collect();
+    let by_alg = |l: &[(String, f64)]| {
+        l.iter()
+            .map(|(a, v)| (a.clone(), json!(v)))
+            .collect::<serde_json::Map<String, Value>>()
+    };
     // An OTP login signs one token, the id_token (the access token for /userinfo is opaque).
     let signatures_per_login = 1.0;
     let scenarios: Vec<Value> = runs
@@ -518,6 +567,7 @@ fn report(
         "loadavg_after": tessera::loadavg(),
         "mailbox": if args.mailbox == Mailbox::Smtp { "smtp" } else { "dev" },
         "sink_quickack": args.sink_quickack,
+        "bench_sched": if args.sched == Sched::Batch { "batch" } else { "normal" },
         "concurrency": args.concurrency,
         "rate": args.rate,
         // The first start creates the database (unless --workdir brought one); the second
@@ -528,7 +578,9 @@ fn report(
         "idle_rss_kib": head.idle_rss,
         "final_rss_kib": head.final_rss,
         "scenarios": scenarios,
-        "signing_limits_per_second": limits.iter().map(|(a, l)| (a.clone(), json!(l))).collect::<serde_json::Map<String, Value>>(),
+        "signing_limits_per_second": by_alg(&limits),
+        "signing_limits_before_per_second": by_alg(limits_before),
+        "signing_limits_after_per_second": by_alg(limits_after),
         "signatures_per_login": signatures_per_login,
         "logins_to_signing_limit": logins,
         "skipped_algs": skipped,
@@ -549,7 +601,7 @@ fn print_tables(s: &Value) {
         s["loadavg_after"].as_str().unwrap_or_default()
     );
     println!(
-        "start-up to first /health: {:.1} ms on the first start ({}), {:.1} ms on a restart (existing database); idle RSS {} KiB; mailbox {}; concurrency {}{}",
+        "start-up to first /health: {:.1} ms on the first start ({}), {:.1} ms on a restart (existing database); idle RSS {} KiB; mailbox {}; bench scheduled {}; concurrency {}{}",
         f(&s["startup_first_ms"]),
         if s["database_from_workdir"] == true {
             "the --workdir database"
@@ -559,6 +611,7 @@ fn print_tables(s: &Value) {
         f(&s["startup_existing_db_ms"]),
         s["idle_rss_kib"],
         s["mailbox"].as_str().unwrap_or_default(),
+        s["bench_sched"].as_str().unwrap_or_default(),
         s["concurrency"],
         s["rate"]
             .as_f64()
@@ -651,8 +704,18 @@ fn print_tables(s: &Value) {
         .into_iter()
         .flatten()
     {
+        let before = &s["signing_limits_before_per_second"][alg.as_str()];
+        let measured = if before.is_null() {
+            String::new()
+        } else {
+            format!(
+                "; the mean of {:.0}/s before the load and {:.0}/s after",
+                f(before),
+                f(&s["signing_limits_after_per_second"][alg.as_str()])
+            )
+        };
         println!(
-            "{alg} signing limit on this machine: {:.0}/s (all cores)",
+            "{alg} signing limit on this machine: {:.0}/s (all cores{measured})",
             f(limit)
         );
     }

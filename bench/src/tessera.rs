@@ -135,6 +135,9 @@ pub struct Launch<'a> {
     pub extra_apps: &'a [ExtraApp],
     /// Where Tessera's stdout and stderr go.
     pub log: &'a Path,
+    /// The bench runs under `SCHED_BATCH` ([`scheduling`]): Tessera, which would inherit
+    /// it, is started through `chrt --other 0`, so that it runs as it would in production.
+    pub normal_policy: bool,
 }
 
 /// A running Tessera.
@@ -160,7 +163,13 @@ impl Launch<'_> {
             .append(true)
             .open(self.log)
             .with_context(|| format!("cannot open {}", self.log.display()))?;
-        let mut cmd = Command::new(self.bin);
+        let mut cmd = if self.normal_policy {
+            let mut c = Command::new("chrt");
+            c.args(["--other", "0"]).arg(self.bin);
+            c
+        } else {
+            Command::new(self.bin)
+        };
         cmd.args(["serve", "--dev", "--config"])
             .arg(self.work.dir.join("tessera.toml"))
             .stdout(Stdio::from(log.try_clone()?))
@@ -308,6 +317,27 @@ impl Tessera {
 }
 
 /// The machine, for the report: core count and CPU model.
+/// Puts every thread of this process under Linux's `SCHED_BATCH` policy, or back under the
+/// normal one (`chrt --all-tasks`; threads started later inherit it). Under `SCHED_BATCH` its
+/// CPU share is the same; what changes is that its threads, when woken (an answer or a mail
+/// arrived), do not preempt a thread that is running: they wait for the scheduler's next
+/// choice. On a machine whose cores the bench shares with Tessera, each of its wake-ups would
+/// otherwise interrupt one of Tessera's threads, which a client on another machine never does.
+pub fn scheduling(batch: bool) -> anyhow::Result<()> {
+    let out = Command::new("chrt")
+        .args([if batch { "--batch" } else { "--other" }, "--all-tasks", "--pid", "0"])
+        .arg(std::process::id().to_string())
+        .output()
+        .context("cannot run chrt (util-linux) to set the scheduling policy; --sched normal runs without it")?;
+    if !out.status.success() {
+        bail!(
+            "chrt could not set the scheduling policy: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -341,4 +371,39 @@ pub fn cpu_time(stat_path: &str) -> Option<Duration> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `chrt -p`'s report of a process's policy.
+    fn policy(pid: u32) -> String {
+        let out = Command::new("chrt")
+            .args(["-p", &pid.to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The bench becomes a batch job and back; a process started as `Launch` starts Tessera
+    /// runs under the normal policy while the bench is a batch job.
+    #[test]
+    fn the_bench_runs_as_a_batch_job_and_starts_tessera_under_the_normal_policy() {
+        scheduling(true).unwrap();
+        assert!(policy(std::process::id()).contains("SCHED_BATCH"));
+        // A child of a batch job inherits its policy; `chrt --other 0` sets it back.
+        let inherited = Command::new("sh")
+            .args(["-c", "chrt -p $$"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&inherited.stdout).contains("SCHED_BATCH"));
+        let reset = Command::new("chrt")
+            .args(["--other", "0", "sh", "-c", "chrt -p $$"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&reset.stdout).contains("SCHED_OTHER"));
+        scheduling(false).unwrap();
+        assert!(policy(std::process::id()).contains("SCHED_OTHER"));
+    }
 }
