@@ -135,9 +135,9 @@ pub struct Launch<'a> {
     pub extra_apps: &'a [ExtraApp],
     /// Where Tessera's stdout and stderr go.
     pub log: &'a Path,
-    /// The bench runs under `SCHED_BATCH` ([`scheduling`]): Tessera, which would inherit
-    /// it, is started through `chrt --other 0`, so that it runs as it would in production.
-    pub normal_policy: bool,
+    /// Start Tessera through `chrt --other 0`, under the normal policy: set while the bench
+    /// runs under `SCHED_BATCH` ([`scheduling`]), which Tessera would otherwise inherit.
+    pub reset_policy: bool,
 }
 
 /// A running Tessera.
@@ -163,7 +163,7 @@ impl Launch<'_> {
             .append(true)
             .open(self.log)
             .with_context(|| format!("cannot open {}", self.log.display()))?;
-        let mut cmd = if self.normal_policy {
+        let mut cmd = if self.reset_policy {
             let mut c = Command::new("chrt");
             c.args(["--other", "0"]).arg(self.bin);
             c
@@ -316,13 +316,13 @@ impl Tessera {
     }
 }
 
-/// The machine, for the report: core count and CPU model.
 /// Puts every thread of this process under Linux's `SCHED_BATCH` policy, or back under the
 /// normal one (`chrt --all-tasks`; threads started later inherit it). Under `SCHED_BATCH` its
-/// CPU share is the same; what changes is that its threads, when woken (an answer or a mail
+/// weight is the same; what changes is that its threads, when woken (an answer or a mail
 /// arrived), do not preempt a thread that is running: they wait for the scheduler's next
-/// choice. On a machine whose cores the bench shares with Tessera, each of its wake-ups would
-/// otherwise interrupt one of Tessera's threads, which a client on another machine never does.
+/// choice. That sets the bench back at each of its wake-ups, in Tessera's favour: on a
+/// machine whose cores the bench shares with Tessera, each wake-up would otherwise interrupt
+/// one of Tessera's threads, a cost that clients on other machines do not bring to its cores.
 pub fn scheduling(batch: bool) -> anyhow::Result<()> {
     let out = Command::new("chrt")
         .args([if batch { "--batch" } else { "--other" }, "--all-tasks", "--pid", "0"])
@@ -331,13 +331,14 @@ pub fn scheduling(batch: bool) -> anyhow::Result<()> {
         .context("cannot run chrt (util-linux) to set the scheduling policy; --sched normal runs without it")?;
     if !out.status.success() {
         bail!(
-            "chrt could not set the scheduling policy: {}",
+            "chrt could not set the scheduling policy ({}); --sched normal runs without it",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
     Ok(())
 }
 
+/// The machine, for the report: core count and CPU model.
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -386,8 +387,9 @@ mod tests {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The bench becomes a batch job and back; a process started as `Launch` starts Tessera
-    /// runs under the normal policy while the bench is a batch job.
+    /// The bench becomes a batch job and back; a process started the way `Launch::start`
+    /// starts Tessera (`chrt --other 0 …`) runs under the normal policy while the bench is a
+    /// batch job.
     #[test]
     fn the_bench_runs_as_a_batch_job_and_starts_tessera_under_the_normal_policy() {
         scheduling(true).unwrap();
