@@ -200,9 +200,10 @@ async fn main() -> anyhow::Result<()> {
         .collect()
     };
     let otp_login = args.scenarios.split(',').any(|s| s.trim() == "otp-login");
+    let batch = args.sched == Sched::Batch;
     // Both measures run under the normal policy (and this checks that chrt works before any
     // time is spent).
-    if args.sched == Sched::Batch {
+    if batch {
         tessera::scheduling(false)?;
     }
     let limits_before = if args.sign_seconds == 0 || !otp_login {
@@ -210,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         measure(&mut algs.iter().map(String::as_str))?
     };
-    if args.sched == Sched::Batch {
+    if batch {
         tessera::scheduling(true)?;
     }
     let http = reqwest::Client::builder()
@@ -242,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
         smtp_port,
         extra_apps,
         log: &log,
-        reset_policy: args.sched == Sched::Batch,
+        reset_policy: batch,
     };
     // The first start creates the database. A Tessera that does not know `signing_alg` yet
     // refuses the extra applications; it then runs without them.
@@ -363,7 +364,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         // The signing threads run under the normal policy, as Tessera's do, whatever the
         // bench's own during the load.
-        if args.sched == Sched::Batch {
+        if batch {
             tessera::scheduling(false)?;
         }
         measure(&mut signing::ALGS.iter().copied())?
