@@ -73,7 +73,7 @@ pub async fn start(
             user_id: user.user_id.clone(),
             created_at: now,
             expires_at: now + lifetime,
-            ip: meta.ip.map(|i| i.to_string()),
+            ip: meta.ip_text(),
             user_agent: meta.user_agent.clone(),
         })
         .await?;

@@ -126,7 +126,7 @@ impl Inner {
             client_id: None,
             connection: None,
             user_id: None,
-            ip: ctx.ip.map(|i| i.to_string()),
+            ip: ctx.ip_text(),
             user_agent: ctx.user_agent.clone(),
             description: String::new(),
         };
@@ -153,9 +153,21 @@ impl RequestMeta {
     /// The client address as a rate-limit key part (`unknown` when there is none, as in
     /// in-process tests).
     pub fn ip_key(&self) -> String {
-        self.ip
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| "unknown".into())
+        self.ip_text().unwrap_or_else(|| "unknown".into())
+    }
+
+    /// The client address as text, as stored with codes, sessions and events.
+    pub fn ip_text(&self) -> Option<String> {
+        self.ip.map(tessera_core::net::ip_text)
+    }
+}
+
+/// A user agent as kept: its first 256 characters. A value of at most 256 bytes has no more and
+/// is taken whole (collecting `char`s one by one cost about 800 instructions a request).
+fn bounded_user_agent(s: &str) -> String {
+    match s.len() {
+        0..=256 => s.to_owned(),
+        _ => s.chars().take(256).collect(),
     }
 }
 
@@ -176,7 +188,7 @@ impl FromRequestParts<AppState> for RequestMeta {
             });
         let ip = peer.map(|p| client_ip(p.ip(), header("x-forwarded-for"), &st.trusted_proxies));
         let forwarded_for = header("auth0-forwarded-for").and_then(|v| v.trim().parse().ok());
-        let user_agent = header("user-agent").map(|s| s.chars().take(256).collect());
+        let user_agent = header("user-agent").map(bounded_user_agent);
         let language = header("x-request-language")
             .or_else(|| header("accept-language"))
             .map(|s| {
@@ -192,5 +204,21 @@ impl FromRequestParts<AppState> for RequestMeta {
             user_agent,
             language,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_are_kept_to_256_characters() {
+        assert_eq!(bounded_user_agent("curl/8.5.0"), "curl/8.5.0");
+        let ascii = "a".repeat(300);
+        assert_eq!(bounded_user_agent(&ascii), "a".repeat(256));
+        // 256 two-byte characters are 512 bytes, kept whole; one more is cut.
+        let wide = "é".repeat(257);
+        assert_eq!(bounded_user_agent(&wide), "é".repeat(256));
+        assert_eq!(bounded_user_agent(&"é".repeat(128)), "é".repeat(128));
     }
 }

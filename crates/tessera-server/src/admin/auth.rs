@@ -359,7 +359,7 @@ async fn begin_session(
             user_id: user.user_id.clone(),
             created_at: now,
             expires_at: now + SESSION_LIFETIME_SECS,
-            ip: meta.ip.map(|i| i.to_string()),
+            ip: meta.ip_text(),
             user_agent: meta.user_agent.clone(),
         })
         .await?;
@@ -483,7 +483,7 @@ pub async fn guard(
         email: session.email.clone(),
         user_id: session.user_id.clone(),
         csrf: csrf_for(&st, &session.sid),
-        ip: meta.ip.map(|i| i.to_string()),
+        ip: meta.ip_text(),
         user_agent: meta.user_agent.clone(),
     };
     let req = if is_read {

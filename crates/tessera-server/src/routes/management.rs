@@ -177,7 +177,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             client_id,
             scopes,
-            ip: meta.ip.map(|i| i.to_string()),
+            ip: meta.ip_text(),
             user_agent: meta.user_agent,
         })
     }

@@ -614,7 +614,7 @@ pub async fn issue_code(
             let sms = SmsMessage {
                 to: phone.as_str().to_string(),
                 body,
-                ip: meta.ip.map(|i| i.to_string()),
+                ip: meta.ip_text(),
                 user_agent: meta.user_agent.clone(),
             };
             ("sms", sms.to_bytes())
@@ -631,7 +631,7 @@ pub async fn issue_code(
         created_at: now,
         expires_at,
         max_attempts: s.max_attempts,
-        ip: meta.ip.map(|i| i.to_string()),
+        ip: meta.ip_text(),
         user_agent: meta.user_agent.clone(),
     };
     let outbox = NewOutboxMessage {
