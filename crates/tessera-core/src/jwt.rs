@@ -73,6 +73,9 @@ pub struct SigningKey {
     pub alg: Alg,
     pair: Pair,
     rng: aws_lc_rs::rand::SystemRandom,
+    /// The encoded header, `{"alg":…,"kid":…,"typ":"JWT"}` in base64url: the same for every
+    /// token the key signs, so made once.
+    header: String,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -137,11 +140,13 @@ impl SigningKey {
                 Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| JwtError::BadKey)?,
             ),
         };
+        let header = json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid});
         Ok(SigningKey {
             kid: kid.to_string(),
             alg,
             pair,
             rng: aws_lc_rs::rand::SystemRandom::new(),
+            header: B64.encode(header.to_string()),
         })
     }
 
@@ -170,10 +175,11 @@ impl SigningKey {
 
     /// Signs `claims` as a compact JWS with header `{"alg":…,"typ":"JWT","kid":…}`.
     pub fn sign(&self, claims: &Map<String, Value>) -> Result<String, JwtError> {
-        let header = json!({"alg": self.alg.as_str(), "typ": "JWT", "kid": self.kid});
-        let mut out = B64.encode(header.to_string());
+        let claims = serde_json::to_vec(claims).map_err(|_| JwtError::Sign)?;
+        let mut out = String::with_capacity(self.header.len() + claims.len() * 4 / 3 + 400);
+        out.push_str(&self.header);
         out.push('.');
-        out.push_str(&B64.encode(Value::Object(claims.clone()).to_string()));
+        B64.encode_string(&claims, &mut out);
         let sig = match &self.pair {
             Pair::Rsa(p) => {
                 let mut sig = vec![0u8; p.public_modulus_len()];
@@ -194,7 +200,7 @@ impl SigningKey {
             Pair::Ed(p) => p.sign(out.as_bytes()).as_ref().to_vec(),
         };
         out.push('.');
-        out.push_str(&B64.encode(sig));
+        B64.encode_string(&sig, &mut out);
         Ok(out)
     }
 }
@@ -401,6 +407,19 @@ mod tests {
         let token = reloaded.sign(&claims(100)).unwrap();
         let c = verify(&token, std::slice::from_ref(&vk), &expect(50)).unwrap();
         assert_eq!(c["sub"], "email|abc");
+        // The header and the claims as compact JSON, keys in order, base64url without padding.
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let decoded = |p: &str| String::from_utf8(B64.decode(p).unwrap()).unwrap();
+        assert_eq!(
+            decoded(parts[0]),
+            format!(r#"{{"alg":"RS256","kid":"{}","typ":"JWT"}}"#, key.kid)
+        );
+        assert_eq!(
+            decoded(parts[1]),
+            r#"{"aud":["api","https://t.example/userinfo"],"exp":100,"iat":0,"iss":"https://t.example/","sub":"email|abc"}"#
+        );
+        assert_eq!(B64.decode(parts[2]).unwrap().len(), 256);
         // expired, wrong audience, wrong issuer
         assert!(matches!(
             verify(&token, std::slice::from_ref(&vk), &expect(100)),
