@@ -128,14 +128,20 @@ fn refuse_nul(map: &Map<String, Value>) -> Result<(), ParamsError> {
     }
 }
 
-fn drop_nulls(map: Map<String, Value>) -> Map<String, Value> {
-    map.into_iter()
-        .filter(|(_, v)| !v.is_null())
-        .map(|(k, v)| match v {
-            Value::Object(inner) => (k, Value::Object(drop_nulls(inner))),
-            other => (k, other),
-        })
-        .collect()
+/// Drops the members that are `null`, in objects within objects too, in place (rebuilding the
+/// map sorted its entries again).
+fn drop_nulls(mut map: Map<String, Value>) -> Map<String, Value> {
+    drop_nulls_in(&mut map);
+    map
+}
+
+fn drop_nulls_in(map: &mut Map<String, Value>) {
+    map.retain(|_, v| !v.is_null());
+    for v in map.values_mut() {
+        if let Value::Object(inner) = v {
+            drop_nulls_in(inner);
+        }
+    }
 }
 
 #[cfg(test)]
