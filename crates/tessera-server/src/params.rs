@@ -128,8 +128,8 @@ fn refuse_nul(map: &Map<String, Value>) -> Result<(), ParamsError> {
     }
 }
 
-/// Drops the members that are `null`, in objects within objects too, in place (rebuilding the
-/// map sorted its entries again).
+/// Drops the members that are `null`, in objects within objects too. In place: rebuilding the
+/// map, as this did before, sorted its entries all over again.
 fn drop_nulls(mut map: Map<String, Value>) -> Map<String, Value> {
     drop_nulls_in(&mut map);
     map
