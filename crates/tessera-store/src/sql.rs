@@ -1331,7 +1331,8 @@ macro_rules! sql_store {
                 use sqlx::Row as _;
                 let row = sqlx::query(
                     "SELECT (SELECT version FROM config_version WHERE id = 1) AS config_version, \
-                     EXISTS (SELECT 1 FROM blocks WHERE key IN ($1, $2) AND blocked_until > $3) AS locked",
+                     (EXISTS (SELECT 1 FROM blocks WHERE key = $1 AND blocked_until > $3) \
+                     OR EXISTS (SELECT 1 FROM blocks WHERE key = $2 AND blocked_until > $3)) AS locked",
                 )
                 .bind(lockout_keys[0])
                 .bind(lockout_keys[1])
