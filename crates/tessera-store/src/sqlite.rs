@@ -49,37 +49,71 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 const CHECKPOINT_IDLE: Duration = Duration::from_millis(250);
 
 /// The log's length, in pages, past which it is started again from the beginning.
-const RESTART_AFTER_PAGES: i64 = 4096;
+const RESTART_AFTER_PAGES: i64 = 2048;
+
+/// Before a RESTART, PASSIVE checkpoints follow each other without a pause until one finds
+/// fewer than this many frames written since the one before ...
+const CATCH_UP_FRAMES: i64 = 32;
+
+/// ... or this many have run (under a flow of writes that never lets them catch up).
+const CATCH_UP_PASSES: u32 = 16;
+
+/// `PRAGMA wal_checkpoint(PASSIVE)`: copies what it can of the log into the database file
+/// without waiting for or holding up anyone. Returns the log's length, in pages.
+async fn passive(conn: &mut sqlx::SqliteConnection) -> Result<i64, sqlx::Error> {
+    use sqlx::Row as _;
+    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut *conn)
+        .await?;
+    row.try_get(1)
+}
 
 /// Copies what it can of the log into the database file without waiting for anyone
 /// (PASSIVE). Only a writer can start the log again from its beginning, and only once every
 /// page in it has been copied, which never holds for long under a steady flow of writes: so
-/// once the log is past [`RESTART_AFTER_PAGES`] (16 MiB of 4 KiB pages), a RESTART checkpoint
-/// holds new writes back for the little copying left and the file's sync, and the next write
-/// starts the log over. Writers wait that short while every few seconds at full load, instead
-/// of at every thousandth page.
+/// once the log is past [`RESTART_AFTER_PAGES`] (8 MiB of 4 KiB pages), a RESTART checkpoint
+/// holds new writes back for the little copying left and the files' syncs, and the next
+/// write starts the log over.
+///
+/// What writers wait for in the RESTART is mostly its sync of the log, whose cost grows with
+/// what was written since the last sync: at `start`'s half rate on a slow disk, the log took
+/// in 3–4 MB during the PASSIVE checkpoint before it, and the RESTART held writers for
+/// 10–20 ms, a burst of slow requests every 200 ms (bench/README.md, tenth section). So the
+/// PASSIVE checkpoints first catch up, one after the other, each with less to copy and sync
+/// than the last, until one finds fewer than [`CATCH_UP_FRAMES`] new frames; only then are
+/// writers held back.
 ///
 /// The RESTART holds the writer connection meanwhile: writers then wait in the pool's queue
 /// and are woken the moment it is done, where with the lock alone they would find the
 /// database busy and sleep in SQLite's busy handler (1, 2, 5, 10 ms …) well past its end.
 ///
-/// Returns the log's length, in pages, as the PASSIVE checkpoint found it.
+/// Returns the log's length, in pages, as the first PASSIVE checkpoint found it.
 async fn checkpoint(
     conn: &mut sqlx::SqliteConnection,
     writer: &SqlitePool,
 ) -> Result<i64, sqlx::Error> {
-    use sqlx::Row as _;
-    let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(&mut *conn)
-        .await?;
-    let log_pages: i64 = row.try_get(1)?;
-    if log_pages > RESTART_AFTER_PAGES {
-        let _writer = writer.acquire().await?;
-        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
-            .execute(&mut *conn)
-            .await?;
+    let first = passive(conn).await?;
+    if first <= RESTART_AFTER_PAGES {
+        return Ok(first);
     }
-    Ok(log_pages)
+    let mut log_pages = first;
+    for _ in 0..CATCH_UP_PASSES {
+        let now = passive(conn).await?;
+        let written = now - log_pages;
+        log_pages = now;
+        if now <= RESTART_AFTER_PAGES {
+            // A write started the log over by itself (a pass had copied all of it).
+            return Ok(first);
+        }
+        if written < CATCH_UP_FRAMES {
+            break;
+        }
+    }
+    let _writer = writer.acquire().await?;
+    sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+        .execute(&mut *conn)
+        .await?;
+    Ok(first)
 }
 
 /// Creates a missing database file readable and writable by its owner only (0600), before
@@ -275,5 +309,87 @@ mod tests {
                 .unwrap();
             assert_eq!(mode, 0, "DEFAULT: files");
         }
+    }
+
+    /// A log past `RESTART_AFTER_PAGES` is started over by the first write after the
+    /// checkpoint, every row kept, and the passes that catch up before the RESTART come to an
+    /// end while another task writes on throughout.
+    #[tokio::test]
+    async fn a_long_log_is_started_over_after_a_checkpoint_while_writes_go_on() {
+        use super::*;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let connect = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(connect.clone().pragma("wal_autocheckpoint", "0"))
+            .await
+            .unwrap();
+        let mut own = connect.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (b BLOB NOT NULL)")
+            .execute(&writer)
+            .await
+            .unwrap();
+        // A page of its own for each row.
+        let page_rows = RESTART_AFTER_PAGES + 300;
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) \
+             INSERT INTO t (b) SELECT zeroblob(3500) FROM n",
+        )
+        .bind(page_rows)
+        .execute(&writer)
+        .await
+        .unwrap();
+        // (Not measured by a checkpoint, which would copy all of it: the next write would
+        // then start the log over by itself.)
+        let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
+        assert!(wal > RESTART_AFTER_PAGES as u64 * 4096, "the log has {wal} bytes");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (writer, stop) = (writer.clone(), Arc::clone(&stop));
+            async move {
+                let mut n = 0_i64;
+                while !stop.load(Ordering::Relaxed) {
+                    sqlx::query("INSERT INTO t (b) VALUES (zeroblob(100))")
+                        .execute(&writer)
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+                n
+            }
+        });
+        // Let the task's writes begin before the checkpoint does.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let found = tokio::time::timeout(Duration::from_secs(60), checkpoint(&mut own, &writer))
+            .await
+            .expect("the checkpoint ends while writes go on")
+            .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        let written = task.await.unwrap();
+        assert!(found > RESTART_AFTER_PAGES, "the checkpoint found {found} pages");
+        assert!(written > 0);
+
+        sqlx::query("INSERT INTO t (b) VALUES (zeroblob(100))")
+            .execute(&writer)
+            .await
+            .unwrap();
+        let after = passive(&mut own).await.unwrap();
+        assert!(
+            after < RESTART_AFTER_PAGES / 4,
+            "the log was not started over: {after} pages"
+        );
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&writer)
+            .await
+            .unwrap();
+        assert_eq!(rows, page_rows + written + 1);
     }
 }
