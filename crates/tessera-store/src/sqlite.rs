@@ -348,8 +348,13 @@ mod tests {
         .unwrap();
         // (Not measured by a checkpoint, which would copy all of it: the next write would
         // then start the log over by itself.)
-        let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
-        assert!(wal > RESTART_AFTER_PAGES as u64 * 4096, "the log has {wal} bytes");
+        let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+            .unwrap()
+            .len();
+        assert!(
+            wal > RESTART_AFTER_PAGES as u64 * 4096,
+            "the log has {wal} bytes"
+        );
 
         let stop = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
@@ -374,7 +379,10 @@ mod tests {
             .unwrap();
         stop.store(true, Ordering::Relaxed);
         let written = task.await.unwrap();
-        assert!(found > RESTART_AFTER_PAGES, "the checkpoint found {found} pages");
+        assert!(
+            found > RESTART_AFTER_PAGES,
+            "the checkpoint found {found} pages"
+        );
         assert!(written > 0);
 
         sqlx::query("INSERT INTO t (b) VALUES (zeroblob(100))")
